@@ -460,3 +460,26 @@ def test_evaluate_ava_bad_inputs():
         evaluate_ava(gt, [], LABELMAP, excluded_timestamps=3)
     with pytest.raises(ValueError, match="Received: excluded_timestamps item="):
         evaluate_ava(gt, [], LABELMAP, excluded_timestamps=[("v", 902, 1)])
+
+
+def test_docstring_examples():
+    import doctest
+
+    import keras_slowfast.evaluation.ava as module
+
+    assert doctest.testmod(module).failed == 0
+
+
+def test_in_memory_dicts():
+    boxes = {"v,902": np.array([BOX_A, BOX_B]), "w,0903": np.array([BOX_A])}
+    labels = {"v,902": [1, 3], "w,0903": [1]}
+    gt = (boxes, labels)
+    det = (boxes, labels, {"v,902": [0.9, 0.8], "w,0903": [0.7]})
+    m = evaluate_ava(gt, det, LABELMAP, excluded_timestamps=["w,903"])
+    assert m[MAP] == 1.0
+    with pytest.raises(ValueError, match="Received: key=7"):
+        evaluate_ava(({7: np.array([BOX_A])}, {7: [1]}), [], LABELMAP)
+    with pytest.raises(ValueError, match="needs scores"):
+        evaluate_ava(gt, gt, LABELMAP)
+    with pytest.raises(ValueError, match="2 labels and 1 scores"):
+        evaluate_ava(gt, (boxes, labels, {"v,902": [0.9]}), LABELMAP)

@@ -341,11 +341,11 @@ def _as_boxes(data, name, class_whitelist, load_score):
             if class_whitelist is not None:
                 keep = np.isin(lab, sorted(class_whitelist))
                 b, lab, s = b[keep], lab[keep], s[keep]
-            image_key = make_image_key(*key.rsplit(",", 1)) if "," in key else None
-            if image_key is None:
+            if not isinstance(key, str) or "," not in key:
                 raise ValueError(
                     f"`{name}` keys must be image keys 'video,second'. Received: key={key!r}"
                 )
+            image_key = make_image_key(*key.rsplit(",", 1))
             out.boxes[image_key] = b
             out.labels[image_key] = lab
             out.scores[image_key] = s

@@ -1,0 +1,33 @@
+"""Evaluation: AVA frame-mAP and multi-view (multi-clip, multi-crop) testing."""
+
+from keras_slowfast.evaluation.ava import (
+    AVABoxes,
+    average_precision,
+    detections_from_predictions,
+    evaluate_ava,
+    make_image_key,
+    read_csv,
+    read_exclusions,
+    read_labelmap,
+    write_detections_csv,
+)
+from keras_slowfast.evaluation.multiview import (
+    MultiViewAggregator,
+    MultiViewResult,
+    topk_accuracy,
+)
+
+__all__ = [
+    "AVABoxes",
+    "MultiViewAggregator",
+    "MultiViewResult",
+    "average_precision",
+    "detections_from_predictions",
+    "evaluate_ava",
+    "make_image_key",
+    "read_csv",
+    "read_exclusions",
+    "read_labelmap",
+    "topk_accuracy",
+    "write_detections_csv",
+]
