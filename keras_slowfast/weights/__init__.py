@@ -1,0 +1,1 @@
+"""Checkpoint readers, name maps and weight transfer for keras_slowfast."""
