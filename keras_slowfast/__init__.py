@@ -1,0 +1,3 @@
+"""SlowFast video networks for Keras 3 / TensorFlow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,211 @@
+"""Named SlowFast variants: one table row each, built by the generic builders."""
+
+_R50_TEMP = [[3, 3], [4, 4], [6, 6], [3, 3]]
+_R101_TEMP = [[3, 3], [4, 4], [23, 23], [3, 3]]
+# "R101_50_50": only the first 6 res4 blocks have temporal kernels, as in R50.
+_R101_50_50_TEMP = [[3, 3], [4, 4], [6, 6], [3, 3]]
+_NO_NL = [[[], []], [[], []], [[], []], [[], []]]
+
+# name -> builder kind, full-size arguments, and the PySlowFast config it corresponds to.
+VARIANTS = {
+    "slowfast_4x16_r50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOWFAST_4x16_R50.yaml",
+        kwargs=dict(
+            depth=50, num_frames=32, alpha=8, fusion_kernel_size=5, num_block_temp_kernel=_R50_TEMP
+        ),
+    ),
+    "slowfast_8x8_r50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOWFAST_8x8_R50.yaml",
+        kwargs=dict(
+            depth=50, num_frames=32, alpha=4, fusion_kernel_size=7, num_block_temp_kernel=_R50_TEMP
+        ),
+    ),
+    "slowfast_nln_8x8_r50": dict(
+        kind="classifier",
+        config="configs/Kinetics/SLOWFAST_NLN_8x8_R50.yaml",
+        kwargs=dict(
+            depth=50,
+            num_frames=32,
+            alpha=4,
+            fusion_kernel_size=5,
+            num_block_temp_kernel=_R50_TEMP,
+            nonlocal_location=[[[], []], [[1, 3], []], [[1, 3, 5], []], [[], []]],
+            nonlocal_pool=(1, 2, 2),
+        ),
+    ),
+    "slowfast_8x8_r101": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOWFAST_8x8_R101_101_101.yaml",
+        kwargs=dict(
+            depth=101,
+            num_frames=32,
+            alpha=4,
+            fusion_kernel_size=5,
+            num_block_temp_kernel=_R101_TEMP,
+        ),
+    ),
+    "slowfast_16x8_r101_50_50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOWFAST_16x8_R101_50_50.yaml",
+        kwargs=dict(
+            depth=101,
+            num_frames=64,
+            alpha=4,
+            fusion_kernel_size=5,
+            num_block_temp_kernel=_R101_50_50_TEMP,
+        ),
+    ),
+    "slowfast_nln_16x8_r101_50_50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOWFAST_NLN_16x8_R101_50_50.yaml",
+        kwargs=dict(
+            depth=101,
+            num_frames=64,
+            alpha=4,
+            fusion_kernel_size=5,
+            num_block_temp_kernel=_R101_50_50_TEMP,
+            nonlocal_location=[[[], []], [[], []], [[6, 13, 20], []], [[], []]],
+            nonlocal_pool=(1, 2, 2),
+        ),
+    ),
+    "slow_8x8_r50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOW_8x8_R50.yaml",
+        kwargs=dict(depth=50, num_frames=8, single_pathway=True),
+    ),
+    "slow_4x16_r50": dict(
+        kind="classifier",
+        config="configs/Kinetics/c2/SLOW_4x16_R50.yaml",
+        kwargs=dict(depth=50, num_frames=4, single_pathway=True),
+    ),
+    "ava_slowfast_32x2_r101_50_50": dict(
+        kind="detector",
+        config="configs/AVA/c2/SLOWFAST_32x2_R101_50_50.yaml",
+        kwargs=dict(
+            depth=101,
+            num_frames=32,
+            alpha=4,
+            fusion_kernel_size=5,
+            num_block_temp_kernel=_R101_50_50_TEMP,
+            nonlocal_location=[[[], []], [[], []], [[6, 13, 20], []], [[], []]],
+            nonlocal_pool=(2, 2, 2),
+            spatial_strides=[1, 2, 2, 1],
+            spatial_dilations=[1, 1, 1, 2],
+            aligned=False,
+            classes=80,
+        ),
+    ),
+    "ava_slowfast_r50_detection": dict(
+        kind="detector",
+        config=None,
+        kwargs=dict(
+            depth=50,
+            num_frames=32,
+            alpha=4,
+            fusion_kernel_size=7,
+            num_block_temp_kernel=_R50_TEMP,
+            spatial_strides=[1, 2, 2, 1],
+            spatial_dilations=[1, 1, 1, 2],
+            aligned=True,
+            classes=80,
+        ),
+    ),
+}
+
+
+def _check_choice(value, allowed, arg):
+    if value not in allowed:
+        raise ValueError(f"`{arg}` must be one of {list(allowed)}. Received: {arg}={value!r}")
+
+
+def _build_variant(key, **kwargs):
+    from keras_slowfast.models.slowfast import SlowFast
+
+    spec = VARIANTS[key]
+    merged = dict(spec["kwargs"])
+    merged.update(kwargs)
+    merged.setdefault("name", key)
+    return SlowFast(**merged)
+
+
+def _resolve_weights(kwargs, key):
+    """Named weights (e.g. "k400") are resolved by the weights registry."""
+    weights = kwargs.get("weights")
+    if isinstance(weights, str) and not weights.endswith((".h5", ".pyth", ".pkl", ".pth")):
+        from keras_slowfast.weights import registry
+
+        kwargs["weights"] = registry.resolve(key, weights, kwargs)
+    return kwargs
+
+
+def SlowFastR50(variant="8x8", nonlocal_blocks=False, **kwargs):
+    """SlowFast R50 (Kinetics-400 architecture).
+
+    Args:
+        variant: `"8x8"` (T=8 slow frames, alpha 4, fusion kernel 7) or `"4x16"` (T=4,
+            alpha 8).
+        nonlocal_blocks: add PySlowFast's non-local blocks (8x8 only: res3 blocks 1, 3 and
+            res4 blocks 1, 3, 5 of the slow pathway; fusion kernel 5).
+        **kwargs: any argument of :func:`keras_slowfast.SlowFast` (`weights`, `include_top`,
+            `classes`, `input_shape`, ...).
+
+    Example:
+        >>> model = SlowFastR50(variant="4x16", width_per_group=8, classes=10)
+        >>> model.input_shape
+        (None, 32, None, None, 3)
+    """
+    _check_choice(variant, ("8x8", "4x16"), "variant")
+    if nonlocal_blocks and variant != "8x8":
+        raise ValueError(
+            "Non-local blocks are published for the 8x8 R50 only. "
+            f"Received: variant={variant!r}, nonlocal_blocks=True"
+        )
+    key = "slowfast_nln_8x8_r50" if nonlocal_blocks else f"slowfast_{variant}_r50"
+    return _build_variant(key, **_resolve_weights(kwargs, key))
+
+
+def SlowFastR101(variant="8x8", nonlocal_blocks=False, **kwargs):
+    """SlowFast R101.
+
+    Args:
+        variant: `"8x8"` (R101 temporal kernels in all res4 blocks) or `"16x8"`
+            (PySlowFast's R101_50_50: 64 fast frames, temporal kernels in the first 6
+            res4 blocks only).
+        nonlocal_blocks: add non-local blocks after res4 blocks 6, 13, 20 (16x8 only).
+        **kwargs: any argument of :func:`keras_slowfast.SlowFast`.
+
+    Example:
+        >>> model = SlowFastR101(variant="16x8", width_per_group=8, classes=10)
+        >>> model.input_shape
+        (None, 64, None, None, 3)
+    """
+    _check_choice(variant, ("8x8", "16x8"), "variant")
+    if nonlocal_blocks and variant != "16x8":
+        raise ValueError(
+            "Non-local blocks are published for the 16x8 R101 only. "
+            f"Received: variant={variant!r}, nonlocal_blocks=True"
+        )
+    if variant == "8x8":
+        key = "slowfast_8x8_r101"
+    else:
+        key = "slowfast_nln_16x8_r101_50_50" if nonlocal_blocks else "slowfast_16x8_r101_50_50"
+    return _build_variant(key, **_resolve_weights(kwargs, key))
+
+
+def SlowR50(variant="8x8", **kwargs):
+    """Slow-only R50: one pathway, no temporal convolution before res4.
+
+    Args:
+        variant: `"8x8"` (8 frames) or `"4x16"` (4 frames).
+        **kwargs: any argument of :func:`keras_slowfast.SlowFast`.
+
+    Example:
+        >>> model = SlowR50(width_per_group=8, classes=10)
+        >>> model.input_shape
+        (None, 8, None, None, 3)
+    """
+    _check_choice(variant, ("8x8", "4x16"), "variant")
+    key = f"slow_{variant}_r50"
+    return _build_variant(key, **_resolve_weights(kwargs, key))
