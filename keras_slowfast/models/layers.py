@@ -278,3 +278,69 @@ class SlidingAveragePooling3D(keras.layers.Layer):
         config = super().get_config()
         config.update({"pool_size": list(self.pool_size)})
         return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class TemporalMean(keras.layers.Layer):
+    """Averages a `(batch, T, H, W, C)` tensor over time, giving `(batch, H, W, C)`.
+
+    The AVA head's per-pathway average pooling over all remaining frames.
+
+    Example:
+        >>> TemporalMean()(np.ones((1, 8, 4, 4, 16), "float32")).shape
+        (1, 4, 4, 16)
+    """
+
+    def call(self, inputs):
+        return ops.mean(inputs, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NormalizedBoxesToPixels(keras.layers.Layer):
+    """Scales `[x1, y1, x2, y2]` boxes from [0, 1] to pixels of the clip's frames.
+
+    Called as `layer([clip, boxes])` with `clip` `(batch, T, H, W, C)` and `boxes`
+    `(batch, max_boxes, 4)`.
+
+    Example:
+        >>> clip = np.zeros((1, 4, 64, 32, 3), "float32")
+        >>> NormalizedBoxesToPixels()([clip, np.array([[[0.5, 0.5, 1.0, 1.0]]])]).tolist()
+        [[[16.0, 32.0, 32.0, 64.0]]]
+    """
+
+    def call(self, inputs):
+        clip, boxes = inputs
+        shape = ops.shape(clip)
+        height = ops.cast(shape[2], "float32")
+        width = ops.cast(shape[3], "float32")
+        scale = ops.stack([width, height, width, height])
+        return ops.cast(boxes, "float32") * scale
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[1]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class MaskPaddedBoxes(keras.layers.Layer):
+    """Zeroes the scores of padding boxes (all-zero rows).
+
+    Called as `layer([scores, boxes])` with `scores` `(batch, max_boxes, classes)` and
+    `boxes` `(batch, max_boxes, 4)`.
+
+    Example:
+        >>> scores = np.ones((1, 2, 3), "float32")
+        >>> boxes = np.array([[[0.1, 0.1, 0.5, 0.5], [0, 0, 0, 0]]], "float32")
+        >>> MaskPaddedBoxes()([scores, boxes]).tolist()
+        [[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]
+    """
+
+    def call(self, inputs):
+        scores, boxes = inputs
+        valid = ops.any(ops.not_equal(boxes, 0), axis=-1, keepdims=True)
+        return scores * ops.cast(valid, scores.dtype)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]

@@ -108,7 +108,7 @@ VARIANTS = {
             num_block_temp_kernel=_R50_TEMP,
             spatial_strides=[1, 2, 2, 1],
             spatial_dilations=[1, 1, 1, 2],
-            aligned=True,
+            aligned=False,
             classes=80,
         ),
     ),
@@ -121,12 +121,16 @@ def _check_choice(value, allowed, arg):
 
 
 def _build_variant(key, **kwargs):
-    from keras_slowfast.models.slowfast import SlowFast
-
     spec = VARIANTS[key]
     merged = dict(spec["kwargs"])
     merged.update(kwargs)
     merged.setdefault("name", key)
+    if spec["kind"] == "detector":
+        from keras_slowfast.models.detection import SlowFastDetector
+
+        return SlowFastDetector(**merged)
+    from keras_slowfast.models.slowfast import SlowFast
+
     return SlowFast(**merged)
 
 
@@ -208,4 +212,45 @@ def SlowR50(variant="8x8", **kwargs):
     """
     _check_choice(variant, ("8x8", "4x16"), "variant")
     key = f"slow_{variant}_r50"
+    return _build_variant(key, **_resolve_weights(kwargs, key))
+
+
+def SlowFastR101AVA(variant="32x2", **kwargs):
+    """SlowFast 32x2 R101_50_50 AVA action detector (PySlowFast's released AVA model).
+
+    Non-local blocks after res4 blocks 6, 13, 20 (slow pathway, pool `(2, 2, 2)`), res5 at
+    stride 1 with dilation 2, RoIAlign 7x7 at stride 16 with `aligned=False`, 80 classes.
+    Inputs `{"clip": (batch, 32, H, W, 3), "boxes": (batch, max_boxes, 4)}` with boxes
+    `[x1, y1, x2, y2]` normalised to [0, 1]; output `(batch, max_boxes, 80)` sigmoid scores.
+
+    Args:
+        variant: `"32x2"`.
+        **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
+
+    Example:
+        >>> model = SlowFastR101AVA(width_per_group=8, classes=10)
+        >>> model.output_shape
+        (None, None, 10)
+    """
+    _check_choice(variant, ("32x2",), "variant")
+    key = "ava_slowfast_32x2_r101_50_50"
+    return _build_variant(key, **_resolve_weights(kwargs, key))
+
+
+def SlowFastR50AVA(**kwargs):
+    """SlowFast 8x8 R50 AVA action detector (PyTorchVideo's `slowfast_r50_detection`).
+
+    Same head as :func:`SlowFastR101AVA` on the 8x8 R50 backbone (fusion kernel 7), with
+    res5 at stride 1 and dilation 2. Its RoIAlign is torchvision's default, which is not
+    aligned (`aligned=False`); that is what reproduces the reference's scores.
+
+    Args:
+        **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
+
+    Example:
+        >>> model = SlowFastR50AVA(width_per_group=8, classes=10)
+        >>> model.output_shape
+        (None, None, 10)
+    """
+    key = "ava_slowfast_r50_detection"
     return _build_variant(key, **_resolve_weights(kwargs, key))

@@ -1,0 +1,159 @@
+"""SlowFast AVA action detector: the backbone with a RoIAlign head, in plain TensorFlow."""
+
+import keras
+
+from keras_slowfast.models.layers import MaskPaddedBoxes, NormalizedBoxesToPixels, TemporalMean
+from keras_slowfast.models.roi_align import RoIAlign
+from keras_slowfast.models.slowfast import (
+    _check_input_shape,
+    _error,
+    _parse_config,
+    backbone_features,
+    pathway_inputs,
+)
+
+
+def SlowFastDetector(
+    depth=50,
+    num_frames=32,
+    alpha=4,
+    beta_inv=8,
+    fusion_kernel_size=7,
+    fusion_conv_channel_ratio=2,
+    width_per_group=64,
+    num_block_temp_kernel=None,
+    temporal_kernels=None,
+    nonlocal_location=None,
+    nonlocal_pool=None,
+    nonlocal_instantiation="dot_product",
+    spatial_strides=(1, 2, 2, 1),
+    spatial_dilations=(1, 1, 1, 2),
+    single_pathway=False,
+    aligned=True,
+    roi_resolution=7,
+    spatial_scale_factor=16,
+    sync_bn=False,
+    weights=None,
+    input_shape=None,
+    max_boxes=None,
+    classes=80,
+    classifier_activation="sigmoid",
+    include_preprocessing=True,
+    dropout_rate=0.5,
+    name=None,
+):
+    """Builds a SlowFast action detector (PySlowFast's AVA model) as a Keras model.
+
+    The backbone is :func:`keras_slowfast.SlowFast`'s, usually with res5 at spatial stride 1
+    and dilation 2 (features at stride 16). The head, per pathway, averages the features over
+    time, pools a `roi_resolution` grid from every box with :class:`RoIAlign`
+    (`spatial_scale = 1 / spatial_scale_factor`, adaptive sampling) and max-pools it; the
+    pathways are concatenated, dropped out, projected and passed through a sigmoid.
+
+    Inputs are a dict: `"clip"` `(batch, num_frames, H, W, 3)` and `"boxes"`
+    `(batch, max_boxes, 4)` as `[x1, y1, x2, y2]` normalised to [0, 1] of the clip's frame;
+    all-zero rows are padding. The output `(batch, max_boxes, classes)` holds the scores,
+    zero for padding rows.
+
+    Args:
+        depth, num_frames, alpha, beta_inv, fusion_kernel_size, fusion_conv_channel_ratio,
+        width_per_group, num_block_temp_kernel, temporal_kernels, nonlocal_location,
+        nonlocal_pool, nonlocal_instantiation, spatial_strides, spatial_dilations,
+        single_pathway, sync_bn: as in :func:`keras_slowfast.SlowFast`.
+        aligned: RoIAlign's pixel model: True shifts boxes by -0.5 px (detectron2
+            `aligned=True`); the released Caffe2 AVA model uses False.
+        roi_resolution: RoIAlign output size (7).
+        spatial_scale_factor: the stride of the res5 features (16).
+        weights: `None` or the path of a `.weights.h5`, `.pyth` or `.pkl` file.
+        input_shape: the clip's `(frames, height, width, 3)`; default
+            `(num_frames, None, None, 3)`.
+        max_boxes: static number of box slots, or `None` (any).
+        classes: number of action classes (80 for AVA).
+        classifier_activation: `"sigmoid"` (default) or `None` for logits.
+        include_preprocessing: the model takes RGB in [0, 255] and normalises it itself.
+        dropout_rate: dropout before the projection (training only).
+        name: model name.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = SlowFastDetector(width_per_group=8, classes=10)
+        >>> sorted(model.input.keys()) if isinstance(model.input, dict) else None
+        ['boxes', 'clip']
+    """
+    cfg = dict(
+        depth=depth,
+        num_frames=num_frames,
+        alpha=alpha,
+        beta_inv=beta_inv,
+        fusion_kernel_size=fusion_kernel_size,
+        fusion_conv_channel_ratio=fusion_conv_channel_ratio,
+        width_per_group=width_per_group,
+        num_block_temp_kernel=num_block_temp_kernel,
+        temporal_kernels=temporal_kernels,
+        nonlocal_location=nonlocal_location,
+        nonlocal_pool=nonlocal_pool,
+        nonlocal_instantiation=nonlocal_instantiation,
+        spatial_strides=[list(s) if isinstance(s, (list, tuple)) else s for s in spatial_strides],
+        spatial_dilations=[
+            list(s) if isinstance(s, (list, tuple)) else s for s in spatial_dilations
+        ],
+        single_pathway=bool(single_pathway),
+        train_crop_size=None,
+        sync_bn=bool(sync_bn),
+    )
+    _parse_config(cfg)
+    if not isinstance(classes, int) or classes < 1:
+        raise _error("`classes` must be a positive integer.", classes=classes)
+    if not isinstance(roi_resolution, int) or roi_resolution < 1:
+        raise _error("`roi_resolution` must be a positive integer.", roi_resolution=roi_resolution)
+    if not isinstance(spatial_scale_factor, int) or spatial_scale_factor < 1:
+        raise _error(
+            "`spatial_scale_factor` must be a positive integer.",
+            spatial_scale_factor=spatial_scale_factor,
+        )
+    if not 0 <= float(dropout_rate) < 1:
+        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
+    if max_boxes is not None and (not isinstance(max_boxes, int) or max_boxes < 1):
+        raise _error("`max_boxes` must be a positive integer or None.", max_boxes=max_boxes)
+    input_shape = _check_input_shape(input_shape, num_frames)
+
+    clip = keras.Input(shape=input_shape, name="clip")
+    boxes = keras.Input(shape=(max_boxes, 4), name="boxes")
+    features = backbone_features(pathway_inputs(clip, cfg, include_preprocessing), cfg)
+    pixel_boxes = NormalizedBoxesToPixels(name="head_boxes_to_pixels")([clip, boxes])
+    pooled = []
+    for p, f in enumerate(features):
+        f = TemporalMean(name=f"head_pathway{p}_tpool")(f)
+        r = RoIAlign(
+            output_size=roi_resolution,
+            spatial_scale=1.0 / spatial_scale_factor,
+            sampling_ratio=0,
+            aligned=aligned,
+            name=f"head_pathway{p}_roi",
+        )(f, pixel_boxes)
+        pooled.append(
+            keras.layers.TimeDistributed(
+                keras.layers.GlobalMaxPooling2D(), name=f"head_pathway{p}_spool"
+            )(r)
+        )
+    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="head_concat")(pooled)
+    if dropout_rate:
+        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+    x = keras.layers.Dense(
+        classes,
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+        name="head_projection",
+    )(x)
+    if classifier_activation is not None:
+        x = keras.layers.Activation(classifier_activation, name="head_act", dtype="float32")(x)
+    outputs = MaskPaddedBoxes(name="head_mask_padding", dtype="float32")([x, boxes])
+    if name is None:
+        name = "slowfast_detector"
+    model = keras.Model({"clip": clip, "boxes": boxes}, outputs, name=name)
+    if weights is not None:
+        from keras_slowfast.weights.loading import load_weights_into
+
+        load_weights_into(model, weights)
+    return model
