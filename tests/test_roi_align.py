@@ -207,6 +207,25 @@ def test_edge_cases_have_the_expected_zeros():
     np.testing.assert_allclose(out.numpy(), 1.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("aligned", [True, False])
+def test_huge_boxes_with_adaptive_sampling(aligned):
+    # Hundreds of samples per bin along y, of which only a window can fall on the map.
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(1, 6, 5, 2))
+    rois = np.array(
+        [
+            [0, 0.5, -300.0, 4.0, 300.0],
+            [0, 1.0, -1000.3, 4.5, 3.2],
+            [0, 0.0, 2.7, 5.0, 911.1],
+            [0, 0.2, -5000.0, 3.0, -4.0],
+        ]
+    )
+    out = roi_align(features, rois, output_size=2, spatial_scale=1.0, aligned=aligned)
+    expected = reference_roi_align(features, rois, (2, 2), 1.0, 0, aligned)
+    _close(out.numpy(), expected, np.float64)
+    assert np.abs(expected[:3]).max() > 0
+
+
 def test_batched_layout_and_image_routing():
     rng = np.random.default_rng(3)
     batch, height, width, channels, stride = 4, 10, 7, 3, 16
@@ -351,8 +370,31 @@ def test_keras_model_and_serialization(tmp_path):
 def test_flat_layout_in_keras_model():
     features_in = keras.Input((None, None, 3))
     rois_in = keras.Input((5,))
-    out = RoIAlign(output_size=2)(features_in, rois_in)
-    assert out.shape == (None, 2, 2, 3)
+    layer = RoIAlign(output_size=2)
+    model = keras.Model([features_in, rois_in], layer(features_in, rois_in))
+    assert model.output_shape == (None, 2, 2, 3)
+    assert not layer.supports_jit
+    rng = np.random.default_rng(8)
+    features = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    rois = _random_rois(rng, 5, 2, 5, 6, 16).astype(np.float32)
+    expected = reference_roi_align(features, rois, (2, 2), 1 / 16, 0, True)
+    _close(model([features, rois]).numpy(), expected, np.float32)
+
+
+def test_batched_layout_compiles_with_xla():
+    # Keras' jit_compile="auto" uses XLA on accelerators; the batched layout must support it.
+    rng = np.random.default_rng(12)
+    features = rng.normal(size=(2, 9, 12, 3)).astype(np.float32)
+    boxes = rng.uniform(-100, 250, size=(2, 6, 4)).astype(np.float32)
+    # Off-integer: XLA may reorder float ops, which moves samples lying exactly on -1 or W.
+    boxes[0, 0] = [-5000.3, -3000.7, 4000.1, 9000.9]
+    layer = RoIAlign(output_size=3, spatial_scale=1 / 8)
+    fn = tf.function(layer, jit_compile=True)
+    out = fn(features, boxes).numpy()
+    assert layer.supports_jit
+    for b in range(2):
+        rois = np.concatenate([np.full((6, 1), b, np.float32), boxes[b]], 1)
+        _close(out[b], reference_roi_align(features, rois, (3, 3), 1 / 8, 0, True), np.float32)
 
 
 def test_mixed_precision_keeps_boxes_in_float32():

@@ -22,11 +22,23 @@ Implementation: for one box, a bin's value is a weighted sum of feature pixels w
 factorises into a row weight times a column weight (the bilinear weights, the validity test
 and the sample count are all separable). So each box gets a row-interpolation matrix
 `(out_h, H)` and a column-interpolation matrix `(out_w, W)` that already sum over the
-samples, and the output is two matrix products with the features. This is exact, its cost
-does not depend on the number of samples, and peak memory is
-`boxes * out_h * W * C` for the intermediate product plus
-`boxes * (out_h * H + out_w * W) * max_grid` for building the matrices (no channel factor),
-far below the `boxes * out_h * grid_h * out_w * grid_w * C` of gathering every sample.
+samples, and the output is two matrix products with the features. This is exact (the sample
+positions are computed with the reference's operation order, so float32 results agree with
+the float32 kernel to rounding), and the cost of the products does not depend on the number
+of samples.
+
+Memory: the intermediate product takes `boxes * out_h * W * C` values and the output
+`boxes * out_h * out_w * C`; building the matrices takes
+`boxes * (out_h * H + out_w * W) * window` values with no channel factor, where `window` is
+the largest per-box sample grid, capped at `2 * size + 8` (with adaptive sampling, samples
+beyond that many cannot land on the map, so huge boxes cost no more than the map allows).
+Gathering the four corners of every sample instead would take
+`4 * boxes * out_h * grid_h * out_w * grid_w * C`.
+
+The batched layout also compiles with XLA (the sample window has a static bound); there,
+XLA's reordering of float operations may flip a sample lying exactly on the -1 or `size`
+boundary. The flat layouts group boxes per image into a data-dependent shape and do not
+compile with XLA.
 """
 
 import math
@@ -118,25 +130,36 @@ def _axis_weights(lo, hi, size, num_bins, spatial_scale, sampling_ratio, aligned
         length = tf.maximum(length, tf.constant(1.0, dtype))
     bin_size = length / tf.constant(num_bins, dtype)
 
+    bins = tf.cast(tf.range(num_bins), dtype)[:, None]  # (num_bins, 1)
+    bin_start = start[..., None, None] + bins * bin_size[..., None, None]  # S + (bins, 1)
+    bin_size = bin_size[..., None, None]
     if sampling_ratio > 0:
         grid = tf.fill(tf.shape(bin_size), sampling_ratio)
-        max_grid = tf.constant(sampling_ratio, tf.int32)
+        first = tf.zeros_like(grid)
+        window = sampling_ratio
     else:
         grid_f = tf.math.ceil(bin_size)
         # Non-finite boxes get no samples instead of an unbounded grid; a non-positive grid
         # means "no samples" in the reference too.
         grid_f = tf.where(tf.math.is_finite(grid_f), grid_f, tf.zeros_like(grid_f))
-        grid = tf.cast(tf.maximum(grid_f, tf.zeros_like(grid_f)), tf.int32)
-        max_grid = tf.maximum(tf.reduce_max(tf.concat([tf.reshape(grid, [-1]), [1]], 0)), 1)
+        grid_f = tf.clip_by_value(grid_f, 0.0, 2.0**30)
+        grid = tf.cast(grid_f, tf.int32)
+        # With two or more samples per bin they are more than half a feature pixel apart, so
+        # at most 2 * size + 3 of them can fall inside [-1, size]. Enumerate only a window of
+        # 2 * size + 8 samples from an estimate of the first one at or after -1 (moved back
+        # by 2 to absorb rounding); this bounds memory for arbitrarily large boxes.
+        step = bin_size / tf.maximum(grid_f, 1.0)
+        first_f = tf.math.ceil((-1.0 - bin_start) / step - 0.5) - 2.0
+        first_f = tf.where(tf.math.is_finite(first_f), first_f, tf.zeros_like(first_f))
+        first = tf.cast(tf.clip_by_value(first_f, 0.0, grid_f), tf.int32)
+        max_grid = tf.reduce_max(tf.concat([tf.reshape(grid, [-1]), [1]], 0))
+        window = tf.minimum(max_grid, 2 * size + 8)
 
-    grid = grid[..., None, None]  # S + (1, 1)
     grid_safe = tf.cast(tf.maximum(grid, 1), dtype)
-    bins = tf.cast(tf.range(num_bins), dtype)[:, None]  # (num_bins, 1)
-    sample_idx = tf.range(max_grid)  # (max_grid,)
+    sample_idx = first + tf.range(window)  # S + (bins, window)
     sample_off = tf.cast(sample_idx, dtype) + tf.constant(0.5, dtype)
-    start = start[..., None, None]
-    bin_size = bin_size[..., None, None]
-    pos = (start + bins * bin_size) + sample_off * bin_size / grid_safe  # S + (bins, grid)
+    pos = bin_start + sample_off * bin_size / grid_safe
+    grid = grid + tf.zeros_like(sample_idx[..., :1])  # S + (bins, 1) for both branches
 
     size_f = tf.cast(size, dtype)
     # Written as "inside" so that NaN coordinates count as outside.
@@ -240,10 +263,12 @@ def roi_align(
       Returns `(num_boxes, out_h, out_w, C)`.
 
     Coordinates are in input-image pixels; they are multiplied by `spatial_scale` to reach
-    feature-map coordinates. Every box is pooled, including all-zero padding rows. The
-    boxes receive no gradient (as in the reference); the features do. Arithmetic runs in
-    float64 for float64 features and in float32 otherwise; the result has the features'
-    dtype. See the module docstring for the exact sampling rules and the memory bound.
+    feature-map coordinates. Every box is pooled, including all-zero padding rows. Flat boxes
+    are grouped per image and padded to the largest per-image count, so their cost follows
+    `batch * max_boxes_per_image`. The boxes receive no gradient (as in the reference); the
+    features do. Arithmetic runs in float64 for float64 features and in float32 otherwise;
+    the result has the features' dtype. See the module docstring for the exact sampling
+    rules and the memory bound.
 
     Args:
         features: `(batch, H, W, C)` channels-last float tensor.
@@ -400,6 +425,13 @@ class RoIAlign(keras.layers.Layer):
         self.spatial_scale = _validate_spatial_scale(spatial_scale)
         self.sampling_ratio = _validate_sampling_ratio(sampling_ratio)
         self.aligned = _validate_aligned(aligned)
+
+    def build(self, features_shape, boxes_shape, box_indices_shape=None):
+        # The batched layout compiles with XLA (its sample window has a static bound); the
+        # flat layouts group boxes per image into a data-dependent shape and do not, so keep
+        # Keras' `jit_compile="auto"` from trying.
+        self.supports_jit = len(boxes_shape) == 3
+        self.built = True
 
     @property
     def input_dtype(self):
