@@ -1,0 +1,526 @@
+"""JPEG-frame TFRecords: a writer, and a reader whose graph is TensorFlow ops only.
+
+Each video becomes one `tf.train.SequenceExample` in the layout of TF Model
+Garden / DMVR video datasets (`image/encoded` frames as a feature list, the
+label in `clip/label/index`), plus what the PySlowFast sampling needs: every
+frame's timestamp, the header frame count, the stream duration and the exact
+frame rate. The reader reproduces the frame choice of the PyAV pipeline
+with TensorFlow ops and decodes only the sampled JPEG frames, so it can run
+on tf.data service workers.
+"""
+
+import concurrent.futures
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_slowfast.data import kinetics, transforms
+from keras_slowfast.data import video as video_lib
+
+# Context features.
+PATH_KEY = "clip/data_path"
+LABEL_KEY = "clip/label/index"
+VIDEO_INDEX_KEY = "clip/video_index"
+FRAME_RATE_KEY = "image/frame_rate"
+FRAME_RATE_NUM_KEY = "video/frame_rate/numerator"
+FRAME_RATE_DEN_KEY = "video/frame_rate/denominator"
+HEADER_FRAMES_KEY = "video/header_frames"
+DURATION_KEY = "video/duration"
+HEIGHT_KEY = "image/height"
+WIDTH_KEY = "image/width"
+FORMAT_KEY = "image/format"
+# Feature lists (one entry per frame, decoder output order).
+IMAGE_KEY = "image/encoded"
+PTS_KEY = "image/pts"
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _int64(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+
+def _float(values):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=list(values)))
+
+
+def encode_video_example(path, label, video_index, info, pts, jpeg_frames, height, width):
+    """Builds the `SequenceExample` of one video (see the module docstring).
+
+    Args:
+        path: the video path as listed (stored for reference).
+        label: class index.
+        video_index: position of the video in its list.
+        info: the video's `VideoInfo`.
+        pts: frame timestamps in decoder output order.
+        jpeg_frames: JPEG bytes of the frames, same order.
+        height: stored frame height.
+        width: stored frame width.
+
+    Returns:
+        A `tf.train.SequenceExample`.
+    """
+    rate = info.frame_rate
+    if rate is None:
+        raise ValueError(f"`info.frame_rate` is required. Received: info={info!r}")
+    context = {
+        PATH_KEY: _bytes([os.fsencode(path)]),
+        LABEL_KEY: _int64([label]),
+        VIDEO_INDEX_KEY: _int64([video_index]),
+        FRAME_RATE_KEY: _float([float(rate)]),
+        FRAME_RATE_NUM_KEY: _int64([rate.numerator]),
+        FRAME_RATE_DEN_KEY: _int64([rate.denominator]),
+        HEADER_FRAMES_KEY: _int64([info.header_frames]),
+        DURATION_KEY: _int64([-1 if info.duration is None else info.duration]),
+        HEIGHT_KEY: _int64([height]),
+        WIDTH_KEY: _int64([width]),
+        FORMAT_KEY: _bytes([b"JPEG"]),
+    }
+    feature_lists = {
+        IMAGE_KEY: tf.train.FeatureList(feature=[_bytes([f]) for f in jpeg_frames]),
+        PTS_KEY: tf.train.FeatureList(feature=[_int64([int(p)]) for p in pts]),
+    }
+    return tf.train.SequenceExample(
+        context=tf.train.Features(feature=context),
+        feature_lists=tf.train.FeatureLists(feature_list=feature_lists),
+    )
+
+
+def _encode_video(path, label, index, short_side, jpeg_quality, timeout):
+    import cv2
+
+    def convert(rgb):
+        if short_side:
+            h, w = rgb.shape[:2]
+            nh, nw = transforms.short_side_scale_size(h, w, short_side)
+            if (nh, nw) != (h, w):
+                # Area averaging when shrinking (no aliasing), bilinear when enlarging.
+                interp = cv2.INTER_AREA if nh < h else cv2.INTER_LINEAR
+                rgb = cv2.resize(rgb, (nw, nh), interpolation=interp)
+        ok, buf = cv2.imencode(
+            ".jpg", rgb[:, :, ::-1], [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
+        )
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        return buf.tobytes(), rgb.shape[0], rgb.shape[1]
+
+    info, pts, encoded = video_lib.decode_all_frames(path, convert=convert, timeout=timeout)
+    height, width = encoded[0][1], encoded[0][2]
+    example = encode_video_example(
+        path, label, index, info, pts, [e[0] for e in encoded], height, width
+    )
+    return example.SerializeToString()
+
+
+def write_frame_tfrecords(
+    list_file,
+    output_prefix,
+    *,
+    path_prefix="",
+    num_shards=1,
+    short_side=None,
+    jpeg_quality=90,
+    num_workers=1,
+    on_error="skip",
+    error_counter=None,
+    timeout=300.0,
+):
+    """Writes videos as sharded TFRecords of JPEG-frame `SequenceExample`s.
+
+    Video `i` of the list goes to shard `i % num_shards`; shards are named
+    `{output_prefix}-{k:05d}-of-{num_shards:05d}.tfrecord`. Every decoded
+    frame is stored (decoder output order) with its timestamp, so that the
+    reader picks the same frames as the PyAV pipeline.
+
+    Args:
+        list_file: PySlowFast list file (`path label` per line) or a sequence
+            of `(path, label)` pairs.
+        output_prefix: path prefix of the shards (folders are created).
+        path_prefix: folder prepended to the listed paths.
+        num_shards: number of output files.
+        short_side: if set, frames are resized so that their short side has
+            this length (area interpolation when shrinking) before encoding.
+        jpeg_quality: JPEG quality, 1 to 100.
+        num_workers: videos decoded and encoded in parallel (threads).
+        on_error: `"skip"` (warn, count, leave the video out) or `"raise"`.
+        error_counter: a `DecodeErrorCounter` for skipped videos.
+        timeout: seconds after which decoding one video is abandoned.
+
+    Returns:
+        The list of shard paths written.
+
+    Example:
+
+    >>> write_frame_tfrecords("train.csv", "tfrecords/train", num_shards=64, short_side=320)
+    ... # doctest: +SKIP
+    """
+    paths, labels = kinetics.read_video_list(list_file, path_prefix)
+    kinetics._check_positive_int("num_shards", num_shards)
+    kinetics._check_positive_int("num_workers", num_workers)
+    if short_side is not None:
+        kinetics._check_positive_int("short_side", short_side)
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int):
+        raise ValueError(f"`jpeg_quality` must be an int. Received: jpeg_quality={jpeg_quality!r}")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(
+            f"`jpeg_quality` must be in [1, 100]. Received: jpeg_quality={jpeg_quality}"
+        )
+    if on_error not in ("skip", "raise"):
+        raise ValueError(f"`on_error` must be 'skip' or 'raise'. Received: on_error={on_error!r}")
+    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
+    folder = os.path.dirname(os.fspath(output_prefix))
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    shard_paths = [
+        f"{os.fspath(output_prefix)}-{k:05d}-of-{num_shards:05d}.tfrecord"
+        for k in range(num_shards)
+    ]
+
+    def work(i):
+        try:
+            return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
+        except Exception as e:
+            error = kinetics._as_read_error(paths[i], e)
+            if on_error == "raise":
+                raise error from e
+            counter.record(paths[i], error.reason)
+            warnings.warn(
+                f"Skipping video {paths[i]!r}: {error.reason}", RuntimeWarning, stacklevel=2
+            )
+            return None
+
+    writers = [tf.io.TFRecordWriter(p) for p in shard_paths]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
+            for i, record in enumerate(pool.map(work, range(len(paths)))):
+                if record is not None:
+                    writers[i % num_shards].write(record)
+    finally:
+        for w in writers:
+            w.close()
+    return shard_paths
+
+
+# Reader ---------------------------------------------------------------------
+
+
+def torch_linspace_tf(start, end, steps):
+    """TensorFlow version of `sampling.torch_linspace` (float32, torch's halves).
+
+    Example:
+
+    >>> torch_linspace_tf(0.0, 63.0, 4).numpy().tolist()
+    [0.0, 21.0, 42.0, 63.0]
+    """
+    start = tf.cast(start, tf.float32)
+    end = tf.cast(end, tf.float32)
+    if steps == 1:
+        return tf.reshape(start, [1])
+    step = (end - start) / tf.constant(steps - 1, tf.float32)
+    i = tf.range(steps)
+    forward = start + step * tf.cast(i, tf.float32)
+    backward = end - step * tf.cast(steps - 1 - i, tf.float32)
+    return tf.where(i < steps // 2, forward, backward)
+
+
+def _select_segment_tf(pts, start_pts, end_pts):
+    """TensorFlow version of `sampling.select_segment`."""
+    n = tf.shape(pts, out_type=tf.int64)[0]
+    position = tf.range(n)
+    at_or_after = pts >= start_pts
+    past_end = tf.logical_and(at_or_after, pts > end_pts)
+    first_past = tf.reduce_min(tf.where(past_end, position, n))
+    kept = tf.logical_and(at_or_after, position <= first_past)
+    kept_pos = tf.boolean_mask(position, kept)
+    kept_pts = tf.boolean_mask(pts, kept)
+    order = tf.argsort(kept_pts, stable=True)
+    sorted_pts = tf.gather(kept_pts, order)
+    sorted_pos = tf.gather(kept_pos, order)
+    # Of frames sharing a timestamp the last decoded one wins.
+    is_last = tf.concat([tf.not_equal(sorted_pts[1:], sorted_pts[:-1]), [True]], axis=0)
+    is_last = is_last[: tf.size(sorted_pts)]
+    return tf.boolean_mask(sorted_pos, is_last)
+
+
+def frame_indices_from_timestamps_tf(
+    pts,
+    fps,
+    header_frames,
+    duration,
+    num_frames,
+    sampling_rate,
+    view_index,
+    num_views=10,
+    target_fps=30,
+    seed=None,
+):
+    """TensorFlow version of `sampling.frame_indices_from_timestamps`.
+
+    Args:
+        pts: int64 timestamps of all frames, decoder output order.
+        fps: float64 frame rate.
+        header_frames: int64 header frame count (0 when unknown).
+        duration: int64 stream duration in ticks (<= 0 when unknown).
+        num_frames: frames per clip (Python int).
+        sampling_rate: frame stride at `target_fps` (Python int).
+        view_index: int tensor, `-1` for a random clip.
+        num_views: number of test views (Python int).
+        target_fps: frame rate the sampling rate refers to (Python number).
+        seed: stateless seed, shape `(2,)`, for random clips.
+
+    Returns:
+        int64 `(num_frames,)` indices into `pts`.
+    """
+    pts = tf.cast(pts, tf.int64)
+    fps = tf.cast(fps, tf.float64)
+    header_frames = tf.cast(header_frames, tf.int64)
+    duration = tf.cast(duration, tf.int64)
+    view_index = tf.cast(view_index, tf.int64)
+    if seed is None:
+        seed = tf.constant([0, 0], tf.int64)
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+    f64 = tf.float64
+
+    def start_index(size, clip, draw_seed):
+        delta = tf.maximum(size - clip, tf.constant(0.0, f64))
+        uniform = tf.random.stateless_uniform([], draw_seed, minval=0.0, maxval=1.0, dtype=f64)
+        random_start = uniform * delta
+        view_start = delta * tf.cast(view_index, f64) / float(num_views)
+        return tf.where(view_index < 0, random_start, view_start)
+
+    selective = tf.logical_and(duration > 0, header_frames > 0)
+    header_f = tf.cast(header_frames, f64)
+    # Same float64 operation order as the NumPy version (and PySlowFast).
+    window_clip = float(sampling_rate * num_frames) / float(target_fps) * fps
+    start = start_index(header_f, window_clip, seeds[0])
+    end = start + window_clip - 1.0
+    ticks_per_frame = tf.cast(duration, f64) / tf.maximum(header_f, 1.0)
+    start_pts = tf.where(selective, tf.cast(start * ticks_per_frame, tf.int64), 0)
+    end_pts = tf.where(selective, tf.cast(end * ticks_per_frame, tf.int64), _INT64_MAX)
+    segment = _select_segment_tf(pts, start_pts, end_pts)
+    length = tf.size(segment, out_type=tf.int64)
+    tf.debugging.assert_positive(length, message="no frame in the clip's timestamp window")
+    length_f = tf.cast(length, f64)
+    segment_clip = float(num_frames * sampling_rate) * fps / float(target_fps)
+    seg_start = tf.where(
+        selective, tf.constant(0.0, f64), start_index(length_f, segment_clip, seeds[1])
+    )
+    seg_end = seg_start + segment_clip - 1.0
+    values = torch_linspace_tf(seg_start, seg_end, num_frames)
+    values = tf.clip_by_value(values, 0.0, tf.cast(length - 1, tf.float32))
+    positions = tf.cast(values, tf.int64)  # truncation toward zero
+    return tf.gather(segment, positions)
+
+
+def _parse(serialized):
+    context, sequence = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={
+            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+            VIDEO_INDEX_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+            FRAME_RATE_NUM_KEY: tf.io.FixedLenFeature([], tf.int64),
+            FRAME_RATE_DEN_KEY: tf.io.FixedLenFeature([], tf.int64),
+            HEADER_FRAMES_KEY: tf.io.FixedLenFeature([], tf.int64),
+            DURATION_KEY: tf.io.FixedLenFeature([], tf.int64),
+        },
+        sequence_features={
+            IMAGE_KEY: tf.io.FixedLenSequenceFeature([], tf.string),
+            PTS_KEY: tf.io.FixedLenSequenceFeature([], tf.int64),
+        },
+    )
+    fps = tf.cast(context[FRAME_RATE_NUM_KEY], tf.float64) / tf.cast(
+        context[FRAME_RATE_DEN_KEY], tf.float64
+    )
+    return {
+        "encoded": sequence[IMAGE_KEY],
+        "pts": sequence[PTS_KEY],
+        "fps": fps,
+        "header_frames": context[HEADER_FRAMES_KEY],
+        "duration": context[DURATION_KEY],
+        "label": tf.cast(context[LABEL_KEY], tf.int32),
+        "video_index": tf.cast(context[VIDEO_INDEX_KEY], tf.int32),
+    }
+
+
+def _decode_jpegs(encoded):
+    return tf.map_fn(
+        lambda b: tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_ACCURATE"),
+        encoded,
+        fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
+        parallel_iterations=16,
+    )
+
+
+def frame_tfrecord_dataset(
+    file_pattern,
+    mode="train",
+    *,
+    num_frames=8,
+    sampling_rate=8,
+    target_fps=30,
+    jitter_scales=(256, 320),
+    crop_size=None,
+    num_temporal_views=10,
+    num_spatial_crops=3,
+    batch_size=None,
+    shuffle=None,
+    shuffle_buffer=256,
+    seed=None,
+    num_parallel_reads=tf.data.AUTOTUNE,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=None,
+    drop_remainder=None,
+    random_flip=True,
+    on_error="skip",
+):
+    """Kinetics-style dataset over JPEG-frame TFRecords (TensorFlow ops only).
+
+    Same modes, arguments and outputs as `kinetics_dataset`: the sampled
+    frame indices are those of the PyAV pipeline (computed from the stored
+    timestamps and header fields), only the sampled JPEG frames are decoded
+    (in test mode, the union of all views' frames, once), then resized and
+    cropped as in PySlowFast. Pixels differ from the video pipeline by the
+    JPEG compression (and by any `short_side` resize at writing time).
+
+    Args:
+        file_pattern: glob pattern, file path or list of TFRecord files.
+        mode: `"train"`, `"val"` or `"test"`.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at `target_fps`.
+        target_fps: frame rate the sampling rate refers to.
+        jitter_scales: `(min, max)` short side for train/val.
+        crop_size: crop side; defaults to 224 (train/val) or 256 (test).
+        num_temporal_views: test views per video.
+        num_spatial_crops: test crops per view (3, or 1 for the centre crop).
+        batch_size: defaults to 64 (train/val) or 8 (test).
+        shuffle: shuffle files and records; defaults to True for train only.
+        shuffle_buffer: record shuffle buffer (videos).
+        seed: seed for shuffling and augmentation.
+        num_parallel_reads: files read in parallel.
+        num_parallel_calls: parallel decoding calls.
+        deterministic: keep element order; defaults to True except for
+            unseeded training.
+        drop_remainder: drop the last partial batch; defaults to True for train.
+        random_flip: flip train/val clips at random.
+        on_error: `"skip"`: drop records that fail to decode (with a logged
+            warning); `"raise"`: stop with the error.
+
+    Returns:
+        A batched `tf.data.Dataset` (`(clips, labels)`, or in test mode
+        `(clips, labels, video_index, view_index)`).
+
+    Example:
+
+    >>> ds = frame_tfrecord_dataset("tfrecords/train-*", "train", num_frames=32,
+    ...                             sampling_rate=2)  # doctest: +SKIP
+    """
+    s = kinetics.ClipSettings(
+        mode,
+        num_frames,
+        sampling_rate,
+        target_fps,
+        jitter_scales,
+        crop_size,
+        num_temporal_views,
+        num_spatial_crops,
+        batch_size,
+        shuffle,
+        seed,
+        deterministic,
+        drop_remainder,
+        random_flip,
+        on_error,
+    )
+    kinetics._check_positive_int("shuffle_buffer", shuffle_buffer)
+    if isinstance(file_pattern, (str, os.PathLike)):
+        files = sorted(tf.io.gfile.glob(os.fspath(file_pattern)))
+    else:
+        files = [os.fspath(f) for f in file_pattern]
+    if not files:
+        raise ValueError(f"No TFRecord file matches. Received: file_pattern={file_pattern!r}")
+    T, C = s.num_frames, s.crop_size
+
+    files_ds = tf.data.Dataset.from_tensor_slices(files)
+    if s.shuffle:
+        files_ds = files_ds.shuffle(len(files), seed=s.seed, reshuffle_each_iteration=True)
+    ds = files_ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 16),
+        num_parallel_calls=num_parallel_reads,
+        deterministic=s.deterministic,
+    )
+    if s.shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=s.seed, reshuffle_each_iteration=True)
+
+    if mode == "test":
+
+        def decode_views(serialized):
+            x = _parse(serialized)
+            table = tf.stack(
+                [
+                    frame_indices_from_timestamps_tf(
+                        x["pts"],
+                        x["fps"],
+                        x["header_frames"],
+                        x["duration"],
+                        T,
+                        s.sampling_rate,
+                        view,
+                        s.num_temporal_views,
+                        s.target_fps,
+                    )
+                    for view in range(s.num_temporal_views)
+                ]
+            )
+            unique, positions = tf.unique(tf.reshape(table, [-1]), out_idx=tf.int32)
+            frames = _decode_jpegs(tf.gather(x["encoded"], unique))
+            frames = transforms.resize_short_side_tf(frames, C)
+            table = tf.reshape(positions, [s.num_temporal_views, T])
+            return frames, table, x["label"], x["video_index"]
+
+        ds = ds.map(
+            decode_views, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic
+        )
+        if on_error == "skip":
+            ds = ds.ignore_errors(log_warning=True)
+        ds = ds.flat_map(
+            lambda frames, table, lab, vid: kinetics.cut_test_views(frames, table, lab, vid, s)
+        )
+    else:
+
+        def decode_clip(serialized, seed_value):
+            x = _parse(serialized)
+            seed = tf.stack([seed_value, tf.constant(0x5EED, tf.int64)])
+            seeds = tf.random.experimental.stateless_split(seed, num=2)
+            indices = frame_indices_from_timestamps_tf(
+                x["pts"],
+                x["fps"],
+                x["header_frames"],
+                x["duration"],
+                T,
+                s.sampling_rate,
+                -1,
+                s.num_temporal_views,
+                s.target_fps,
+                seeds[0],
+            )
+            frames = _decode_jpegs(tf.gather(x["encoded"], indices))
+            frames = tf.ensure_shape(frames, [T, None, None, 3])
+            clip = transforms.random_scale_crop_flip_tf(
+                frames, s.min_scale, s.max_scale, C, seeds[1], flip=s.random_flip
+            )
+            return clip, x["label"]
+
+        ds = tf.data.Dataset.zip((ds, s.element_seeds()))
+        ds = ds.map(
+            decode_clip, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic
+        )
+        if on_error == "skip":
+            ds = ds.ignore_errors(log_warning=True)
+    return kinetics.finish(ds, s)

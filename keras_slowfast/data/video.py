@@ -1,0 +1,589 @@
+"""PyAV decoding that picks exactly the frames of PySlowFast's model-zoo path.
+
+The clip window is located from the container header (timestamps), the
+stream is decoded forward from the keyframe before the window, and only the
+frames that end up in a clip are converted to RGB. In test mode one pass over
+the video serves every temporal view.
+"""
+
+import fractions
+import math
+import os
+import threading
+import time
+
+import numpy as np
+
+from keras_slowfast.data import sampling
+from keras_slowfast.data.sampling import VideoInfo
+
+# Views further apart than this many frames are reached by seeking instead of
+# decoding through the gap (longer than the usual 250-frame keyframe interval).
+_SEEK_GAP_FRAMES = 300
+_DEFAULT_TIMEOUT_S = 300.0
+
+
+class VideoReadError(ValueError):
+    """A video file that cannot be opened or decoded.
+
+    Attributes:
+        path: the file.
+        reason: what went wrong.
+
+    Example:
+
+    >>> try:
+    ...     read_clip("missing.mp4", num_frames=8, sampling_rate=8)
+    ... except VideoReadError as e:
+    ...     print(e.path)
+    missing.mp4
+    """
+
+    def __init__(self, path, reason):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"Cannot read video {self.path!r}: {reason}. Received: video_path={path!r}"
+        )
+
+
+def _import_av():
+    import av
+
+    return av
+
+
+def _open(path, decode_threads):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise VideoReadError(path, "file not found")
+    if not os.path.isfile(path):
+        raise VideoReadError(path, "not a regular file")
+    if os.path.getsize(path) == 0:
+        raise VideoReadError(path, "file is empty")
+    av = _import_av()
+    try:
+        container = av.open(path)
+    except Exception as e:  # PyAV raises a variety of FFmpeg and OS errors.
+        raise VideoReadError(path, f"not a readable media file ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO" if decode_threads != 1 else "SLICE"
+    stream.thread_count = int(decode_threads)
+    return container, stream
+
+
+def _stream_info(path, stream):
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoReadError(path, "the video stream has no frame rate")
+    ctx = stream.codec_context
+    return VideoInfo(
+        fps=float(rate),
+        frame_rate=fractions.Fraction(rate),
+        header_frames=int(stream.frames or 0),
+        duration=None if stream.duration is None else int(stream.duration),
+        height=int(ctx.height or 0),
+        width=int(ctx.width or 0),
+    )
+
+
+def probe_video(video_path):
+    """Reads the stream header of a video (no decoding).
+
+    Args:
+        video_path: path of the video file.
+
+    Returns:
+        A `VideoInfo` with the frame rate, header frame count, duration in
+        timestamp ticks and frame size.
+
+    Raises:
+        VideoReadError: (a `ValueError`) if the file is missing, empty, not a
+            media file, or has no video stream.
+
+    Example:
+
+    >>> info = probe_video("video.mp4")  # doctest: +SKIP
+    >>> info.fps, info.header_frames
+    (30.0, 300)
+    """
+    container, stream = _open(video_path, 1)
+    try:
+        return _stream_info(video_path, stream)
+    finally:
+        container.close()
+
+
+def _frames(path, container, stream, deadline):
+    """Decoded frames in output order; bounded by EOF and a wall-clock deadline."""
+    try:
+        for packet in container.demux(stream):
+            if time.monotonic() > deadline:
+                raise VideoReadError(path, "decoding timed out")
+            yield from packet.decode()
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(path, f"decoding failed ({e})") from e
+
+
+def _seek(path, container, stream, pts):
+    try:
+        container.seek(int(pts), any_frame=False, backward=True, stream=stream)
+    except Exception as e:
+        raise VideoReadError(path, f"seeking to timestamp {pts} failed ({e})") from e
+
+
+def _group_plans(plans, info):
+    """Splits windows (sorted by start) into runs decoded after a single seek."""
+    gap = _SEEK_GAP_FRAMES * info.duration / info.header_frames
+    groups = []
+    for plan in plans:
+        if groups and plan.seek_pts <= max(p.end_pts for p in groups[-1]) + gap:
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return groups
+
+
+def _collect_windows(path, container, stream, plans, info, deadline):
+    """Frames PySlowFast keeps for each window, as lists of `(pts, frame)`."""
+    segments = {id(p): [] for p in plans}
+    for group in _group_plans(sorted(plans, key=lambda p: p.start_pts), info):
+        _seek(path, container, stream, group[0].seek_pts)
+        open_plans = list(group)
+        for frame in _frames(path, container, stream, deadline):
+            pts = frame.pts
+            if pts is None:
+                raise VideoReadError(path, "a decoded frame has no timestamp")
+            still_open = []
+            for plan in open_plans:
+                if pts >= plan.start_pts:
+                    segments[id(plan)].append((pts, frame))
+                    if pts > plan.end_pts:
+                        continue
+                still_open.append(plan)
+            open_plans = still_open
+            if not open_plans:
+                break
+    result = []
+    for plan in plans:
+        by_pts = {}
+        for pts, frame in segments[id(plan)]:
+            by_pts[pts] = frame
+        result.append([by_pts[p] for p in sorted(by_pts)])
+    return result
+
+
+def _decode_all_timestamps(path, container, stream, deadline):
+    _seek(path, container, stream, 0)
+    return [_checked_pts(path, f) for f in _frames(path, container, stream, deadline)]
+
+
+def _checked_pts(path, frame):
+    if frame.pts is None:
+        raise VideoReadError(path, "a decoded frame has no timestamp")
+    return frame.pts
+
+
+def _frames_at(path, container, stream, ordinals, deadline):
+    """Re-decodes from the start and returns the frames at the given output ordinals."""
+    wanted = set(int(o) for o in ordinals)
+    last = max(wanted)
+    found = {}
+    _seek(path, container, stream, 0)
+    for ordinal, frame in enumerate(_frames(path, container, stream, deadline)):
+        if ordinal in wanted:
+            found[ordinal] = frame
+        if ordinal >= last:
+            break
+    if len(found) != len(wanted):
+        raise VideoReadError(path, "the second decoding pass returned fewer frames")
+    return found
+
+
+_local = threading.local()
+
+
+def _to_rgb(frame):
+    # One colour converter per thread: PyAV otherwise builds a new swscale
+    # context (and, in recent versions, a scaling thread pool) for every frame,
+    # which costs more than the conversion itself. The conversion is the same
+    # `rgb24` one as `frame.to_ndarray(format="rgb24")`.
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _local.reformatter = VideoReformatter()
+        try:
+            reformatter.reformat(frame, format="rgb24", threads=1)
+            _local.kwargs = {"threads": 1}
+        except TypeError:  # PyAV without the `threads` argument.
+            _local.kwargs = {}
+    return reformatter.reformat(frame, format="rgb24", **_local.kwargs).to_ndarray()
+
+
+class _ClipSource:
+    """Decoded frames of a set of clips: unique frames plus per-clip positions."""
+
+    def __init__(self, frames, table):
+        self.frames = frames
+        self.table = table
+
+
+def _read_clips(
+    path,
+    view_indices,
+    num_frames,
+    sampling_rate,
+    num_views,
+    target_fps,
+    rng,
+    decode_threads,
+    timeout,
+    convert,
+):
+    """Decodes the clips `view_indices` (-1 = random) of one video in one pass.
+
+    Returns `(info, frames, table)`: the converted unique frames (as returned
+    by `convert`) and a `(len(view_indices), num_frames)` table of positions
+    into them.
+    """
+    deadline = time.monotonic() + timeout
+    container, stream = _open(path, decode_threads)
+    try:
+        info = _stream_info(path, stream)
+        plans = [
+            sampling.plan_clip(info, num_frames, sampling_rate, v, num_views, target_fps, rng)
+            for v in view_indices
+        ]
+        if info.selective:
+            segments = _collect_windows(path, container, stream, plans, info, deadline)
+            chosen = []
+            for plan, segment in zip(plans, segments):
+                if not segment:
+                    raise VideoReadError(
+                        path,
+                        f"no frame in the timestamp window [{plan.start_pts}, {plan.end_pts}] "
+                        f"(the file may be truncated or its header wrong)",
+                    )
+                positions = sampling.plan_indices(
+                    plan, len(segment), info, num_frames, sampling_rate, num_views, target_fps, rng
+                )
+                chosen.append([segment[i] for i in positions])
+        else:
+            all_pts = _decode_all_timestamps(path, container, stream, deadline)
+            segment = sampling.select_segment(all_pts, 0, math.inf)
+            if len(segment) == 0:
+                raise VideoReadError(path, "no decodable frame")
+            ordinal_lists = []
+            for plan in plans:
+                positions = sampling.plan_indices(
+                    plan, len(segment), info, num_frames, sampling_rate, num_views, target_fps, rng
+                )
+                ordinal_lists.append(segment[positions])
+            by_ordinal = _frames_at(
+                path, container, stream, np.concatenate(ordinal_lists), deadline
+            )
+            chosen = [[by_ordinal[int(o)] for o in ords] for ords in ordinal_lists]
+        unique = {}
+        table = np.empty((len(plans), num_frames), dtype=np.int32)
+        for row, frames in enumerate(chosen):
+            for col, frame in enumerate(frames):
+                table[row, col] = unique.setdefault(id(frame), len(unique))
+        ordered = [None] * len(unique)
+        for frames in chosen:
+            for frame in frames:
+                k = unique[id(frame)]
+                if ordered[k] is None:
+                    ordered[k] = frame
+        try:
+            converted = [convert(_to_rgb(f)) for f in ordered]
+        except Exception as e:
+            raise VideoReadError(path, f"colour conversion failed ({e})") from e
+        return info, np.stack(converted), table
+    finally:
+        container.close()
+
+
+def _check_clip_args(num_frames, sampling_rate, num_views, target_fps):
+    for name, value in (
+        ("num_frames", num_frames),
+        ("sampling_rate", sampling_rate),
+        ("num_views", num_views),
+    ):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if not target_fps or target_fps <= 0:
+        raise ValueError(f"`target_fps` must be positive. Received: target_fps={target_fps!r}")
+
+
+def read_clip(
+    video_path,
+    num_frames,
+    sampling_rate,
+    view_index=-1,
+    num_views=10,
+    target_fps=30,
+    rng=None,
+    decode_threads=1,
+    timeout=_DEFAULT_TIMEOUT_S,
+):
+    """Decodes one clip as PySlowFast's PyAV path would (no spatial transform).
+
+    Args:
+        video_path: path of the video file.
+        num_frames: frames in the clip.
+        sampling_rate: frame stride at `target_fps`.
+        view_index: `-1` for a random temporal position (training), else the
+            uniform test view in `[0, num_views)`.
+        num_views: number of uniform test views.
+        target_fps: frame rate the sampling rate refers to (30 in PySlowFast).
+        rng: a `numpy.random.Generator` for the random position.
+        decode_threads: FFmpeg decoding threads (1 is the most efficient per
+            core when many videos are decoded in parallel).
+        timeout: seconds after which decoding is abandoned.
+
+    Returns:
+        A uint8 array `(num_frames, height, width, 3)` of RGB frames.
+
+    Raises:
+        VideoReadError: (a `ValueError` naming the file) if the video cannot be
+            decoded.
+
+    Example:
+
+    >>> clip = read_clip("video.mp4", num_frames=32, sampling_rate=2, view_index=0)
+    ... # doctest: +SKIP
+    >>> clip.shape
+    (32, 256, 340, 3)
+    """
+    _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
+    if not -1 <= view_index < num_views:
+        raise ValueError(
+            f"`view_index` must be -1 or in [0, {num_views}). Received: view_index={view_index}"
+        )
+    _, frames, table = _read_clips(
+        video_path,
+        [view_index],
+        num_frames,
+        sampling_rate,
+        num_views,
+        target_fps,
+        rng,
+        decode_threads,
+        timeout,
+        convert=lambda x: x,
+    )
+    return frames[table[0]]
+
+
+def read_test_views(
+    video_path,
+    num_frames,
+    sampling_rate,
+    num_views=10,
+    target_fps=30,
+    convert=None,
+    decode_threads=1,
+    timeout=_DEFAULT_TIMEOUT_S,
+):
+    """Decodes every uniform test view of a video in a single pass.
+
+    Each frame used by any view is decoded and converted once.
+
+    Args:
+        video_path: path of the video file.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at `target_fps`.
+        num_views: number of uniform temporal views.
+        target_fps: frame rate the sampling rate refers to.
+        convert: optional function applied to each RGB frame (e.g. a resize).
+        decode_threads: FFmpeg decoding threads.
+        timeout: seconds after which decoding is abandoned.
+
+    Returns:
+        `(frames, table)`: the unique frames `(U, H, W, 3)` and an int32 table
+        `(num_views, num_frames)` so that view `t` is `frames[table[t]]`.
+
+    Raises:
+        VideoReadError: (a `ValueError` naming the file) if the video cannot be
+            decoded or a view has no frame.
+
+    Example:
+
+    >>> frames, table = read_test_views("video.mp4", 32, 2)  # doctest: +SKIP
+    >>> frames[table[3]].shape
+    (32, 256, 340, 3)
+    """
+    _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
+    _, frames, table = _read_clips(
+        video_path,
+        list(range(num_views)),
+        num_frames,
+        sampling_rate,
+        num_views,
+        target_fps,
+        None,
+        decode_threads,
+        timeout,
+        convert=convert or (lambda x: x),
+    )
+    return frames, table
+
+
+def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, decode_threads=1):
+    """Decodes every frame of a video, in decoder output order.
+
+    Args:
+        video_path: path of the video file.
+        convert: optional function applied to each RGB frame (its result is
+            stored instead of the frame, e.g. JPEG bytes).
+        timeout: seconds after which decoding is abandoned.
+        decode_threads: FFmpeg decoding threads.
+
+    Returns:
+        `(info, pts, frames)`: a `VideoInfo`, the frame timestamps and the
+        (converted) frames.
+
+    Example:
+
+    >>> info, pts, frames = decode_all_frames("video.mp4")  # doctest: +SKIP
+    >>> frames[0].shape
+    (256, 340, 3)
+    """
+    convert = convert or (lambda x: x)
+    deadline = time.monotonic() + timeout
+    container, stream = _open(video_path, decode_threads)
+    try:
+        info = _stream_info(video_path, stream)
+        pts, frames = [], []
+        for frame in _frames(video_path, container, stream, deadline):
+            pts.append(_checked_pts(video_path, frame))
+            frames.append(convert(_to_rgb(frame)))
+    finally:
+        container.close()
+    if not pts:
+        raise VideoReadError(video_path, "no decodable frame")
+    return info, pts, frames
+
+
+def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
+    """Decodes a whole video stream and returns its header info and frame timestamps.
+
+    Args:
+        video_path: path of the video file.
+        timeout: seconds after which decoding is abandoned.
+
+    Returns:
+        `(info, pts)`: a `VideoInfo` and the list of frame timestamps in
+        decoder output order.
+
+    Example:
+
+    >>> info, pts = decode_timestamps("video.mp4")  # doctest: +SKIP
+    >>> len(pts)
+    300
+    """
+    deadline = time.monotonic() + timeout
+    container, stream = _open(video_path, 1)
+    try:
+        info = _stream_info(video_path, stream)
+        pts = [
+            _checked_pts(video_path, f) for f in _frames(video_path, container, stream, deadline)
+        ]
+    finally:
+        container.close()
+    if not pts:
+        raise VideoReadError(video_path, "no decodable frame")
+    return info, pts
+
+
+def clip_frame_indices(video_path, num_frames, sampling_rate, view, num_views=10, target_fps=30):
+    """Decode-order indices of the frames a test view uses.
+
+    These are the frames the datasets yield for temporal view `view`
+    (0-based position of each frame among all frames the decoder outputs
+    from the start of the video). They equal the indices PySlowFast's
+    model-zoo PyAV path picks.
+
+    Args:
+        video_path: path of the video file.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at `target_fps`.
+        view: temporal view in `[0, num_views)`.
+        num_views: number of uniform temporal views.
+        target_fps: frame rate the sampling rate refers to.
+
+    Returns:
+        A list of `num_frames` ints.
+
+    Example:
+
+    >>> clip_frame_indices("k00.mp4", num_frames=8, sampling_rate=8, view=0)
+    ... # doctest: +SKIP
+    [0, 9, 18, 27, 36, 45, 54, 63]
+    """
+    _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
+    if not isinstance(view, (int, np.integer)) or not 0 <= view < num_views:
+        raise ValueError(f"`view` must be in [0, {num_views}). Received: view={view!r}")
+    info, pts = decode_timestamps(video_path)
+    try:
+        indices = sampling.frame_indices_from_timestamps(
+            pts, info, num_frames, sampling_rate, int(view), num_views, target_fps
+        )
+    except ValueError as e:
+        raise VideoReadError(video_path, f"no frame in the clip window ({e})") from e
+    return [int(i) for i in indices]
+
+
+class DecodeErrorCounter:
+    """Thread-safe count of the videos a dataset skipped (`on_error="skip"`).
+
+    Attributes:
+        count: number of skipped videos so far.
+        failures: list of `(path, reason)` of the skipped videos (the first
+            `max_failures` ones).
+
+    Example:
+
+    >>> counter = DecodeErrorCounter()
+    >>> counter.record("broken.mp4", "file is empty")
+    >>> counter.count, counter.failures
+    (1, [('broken.mp4', 'file is empty')])
+    """
+
+    def __init__(self, max_failures=1000):
+        self._lock = threading.Lock()
+        self._count = 0
+        self._failures = []
+        self._max_failures = max_failures
+
+    def record(self, path, reason):
+        """Counts one skipped video."""
+        with self._lock:
+            self._count += 1
+            if len(self._failures) < self._max_failures:
+                self._failures.append((str(path), str(reason)))
+
+    @property
+    def count(self):
+        with self._lock:
+            return self._count
+
+    @property
+    def failures(self):
+        with self._lock:
+            return list(self._failures)
+
+    def reset(self):
+        """Sets the count back to zero."""
+        with self._lock:
+            self._count = 0
+            self._failures = []
+
+    def __repr__(self):
+        return f"DecodeErrorCounter(count={self.count})"
