@@ -228,6 +228,13 @@ def _parse_config(cfg):
     for key in ("beta_inv", "width_per_group", "fusion_kernel_size", "fusion_conv_channel_ratio"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise _error(f"`{key}` must be a positive integer.", **{key: cfg[key]})
+    if not single and cfg["width_per_group"] < cfg["beta_inv"]:
+        raise _error(
+            "`width_per_group` must be at least `beta_inv` (the fast pathway has "
+            "width_per_group // beta_inv channels).",
+            width_per_group=cfg["width_per_group"],
+            beta_inv=cfg["beta_inv"],
+        )
     blocks = STAGE_DEPTHS[depth]
     if cfg["num_block_temp_kernel"] is None:
         cfg["num_block_temp_kernel"] = [[b] * num_pathways for b in blocks]

@@ -206,6 +206,8 @@ def checkpoint_to_pyslowfast_state(path):
 def load_weights_into(model, weights):
     """Loads a `.weights.h5`, `.pyth` or `.pkl` file into an already built model."""
     path = os.fspath(weights)
+    if path.endswith((".weights.h5", ".pyth", ".pkl", ".pth", ".pt")) and not os.path.isfile(path):
+        raise ValueError(f"No weights file at this path. Received: weights={weights!r}")
     if path.endswith(".weights.h5"):
         model.load_weights(path)
         return model
