@@ -156,7 +156,7 @@ def window_clip_size(num_frames, sampling_rate, fps, target_fps=30):
     Example:
 
     >>> window_clip_size(32, 2, fps=25)
-    53.33333333333333
+    53.333333333333336
     """
     return sampling_rate * num_frames / target_fps * fps
 

@@ -107,7 +107,7 @@ def probe_video(video_path):
     Example:
 
     >>> info = probe_video("video.mp4")  # doctest: +SKIP
-    >>> info.fps, info.header_frames
+    >>> info.fps, info.header_frames  # doctest: +SKIP
     (30.0, 300)
     """
     container, stream = _open(video_path, 1)
@@ -358,7 +358,7 @@ def read_clip(
 
     >>> clip = read_clip("video.mp4", num_frames=32, sampling_rate=2, view_index=0)
     ... # doctest: +SKIP
-    >>> clip.shape
+    >>> clip.shape  # doctest: +SKIP
     (32, 256, 340, 3)
     """
     _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
@@ -416,7 +416,7 @@ def read_test_views(
     Example:
 
     >>> frames, table = read_test_views("video.mp4", 32, 2)  # doctest: +SKIP
-    >>> frames[table[3]].shape
+    >>> frames[table[3]].shape  # doctest: +SKIP
     (32, 256, 340, 3)
     """
     _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
@@ -452,7 +452,7 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
     Example:
 
     >>> info, pts, frames = decode_all_frames("video.mp4")  # doctest: +SKIP
-    >>> frames[0].shape
+    >>> frames[0].shape  # doctest: +SKIP
     (256, 340, 3)
     """
     convert = convert or (lambda x: x)
@@ -485,7 +485,7 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
     Example:
 
     >>> info, pts = decode_timestamps("video.mp4")  # doctest: +SKIP
-    >>> len(pts)
+    >>> len(pts)  # doctest: +SKIP
     300
     """
     deadline = time.monotonic() + timeout
