@@ -149,33 +149,63 @@ def _group_plans(plans, info):
     return groups
 
 
-def _collect_windows(path, container, stream, plans, info, deadline):
-    """Frames PySlowFast keeps for each window, as lists of `(pts, frame)`."""
-    segments = {id(p): [] for p in plans}
+def _collect_windows(path, container, stream, plans, info, deadline, on_segment):
+    """Streams the frames PySlowFast keeps for each window.
+
+    `on_segment(plan, items)` is called as soon as a window is complete, with
+    its frames as `(key, frame)` sorted by timestamp (`key` identifies a
+    decoded frame across windows), so that frames no window needs any more
+    are released while decoding goes on.
+    """
+    ordinal = 0
     for group in _group_plans(sorted(plans, key=lambda p: p.start_pts), info):
         _seek(path, container, stream, group[0].seek_pts)
+        segments = {id(p): {} for p in group}
         open_plans = list(group)
+
+        def close(plan, segments=segments):
+            segment = segments.pop(id(plan))
+            on_segment(plan, [segment[p] for p in sorted(segment)])
+
         for frame in _frames(path, container, stream, deadline):
-            pts = frame.pts
-            if pts is None:
-                raise VideoReadError(path, "a decoded frame has no timestamp")
+            pts = _checked_pts(path, frame)
+            key = ordinal
+            ordinal += 1
             still_open = []
             for plan in open_plans:
                 if pts >= plan.start_pts:
-                    segments[id(plan)].append((pts, frame))
+                    # Of frames sharing a timestamp the last one wins.
+                    segments[id(plan)][pts] = (key, frame)
                     if pts > plan.end_pts:
+                        close(plan)
                         continue
                 still_open.append(plan)
             open_plans = still_open
             if not open_plans:
                 break
-    result = []
-    for plan in plans:
-        by_pts = {}
-        for pts, frame in segments[id(plan)]:
-            by_pts[pts] = frame
-        result.append([by_pts[p] for p in sorted(by_pts)])
-    return result
+        for plan in open_plans:  # the video ended inside these windows
+            close(plan)
+
+
+class _FrameStore:
+    """Converts each chosen frame once and remembers its position."""
+
+    def __init__(self, path, convert):
+        self._path = path
+        self._convert = convert
+        self._position = {}
+        self.frames = []
+
+    def add(self, key, frame):
+        position = self._position.get(key)
+        if position is None:
+            try:
+                converted = self._convert(_to_rgb(frame))
+            except Exception as e:
+                raise VideoReadError(self._path, f"colour conversion failed ({e})") from e
+            position = self._position[key] = len(self.frames)
+            self.frames.append(converted)
+        return position
 
 
 def _decode_all_timestamps(path, container, stream, deadline):
@@ -260,51 +290,50 @@ def _read_clips(
             sampling.plan_clip(info, num_frames, sampling_rate, v, num_views, target_fps, rng)
             for v in view_indices
         ]
+        store = _FrameStore(path, convert)
+        table = np.empty((len(plans), num_frames), dtype=np.int32)
         if info.selective:
-            segments = _collect_windows(path, container, stream, plans, info, deadline)
-            chosen = []
-            for plan, segment in zip(plans, segments):
-                if not segment:
+            rows = {id(plan): row for row, plan in enumerate(plans)}
+
+            def on_segment(plan, items):
+                if not items:
                     raise VideoReadError(
                         path,
                         f"no frame in the timestamp window [{plan.start_pts}, {plan.end_pts}] "
-                        f"(the file may be truncated or its header wrong)",
+                        "(the file may be truncated or its header wrong)",
                     )
                 positions = sampling.plan_indices(
-                    plan, len(segment), info, num_frames, sampling_rate, num_views, target_fps, rng
+                    plan, len(items), info, num_frames, sampling_rate, num_views, target_fps, rng
                 )
-                chosen.append([segment[i] for i in positions])
+                table[rows[id(plan)]] = [store.add(*items[i]) for i in positions]
+
+            _collect_windows(path, container, stream, plans, info, deadline, on_segment)
         else:
             all_pts = _decode_all_timestamps(path, container, stream, deadline)
             segment = sampling.select_segment(all_pts, 0, math.inf)
             if len(segment) == 0:
                 raise VideoReadError(path, "no decodable frame")
-            ordinal_lists = []
-            for plan in plans:
-                positions = sampling.plan_indices(
-                    plan, len(segment), info, num_frames, sampling_rate, num_views, target_fps, rng
-                )
-                ordinal_lists.append(segment[positions])
+            ordinal_lists = [
+                segment[
+                    sampling.plan_indices(
+                        plan,
+                        len(segment),
+                        info,
+                        num_frames,
+                        sampling_rate,
+                        num_views,
+                        target_fps,
+                        rng,
+                    )
+                ]
+                for plan in plans
+            ]
             by_ordinal = _frames_at(
                 path, container, stream, np.concatenate(ordinal_lists), deadline
             )
-            chosen = [[by_ordinal[int(o)] for o in ords] for ords in ordinal_lists]
-        unique = {}
-        table = np.empty((len(plans), num_frames), dtype=np.int32)
-        for row, frames in enumerate(chosen):
-            for col, frame in enumerate(frames):
-                table[row, col] = unique.setdefault(id(frame), len(unique))
-        ordered = [None] * len(unique)
-        for frames in chosen:
-            for frame in frames:
-                k = unique[id(frame)]
-                if ordered[k] is None:
-                    ordered[k] = frame
-        try:
-            converted = [convert(_to_rgb(f)) for f in ordered]
-        except Exception as e:
-            raise VideoReadError(path, f"colour conversion failed ({e})") from e
-        return info, np.stack(converted), table
+            for row, ordinals in enumerate(ordinal_lists):
+                table[row] = [store.add(int(o), by_ordinal[int(o)]) for o in ordinals]
+        return info, np.stack(store.frames), table
     finally:
         container.close()
 
