@@ -164,7 +164,7 @@ def time_roi_align(
     impl="matmul",
     boxes="random",
     iters=20,
-    warmup=3,
+    warmup=5,
     seed=0,
 ):
     """Times one RoIAlign call inside `tf.function` on the current device.
@@ -232,6 +232,7 @@ def main(argv=None):
     parser.add_argument("--impl", nargs="+", default=list(IMPLS), choices=IMPLS)
     parser.add_argument("--boxes", nargs="+", default=list(BOX_KINDS), choices=BOX_KINDS)
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
     args = parser.parse_args(argv)
 
     print(
@@ -241,6 +242,17 @@ def main(argv=None):
     )
     header = f"{'impl':<16}{'boxes':<8}{'batch':>6}{'C':>6}{'ms/call':>10}{'min':>9}{'boxes/s':>11}"
     print(header)
+    # The first timings of a process are slower (thread pools, allocator): spend them here.
+    time_roi_align(
+        batch=max(args.batch),
+        num_boxes=args.num_boxes,
+        height=args.height,
+        width=args.width,
+        channels=max(args.channels),
+        impl="matmul",
+        iters=1,
+        warmup=args.warmup,
+    )
     for batch in args.batch:
         for channels in args.channels:
             for kind in args.boxes:
@@ -254,6 +266,7 @@ def main(argv=None):
                         impl=impl,
                         boxes=kind,
                         iters=args.iters,
+                        warmup=args.warmup,
                     )
                     print(
                         f"{impl:<16}{kind:<8}{batch:>6}{channels:>6}{r['ms']:>10.2f}"
