@@ -120,7 +120,16 @@ def _check_choice(value, allowed, arg):
         raise ValueError(f"`{arg}` must be one of {list(allowed)}. Received: {arg}={value!r}")
 
 
+def _is_weights_name(weights):
+    return isinstance(weights, str) and not weights.endswith((".h5", ".pyth", ".pkl", ".pth"))
+
+
 def _build_variant(key, **kwargs):
+    if _is_weights_name(kwargs.get("weights")):
+        # Named weights (e.g. "k400"): download, convert and cache, then build and load.
+        from keras_slowfast.weights import registry
+
+        return registry.build_pretrained(key, kwargs.pop("weights"), **kwargs)
     spec = VARIANTS[key]
     merged = dict(spec["kwargs"])
     merged.update(kwargs)
@@ -132,16 +141,6 @@ def _build_variant(key, **kwargs):
     from keras_slowfast.models.slowfast import SlowFast
 
     return SlowFast(**merged)
-
-
-def _resolve_weights(kwargs, key):
-    """Named weights (e.g. "k400") are resolved by the weights registry."""
-    weights = kwargs.get("weights")
-    if isinstance(weights, str) and not weights.endswith((".h5", ".pyth", ".pkl", ".pth")):
-        from keras_slowfast.weights import registry
-
-        kwargs["weights"] = registry.resolve(key, weights, kwargs)
-    return kwargs
 
 
 def SlowFastR50(variant="8x8", nonlocal_blocks=False, **kwargs):
@@ -167,7 +166,7 @@ def SlowFastR50(variant="8x8", nonlocal_blocks=False, **kwargs):
             f"Received: variant={variant!r}, nonlocal_blocks=True"
         )
     key = "slowfast_nln_8x8_r50" if nonlocal_blocks else f"slowfast_{variant}_r50"
-    return _build_variant(key, **_resolve_weights(kwargs, key))
+    return _build_variant(key, **kwargs)
 
 
 def SlowFastR101(variant="8x8", nonlocal_blocks=False, **kwargs):
@@ -195,7 +194,7 @@ def SlowFastR101(variant="8x8", nonlocal_blocks=False, **kwargs):
         key = "slowfast_8x8_r101"
     else:
         key = "slowfast_nln_16x8_r101_50_50" if nonlocal_blocks else "slowfast_16x8_r101_50_50"
-    return _build_variant(key, **_resolve_weights(kwargs, key))
+    return _build_variant(key, **kwargs)
 
 
 def SlowR50(variant="8x8", **kwargs):
@@ -212,7 +211,7 @@ def SlowR50(variant="8x8", **kwargs):
     """
     _check_choice(variant, ("8x8", "4x16"), "variant")
     key = f"slow_{variant}_r50"
-    return _build_variant(key, **_resolve_weights(kwargs, key))
+    return _build_variant(key, **kwargs)
 
 
 def SlowFastR101AVA(variant="32x2", **kwargs):
@@ -234,7 +233,7 @@ def SlowFastR101AVA(variant="32x2", **kwargs):
     """
     _check_choice(variant, ("32x2",), "variant")
     key = "ava_slowfast_32x2_r101_50_50"
-    return _build_variant(key, **_resolve_weights(kwargs, key))
+    return _build_variant(key, **kwargs)
 
 
 def SlowFastR50AVA(**kwargs):
@@ -253,4 +252,4 @@ def SlowFastR50AVA(**kwargs):
         (None, None, 10)
     """
     key = "ava_slowfast_r50_detection"
-    return _build_variant(key, **_resolve_weights(kwargs, key))
+    return _build_variant(key, **kwargs)
