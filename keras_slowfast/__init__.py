@@ -9,6 +9,8 @@ Example:
 
 __version__ = "0.1.0"
 
+from keras_slowfast.export import export_saved_model
+from keras_slowfast.labels import decode_predictions
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.layers import (
     ClipNormalization,
@@ -45,6 +47,8 @@ __all__ = [
     "SlowFastR101AVA",
     "SlowR50",
     "TemporalSubsample",
+    "decode_predictions",
+    "export_saved_model",
     "load_pyslowfast",
     "load_pytorchvideo",
 ]
