@@ -1,0 +1,246 @@
+"""The `keras-slowfast` command: classify a video, convert checkpoints, export for serving.
+
+Examples::
+
+    keras-slowfast classify video.mp4                      # SlowFast 8x8 R50, Kinetics-400
+    keras-slowfast classify video.mp4 --views 1 --top 3    # one centred view, quicker
+    keras-slowfast classify video.mp4 --model slowfast_16x8_r101_50_50
+    keras-slowfast classify video.mp4 --weights SLOWFAST_8x8_R50.pkl
+    keras-slowfast convert SLOWFAST_8x8_R50.pkl slowfast_8x8_r50.weights.h5
+    keras-slowfast export serving/slowfast --model slowfast_8x8_r50 --weights k400
+    keras-slowfast weights                                 # the published weights
+"""
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import time
+
+_TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
+
+
+def _variants():
+    from keras_slowfast.models.variants import VARIANTS
+
+    return sorted(VARIANTS)
+
+
+def _add_model_args(parser, default_weights):
+    parser.add_argument(
+        "--model",
+        default="slowfast_8x8_r50",
+        choices=_variants(),
+        help="the variant (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=default_weights,
+        help="a published weights name (k400, ava) or a .weights.h5 / .pyth / .pkl path "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--width-per-group",
+        type=int,
+        default=None,
+        help="architecture override for non-published checkpoints (read from .pyth/.pkl)",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="class count override for non-published checkpoints (read from .pyth/.pkl)",
+    )
+
+
+def _model_kwargs(args):
+    kwargs = {}
+    if args.width_per_group is not None:
+        kwargs["width_per_group"] = args.width_per_group
+    if args.classes is not None:
+        kwargs["classes"] = args.classes
+    return kwargs
+
+
+def _build_model(args):
+    from keras_slowfast.weights import registry
+
+    weights = args.weights
+    if weights in ("", "none", "None"):
+        weights = None
+    return registry.build(args.model, weights, **_model_kwargs(args))
+
+
+def _classify(args):
+    from keras_slowfast.inference import classify_video, sampling_for
+    from keras_slowfast.labels import decode_predictions
+    from keras_slowfast.models.variants import VARIANTS
+
+    if VARIANTS[args.model]["kind"] != "classifier":
+        raise ValueError(
+            "`classify` needs a classifier variant; AVA detectors also need person boxes. "
+            f"Received: model={args.model!r}"
+        )
+    if not os.path.isfile(args.video):
+        raise ValueError(f"No video file at this path. Received: video={args.video!r}")
+    num_frames, rate = sampling_for(args.model)
+    model = _build_model(args)
+    start = time.perf_counter()
+    probs = classify_video(model, args.video, variant=args.model, views=args.views)
+    elapsed = time.perf_counter() - start
+    protocol = "1 view (centre clip, centre crop)" if args.views == 1 else "30 views (10x3)"
+    print(
+        f"{os.path.basename(args.video)}: {args.model}, weights {args.weights}, "
+        f"{num_frames} frames every {rate}, {protocol}, {elapsed:.1f} s"
+    )
+    for rank, (index, name, score) in enumerate(decode_predictions(probs[None], args.top)[0]):
+        print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")
+    return 0
+
+
+def _convert(args):
+    from keras_slowfast.weights import registry
+
+    kwargs = _model_kwargs(args)
+    model, summary = registry.convert_checkpoint(args.checkpoint, args.output, args.model, **kwargs)
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"format:     {summary['format']}")
+    print(f"variant:    {summary['variant']}")
+    print(f"tensors:    {summary['tensors']}")
+    print(f"parameters: {summary['params']:,}")
+    print(f"width:      {summary['width_per_group']}, classes: {summary['classes']}")
+    print(f"written:    {args.output}")
+    if not args.skip_check:
+        check = registry.check_weights_file(
+            model,
+            args.output,
+            args.model,
+            width_per_group=summary["width_per_group"],
+            classes=summary["classes"],
+        )
+        ok = check["finite"] and check["max_abs_diff"] == 0.0
+        print(
+            f"check:      reloaded output {check['output_shape']}, max abs diff "
+            f"{check['max_abs_diff']:.3g}, finite {check['finite']} -> "
+            f"{'OK' if ok else 'FAILED'}"
+        )
+        if not ok:
+            return 1
+    return 0
+
+
+def _export(args):
+    from keras_slowfast.export import export_saved_model
+
+    model = _build_model(args)
+    path = export_saved_model(
+        model, args.export_dir, version=args.version, top_k=args.top_k, overwrite=args.overwrite
+    )
+    print(f"SavedModel for TF Serving written to {path}")
+    print(
+        "signature serving_default: clip uint8 (batch, frames, height, width, 3)"
+        + (", boxes float32 (batch, max_boxes, 4)" if isinstance(model.input, dict) else "")
+        + " -> probabilities, top_k_scores, top_k_indices"
+    )
+    return 0
+
+
+def _list_weights(args):
+    from keras_slowfast.weights import registry
+
+    print(f"base URL: {registry.base_url()}  (set ${registry.MIRROR_ENV} to use a mirror)")
+    print(f"cache:    {registry.cache_dir()}")
+    for entry in registry.PUBLISHED.values():
+        print(
+            f"{entry.variant:<30} {entry.name:<5} {entry.format:<13} {entry.dataset:<12} "
+            f"{entry.metric} {entry.value:<6} {entry.path}"
+        )
+    return 0
+
+
+def _has_tfrecords_cli():
+    return importlib.util.find_spec(_TFRECORDS_CLI) is not None
+
+
+def _positive(value):
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def build_parser():
+    """The `argparse` parser of the `keras-slowfast` command."""
+    parser = argparse.ArgumentParser(
+        prog="keras-slowfast",
+        description="SlowFast video networks for Keras: classify, convert, export.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="print the top classes of a video")
+    p.add_argument("video", help="the video file")
+    _add_model_args(p, default_weights="k400")
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=(1, 30),
+        default=30,
+        help="30: the published 10 clips x 3 crops protocol (default); 1: one centred view",
+    )
+    p.add_argument("--top", type=_positive, default=5, help="how many classes to print")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_classify)
+
+    p = sub.add_parser("convert", help="convert a .pyth/.pkl checkpoint to .weights.h5")
+    p.add_argument("checkpoint", help="PySlowFast / PyTorchVideo .pyth or Caffe2 .pkl file")
+    p.add_argument("output", help="the .weights.h5 file to write")
+    p.add_argument("--model", default="slowfast_8x8_r50", choices=_variants())
+    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--skip-check", action="store_true", help="skip reloading the file and comparing outputs"
+    )
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("export", help="write a TF Serving SavedModel (export_dir/<version>/)")
+    p.add_argument("export_dir", help="the model's base folder for TF Serving")
+    _add_model_args(p, default_weights="k400")
+    p.add_argument("--version", type=_positive, default=1)
+    p.add_argument("--top-k", type=_positive, default=5)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("weights", help="list the published weights and the cache folder")
+    p.set_defaults(func=_list_weights)
+
+    if _has_tfrecords_cli():
+        # Listed for --help; main() hands its arguments to the data package's command.
+        sub.add_parser("write-tfrecords", help="write JPEG-frame TFRecords of a video list")
+    return parser
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status.
+
+    Example:
+        >>> main(["classify", "video.mp4", "--views", "1"])  # doctest: +SKIP
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["write-tfrecords"] and _has_tfrecords_cli():
+        return importlib.import_module(_TFRECORDS_CLI).main(argv[1:])
+    args = build_parser().parse_args(argv)
+    if getattr(args, "cpu", False):
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"keras-slowfast {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
