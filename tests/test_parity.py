@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import keras_slowfast
-from keras_slowfast.models.layers import slow_pathway_indices
+from keras_slowfast.data.sampling import slow_pathway_indices
 
 TOL = 1e-4
 

@@ -8,57 +8,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_slowfast.data.sampling import slow_pathway_indices
+
 _PACKAGE = "keras_slowfast"
-
-
-def torch_linspace_float32(start, end, steps):
-    """`torch.linspace(start, end, steps)` in float32, reproduced bit for bit.
-
-    PyTorch computes the first half of the points forward from `start` and the second half
-    backward from `end` (`end - (steps - 1 - i) * step`), in the output dtype. The SlowFast
-    slow-pathway indices and PySlowFast's frame sampling depend on that rounding.
-
-    Args:
-        start: first value.
-        end: last value.
-        steps: number of points.
-
-    Returns:
-        A float32 NumPy array of `steps` values.
-
-    Example:
-        >>> torch_linspace_float32(0, 31, 8).astype(int).tolist()
-        [0, 4, 8, 13, 17, 22, 26, 31]
-    """
-    steps = int(steps)
-    if steps < 0:
-        raise ValueError(f"`steps` must be non-negative. Received: steps={steps}")
-    if steps == 0:
-        return np.zeros((0,), np.float32)
-    start = np.float32(start)
-    end = np.float32(end)
-    if steps == 1:
-        return np.array([start], np.float32)
-    step = np.float32((end - start) / np.float32(steps - 1))
-    idx = np.arange(steps)
-    halfway = steps // 2
-    out = np.empty(steps, np.float32)
-    lo = idx < halfway
-    out[lo] = start + step * idx[lo].astype(np.float32)
-    out[~lo] = end - step * (steps - 1 - idx[~lo]).astype(np.float32)
-    return out
-
-
-def slow_pathway_indices(num_frames, alpha):
-    """Indices of the fast-pathway frames that the slow pathway sees.
-
-    `trunc(linspace(0, T - 1, T // alpha))` in float32, as PySlowFast's `PackPathway`.
-
-    Example:
-        >>> slow_pathway_indices(32, 4).tolist()
-        [0, 4, 8, 13, 17, 22, 26, 31]
-    """
-    return torch_linspace_float32(0, num_frames - 1, num_frames // alpha).astype(np.int64)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
