@@ -109,7 +109,12 @@ def export_saved_model(model, export_dir, version=1, top_k=5, overwrite=False):
         raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
     detector = _is_detector(model)
     clip_shape = (model.input["clip"] if detector else model.input).shape
-    if isinstance(model.output, (list, tuple, dict)) or len(clip_shape) != 5:
+    single_output = not isinstance(model.output, (list, tuple, dict))
+    if (
+        not single_output
+        or len(clip_shape) != 5
+        or len(model.output.shape) != (3 if detector else 2)
+    ):
         raise ValueError(
             "`model` must be a classifier with its top or a detector (one output). "
             f"Received: model with input {model.input} and output {model.output}"

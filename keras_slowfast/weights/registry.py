@@ -344,13 +344,13 @@ def check_weights_file(model, path, variant, **kwargs):
     kwargs.pop("weights", None)
     reloaded = _build(variant, **kwargs)
     reloaded.load_weights(path)
-    frames = model.input_shape["clip"][1] if isinstance(model.input_shape, dict) else None
+    detector = spec["kind"] == "detector"
+    frames = (model.input["clip"] if detector else model.input).shape[1]
     rng = np.random.default_rng(0)
-    if spec["kind"] == "detector":
+    if detector:
         clip = rng.integers(0, 256, (1, frames, 64, 64, 3)).astype("float32")
         x = {"clip": clip, "boxes": np.array([[[0.1, 0.2, 0.7, 0.9]]], "float32")}
     else:
-        frames = model.input_shape[1]
         x = rng.integers(0, 256, (1, frames, 224, 224, 3)).astype("float32")
     a = np.asarray(model.predict_on_batch(x))
     b = np.asarray(reloaded.predict_on_batch(x))
