@@ -5,6 +5,7 @@ names are `class_<i>`. The test-view reference is written here from the protocol
 golden frame indices.
 """
 
+import importlib.util
 import json
 import math
 import pickle
@@ -187,3 +188,27 @@ def test_write_tfrecords_is_handed_over(capsys):
         cli.main(["write-tfrecords", "--help"])
     assert exit_info.value.code == 0
     assert "--num-shards" in capsys.readouterr().out
+
+
+def test_conversion_script_from_the_published_name(golden, tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location(
+        "convert_checkpoint", REPO / "weights_conversion" / "convert_checkpoint.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    mirror = make_mirror(golden, tmp_path / "mirror")
+    try:
+        monkeypatch.setenv(registry.MIRROR_ENV, mirror.url)
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+        output = tmp_path / "slow_k400.weights.h5"
+        args = ["--model", "slow_8x8_r50", "--weights", "k400", "--output", str(output)]
+        assert script.main([*args, "--video", str(SAMPLE)]) == 0
+        assert len(mirror.requests) == 1
+    finally:
+        mirror.close()
+    out = capsys.readouterr().out
+    assert f"source:     {mirror.url}/pyslowfast/model_zoo/kinetics400/SLOWONLY_8x8_R50.pkl" in out
+    assert "check:" in out and out.count("  class_") == 5
+    # The copy is the cached conversion, byte for byte.
+    cached = registry.cache_paths(registry.published_weights("slow_8x8_r50", "k400"))[0]
+    assert output.read_bytes() == Path(cached).read_bytes()
