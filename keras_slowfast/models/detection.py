@@ -7,8 +7,9 @@ from keras_slowfast.models.roi_align import RoIAlign
 from keras_slowfast.models.slowfast import (
     _check_input_shape,
     _error,
-    _parse_config,
+    backbone_config,
     backbone_features,
+    check_head_arguments,
     pathway_inputs,
 )
 
@@ -82,30 +83,9 @@ def SlowFastDetector(
         >>> sorted(model.input.keys()) if isinstance(model.input, dict) else None
         ['boxes', 'clip']
     """
-    cfg = dict(
-        depth=depth,
-        num_frames=num_frames,
-        alpha=alpha,
-        beta_inv=beta_inv,
-        fusion_kernel_size=fusion_kernel_size,
-        fusion_conv_channel_ratio=fusion_conv_channel_ratio,
-        width_per_group=width_per_group,
-        num_block_temp_kernel=num_block_temp_kernel,
-        temporal_kernels=temporal_kernels,
-        nonlocal_location=nonlocal_location,
-        nonlocal_pool=nonlocal_pool,
-        nonlocal_instantiation=nonlocal_instantiation,
-        spatial_strides=[list(s) if isinstance(s, (list, tuple)) else s for s in spatial_strides],
-        spatial_dilations=[
-            list(s) if isinstance(s, (list, tuple)) else s for s in spatial_dilations
-        ],
-        single_pathway=bool(single_pathway),
-        train_crop_size=None,
-        sync_bn=bool(sync_bn),
-    )
-    _parse_config(cfg)
-    if not isinstance(classes, int) or classes < 1:
-        raise _error("`classes` must be a positive integer.", classes=classes)
+    arguments = dict(locals(), train_crop_size=None)
+    cfg = backbone_config(arguments)
+    check_head_arguments(classes, dropout_rate)
     if not isinstance(roi_resolution, int) or roi_resolution < 1:
         raise _error("`roi_resolution` must be a positive integer.", roi_resolution=roi_resolution)
     if not isinstance(spatial_scale_factor, int) or spatial_scale_factor < 1:
@@ -113,8 +93,6 @@ def SlowFastDetector(
             "`spatial_scale_factor` must be a positive integer.",
             spatial_scale_factor=spatial_scale_factor,
         )
-    if not 0 <= float(dropout_rate) < 1:
-        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
     if max_boxes is not None and (not isinstance(max_boxes, int) or max_boxes < 1):
         raise _error("`max_boxes` must be a positive integer or None.", max_boxes=max_boxes)
     input_shape = _check_input_shape(input_shape, num_frames)

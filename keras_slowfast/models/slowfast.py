@@ -406,6 +406,42 @@ def classification_head(features, cfg, classes, classifier_activation, dropout_r
     return keras.layers.GlobalAveragePooling3D(name="head_mean", dtype="float32")(x)
 
 
+BACKBONE_ARGUMENTS = (
+    "depth",
+    "num_frames",
+    "alpha",
+    "beta_inv",
+    "fusion_kernel_size",
+    "fusion_conv_channel_ratio",
+    "width_per_group",
+    "num_block_temp_kernel",
+    "temporal_kernels",
+    "nonlocal_location",
+    "nonlocal_pool",
+    "nonlocal_instantiation",
+    "spatial_strides",
+    "spatial_dilations",
+    "single_pathway",
+    "train_crop_size",
+    "sync_bn",
+)
+
+
+def backbone_config(arguments):
+    """Picks the backbone settings out of a builder's arguments and validates them."""
+    cfg = {key: arguments.get(key) for key in BACKBONE_ARGUMENTS}
+    cfg["single_pathway"] = bool(cfg["single_pathway"])
+    cfg["sync_bn"] = bool(cfg["sync_bn"])
+    return _parse_config(cfg)
+
+
+def check_head_arguments(classes, dropout_rate):
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise _error("`classes` must be a positive integer.", classes=classes)
+    if not 0 <= float(dropout_rate) < 1:
+        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
+
+
 def SlowFast(
     depth=50,
     num_frames=32,
@@ -499,26 +535,7 @@ def SlowFast(
         >>> model.output_shape
         (None, 10)
     """
-    cfg = dict(
-        depth=depth,
-        num_frames=num_frames,
-        alpha=alpha,
-        beta_inv=beta_inv,
-        fusion_kernel_size=fusion_kernel_size,
-        fusion_conv_channel_ratio=fusion_conv_channel_ratio,
-        width_per_group=width_per_group,
-        num_block_temp_kernel=num_block_temp_kernel,
-        temporal_kernels=temporal_kernels,
-        nonlocal_location=nonlocal_location,
-        nonlocal_pool=nonlocal_pool,
-        nonlocal_instantiation=nonlocal_instantiation,
-        spatial_strides=spatial_strides,
-        spatial_dilations=spatial_dilations,
-        single_pathway=bool(single_pathway),
-        train_crop_size=train_crop_size,
-        sync_bn=bool(sync_bn),
-    )
-    _parse_config(cfg)
+    cfg = backbone_config(locals())
     if train_crop_size is not None and (
         not isinstance(train_crop_size, int) or train_crop_size < 32
     ):
@@ -527,10 +544,8 @@ def SlowFast(
         )
     if pooling not in (None, "avg", "max"):
         raise _error("`pooling` must be None, 'avg' or 'max'.", pooling=pooling)
-    if include_top and (not isinstance(classes, int) or classes < 1):
-        raise _error("`classes` must be a positive integer.", classes=classes)
-    if not 0 <= float(dropout_rate) < 1:
-        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
+    if include_top:
+        check_head_arguments(classes, dropout_rate)
     input_shape = _check_input_shape(input_shape, num_frames)
 
     inputs = keras.Input(shape=input_shape, name="clip")
