@@ -93,8 +93,9 @@ def export_saved_model(model, export_dir, version=1, top_k=5, overwrite=False):
         The path of the written version folder.
 
     Example:
+        >>> import keras_slowfast
         >>> model = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
-        >>> path = export_saved_model(model, "/tmp/slowfast_serving")  # doctest: +SKIP
+        >>> path = export_saved_model(model, "serving/slowfast")  # doctest: +SKIP
         >>> import tensorflow as tf  # doctest: +SKIP
         >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
         >>> out = serve(clip=tf.zeros((1, 32, 224, 224, 3), tf.uint8))  # doctest: +SKIP

@@ -153,6 +153,9 @@ def SlowFastR50(variant="8x8", nonlocal_blocks=False, **kwargs):
             res4 blocks 1, 3, 5 of the slow pathway; fusion kernel 5).
         **kwargs: any argument of :func:`keras_slowfast.SlowFast` (`weights`, `include_top`,
             `classes`, `input_shape`, ...).
+            `weights` also takes `"k400"` (alias `"kinetics400"`): the published
+            Kinetics-400 weights, downloaded and converted on first use (see
+            :mod:`keras_slowfast.weights.registry`).
 
     Example:
         >>> model = SlowFastR50(variant="4x16", width_per_group=8, classes=10)
@@ -178,6 +181,9 @@ def SlowFastR101(variant="8x8", nonlocal_blocks=False, **kwargs):
             res4 blocks only).
         nonlocal_blocks: add non-local blocks after res4 blocks 6, 13, 20 (16x8 only).
         **kwargs: any argument of :func:`keras_slowfast.SlowFast`.
+            `weights` also takes `"k400"` (alias `"kinetics400"`): the published
+            Kinetics-400 weights, downloaded and converted on first use (see
+            :mod:`keras_slowfast.weights.registry`).
 
     Example:
         >>> model = SlowFastR101(variant="16x8", width_per_group=8, classes=10)
@@ -203,6 +209,9 @@ def SlowR50(variant="8x8", **kwargs):
     Args:
         variant: `"8x8"` (8 frames) or `"4x16"` (4 frames).
         **kwargs: any argument of :func:`keras_slowfast.SlowFast`.
+            `weights` also takes `"k400"` (alias `"kinetics400"`): the published
+            Kinetics-400 weights, downloaded and converted on first use (see
+            :mod:`keras_slowfast.weights.registry`).
 
     Example:
         >>> model = SlowR50(width_per_group=8, classes=10)
@@ -225,6 +234,8 @@ def SlowFastR101AVA(variant="32x2", **kwargs):
     Args:
         variant: `"32x2"`.
         **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
+            `weights` also takes `"ava"`: the published AVA v2.2 weights, downloaded and
+            converted on first use (see :mod:`keras_slowfast.weights.registry`).
 
     Example:
         >>> model = SlowFastR101AVA(width_per_group=8, classes=10)
@@ -245,6 +256,8 @@ def SlowFastR50AVA(**kwargs):
 
     Args:
         **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
+            `weights` also takes `"ava"`: the published AVA v2.2 weights, downloaded and
+            converted on first use (see :mod:`keras_slowfast.weights.registry`).
 
     Example:
         >>> model = SlowFastR50AVA(width_per_group=8, classes=10)

@@ -22,8 +22,8 @@ PyTorchVideo checkpoints (whose reference models output logits).
 Example:
     >>> import keras_slowfast
     >>> model = keras_slowfast.SlowFastR50(weights="k400")  # doctest: +SKIP
-    >>> sorted(available_weights("slowfast_8x8_r50"))
-    ['k400', 'kinetics400']
+    >>> available_weights("slowfast_8x8_r50")
+    ['k400', 'kinetics', 'kinetics400']
 """
 
 import dataclasses
