@@ -228,3 +228,21 @@ def test_bad_arguments(exported, tmp_path):
     features = ks.SlowR50(width_per_group=8, include_top=False)
     with pytest.raises(ValueError, match="classifier with its top"):
         ks.export_saved_model(features, tmp_path)
+
+
+def test_a_model_without_preprocessing_still_takes_uint8(golden, tmp_path):
+    import tensorflow as tf
+
+    model = registry.build(
+        "slow_8x8_r50",
+        golden / "models/slow_8x8_r50/pyslowfast.pyth",
+        include_preprocessing=False,
+        train_crop_size=64,
+    )
+    path = ks.export_saved_model(model, tmp_path, top_k=20)
+    clip = np.random.default_rng(2).integers(0, 256, (1, 8, 64, 64, 3), dtype=np.uint8)
+    served = tf.saved_model.load(path).signatures["serving_default"](clip=tf.constant(clip))
+    normalised = (clip.astype(np.float32) / 255.0 - 0.45) / 0.225
+    expected = model.predict_on_batch(normalised)
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=0, atol=1e-5)
+    assert served["top_k_indices"].shape == (1, 10)  # top_k is capped at the class count
