@@ -111,10 +111,13 @@ def SlowFastDetector(
             aligned=aligned,
             name=f"head_pathway{p}_roi",
         )(f, pixel_boxes)
+        # Max over each box's grid. Not TimeDistributed: in a traced graph with an unknown
+        # number of boxes, Keras' TimeDistributed maps over the batch size instead.
+        r = keras.layers.MaxPooling3D(
+            (1, roi_resolution, roi_resolution), name=f"head_pathway{p}_spool"
+        )(r)
         pooled.append(
-            keras.layers.TimeDistributed(
-                keras.layers.GlobalMaxPooling2D(), name=f"head_pathway{p}_spool"
-            )(r)
+            keras.layers.Reshape((-1, r.shape[-1]), name=f"head_pathway{p}_spool_flat")(r)
         )
     x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="head_concat")(pooled)
     if dropout_rate:
