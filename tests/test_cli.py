@@ -160,6 +160,8 @@ def test_convert_writes_loadable_weights(golden, tmp_path, capsys):
     io = np.load(folder / "io.npz")
     clip = np.transpose(io["train_crop/fast"].astype(np.float32), (0, 2, 3, 4, 1))
     np.testing.assert_allclose(model.predict_on_batch(clip), io["train_crop/output"], atol=1e-4)
+    with pytest.raises(ValueError, match="does not fit slow_8x8_r50 built with its defaults"):
+        registry.build("slow_8x8_r50", output)  # a width-64 model: the file does not fit
 
 
 def test_user_errors_exit_with_status_2(golden, tmp_path, capsys):

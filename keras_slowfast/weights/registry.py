@@ -539,4 +539,14 @@ def build(variant, weights=None, **kwargs):
         model = _build(variant, **kwargs)
         _copy_by_name(full, model)
         return model
-    return _build(variant, weights=weights, **kwargs)
+    try:
+        return _build(variant, weights=weights, **kwargs)
+    except ValueError as e:
+        if not (isinstance(path, str) and path.endswith(".weights.h5")):
+            raise
+        first_line = str(e).strip().splitlines()[0]
+        raise ValueError(
+            f"The weights file does not fit {variant} built with {kwargs or 'its defaults'}: "
+            "pass the builder arguments it was saved with (e.g. `width_per_group`, "
+            f"`classes`). Keras said: {first_line} Received: weights={path!r}"
+        ) from e
