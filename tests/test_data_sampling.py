@@ -11,7 +11,11 @@ from keras_slowfast.data.sampling import VideoInfo
 
 
 def _reference_linspace(start, end, steps):
-    """Scalar float32 re-statement of ATen's CPU linspace kernel."""
+    """Scalar re-statement of ATen's CPU linspace kernel.
+
+    Each point is a fused multiply-add rounded once to float32: exact rational arithmetic
+    (fractions) followed by one rounding, as measured against torch 2.13's CPU build.
+    """
     start = np.float32(start)
     end = np.float32(end)
     if steps == 1:
@@ -20,10 +24,28 @@ def _reference_linspace(start, end, steps):
     out = []
     for i in range(steps):
         if i < steps // 2:
-            out.append(np.float32(start + np.float32(step * np.float32(i))))
+            exact = Fraction(float(start)) + Fraction(float(step)) * i
         else:
-            out.append(np.float32(end - np.float32(step * np.float32(steps - i - 1))))
+            exact = Fraction(float(end)) - Fraction(float(step)) * (steps - i - 1)
+        out.append(_round_to_float32(exact))
     return out
+
+
+def _round_to_float32(value):
+    """Rounds an exact rational to the nearest float32 (ties to even)."""
+    approx = np.float32(float(value))
+    # float(value) rounds to float64 first; fix the rare double rounding by comparing the
+    # float32 neighbours exactly.
+    candidates = [
+        np.nextafter(approx, np.float32(-np.inf)),
+        approx,
+        np.nextafter(approx, np.float32(np.inf)),
+    ]
+    best = min(
+        candidates,
+        key=lambda c: (abs(Fraction(float(c)) - value), int(np.float32(c).view(np.int32)) & 1),
+    )
+    return np.float32(best)
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,8 @@ def torch_linspace(start, end, steps):
     PyTorch evaluates `linspace` in the output dtype and computes the first
     half of the points forward from `start` (`start + step * i`) and the
     second half backward from `end` (`end - step * (steps - 1 - i)`), with
-    `step = (end - start) / (steps - 1)` rounded to float32. The last bits of
+    `step = (end - start) / (steps - 1)` rounded to float32 and each point a
+    fused multiply-add rounded once to float32. The last bits of
     the result therefore differ from a float64 `numpy.linspace`, which is
     enough to move `trunc` by one frame (e.g. point 27 of
     `torch_linspace(0, 511, 64)` is 218.99998, not 219).
@@ -86,8 +87,12 @@ def torch_linspace(start, end, steps):
         return np.array([start32], dtype=np.float32)
     step = np.float32(end32 - start32) / np.float32(steps - 1)
     i = np.arange(steps)
-    forward = start32 + step * i.astype(np.float32)
-    backward = end32 - step * (steps - 1 - i).astype(np.float32)
+    # ATen's vectorised kernel evaluates `start + step * i` as one fused multiply-add (one
+    # rounding to float32); the float64 product of a float32 and a small integer is exact,
+    # so computing in float64 and rounding once reproduces it (checked against torch 2.13).
+    step64 = np.float64(step)
+    forward = np.float64(start32) + step64 * i
+    backward = np.float64(end32) - step64 * (steps - 1 - i)
     return np.where(i < steps // 2, forward, backward).astype(np.float32)
 
 

@@ -222,11 +222,12 @@ def torch_linspace_tf(start, end, steps):
     end = tf.cast(end, tf.float32)
     if steps == 1:
         return tf.reshape(start, [1])
-    step = (end - start) / tf.constant(steps - 1, tf.float32)
+    step = tf.cast((end - start) / tf.constant(steps - 1, tf.float32), tf.float64)
     i = tf.range(steps)
-    forward = start + step * tf.cast(i, tf.float32)
-    backward = end - step * tf.cast(steps - 1 - i, tf.float32)
-    return tf.where(i < steps // 2, forward, backward)
+    # One rounding per point, like torch's fused multiply-add (see `sampling.torch_linspace`).
+    forward = tf.cast(start, tf.float64) + step * tf.cast(i, tf.float64)
+    backward = tf.cast(end, tf.float64) - step * tf.cast(steps - 1 - i, tf.float64)
+    return tf.cast(tf.where(i < steps // 2, forward, backward), tf.float32)
 
 
 def _select_segment_tf(pts, start_pts, end_pts):
