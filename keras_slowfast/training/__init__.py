@@ -1,0 +1,46 @@
+"""Training: PySlowFast's schedule and optimizer, precise BN, strategies, a multi-worker loop.
+
+Example:
+    >>> import keras_slowfast
+    >>> from keras_slowfast import training
+    >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=5)
+    >>> opt = training.create_optimizer(model, epochs=10, steps_per_epoch=50,
+    ...                                 global_batch_size=8, warmup_epochs=1)
+    >>> model.compile(opt, "sparse_categorical_crossentropy")
+"""
+
+from keras_slowfast.training.loop import DistributedTrainer, kinetics_input_fn, tfrecord_input_fn
+from keras_slowfast.training.optimizers import (
+    TorchSGD,
+    create_optimizer,
+    no_weight_decay_variables,
+)
+from keras_slowfast.training.precise_bn import PreciseBatchNorm, update_bn_stats
+from keras_slowfast.training.schedules import WarmupCosineDecay, scale_learning_rate
+from keras_slowfast.training.strategy import (
+    STRATEGIES,
+    convert_sync_batchnorm,
+    get_strategy,
+    is_chief,
+    set_mixed_precision,
+    transfer_weights,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "DistributedTrainer",
+    "PreciseBatchNorm",
+    "TorchSGD",
+    "WarmupCosineDecay",
+    "convert_sync_batchnorm",
+    "create_optimizer",
+    "get_strategy",
+    "is_chief",
+    "kinetics_input_fn",
+    "no_weight_decay_variables",
+    "scale_learning_rate",
+    "set_mixed_precision",
+    "tfrecord_input_fn",
+    "transfer_weights",
+    "update_bn_stats",
+]

@@ -1,0 +1,192 @@
+"""Precise BatchNorm: recompute the BatchNorm statistics of a trained model from N batches.
+
+During training the moving averages of BatchNorm mix statistics of many different weights.
+PySlowFast (`BN.USE_PRECISE_STATS`, `BN.NUM_BATCHES_PRECISE: 200`) recomputes them with
+the final weights using fvcore's `update_bn_stats`: the model runs in training mode (each
+BatchNorm normalises with its batch's statistics) over N batches, and every BatchNorm gets
+
+* mean: the average of its inputs over all N batches (batch means weighted by the number
+  of values per channel, `batch * frames * height * width`);
+* variance: the population variance of all those values together,
+  `E[x^2] - E[x]^2`, i.e. the average of `batch variance + batch mean^2` minus the
+  squared mean (fvcore's current population-variance estimator).
+
+Under a distribution strategy each replica computes its part and the sums are all-reduced,
+so every replica and every worker ends with the same statistics, those of the global batch.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["PreciseBatchNorm", "update_bn_stats"]
+
+
+def _batchnorm_layers(model):
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layers.append(layer)
+    return layers
+
+
+def _features(element):
+    if isinstance(element, (tuple, list)):
+        return element[0]
+    return element
+
+
+def _build_probe(model, layers):
+    try:
+        inputs = [layer.input for layer in layers]
+    except (AttributeError, ValueError) as e:
+        raise ValueError(
+            "Precise BN needs a functional model whose BatchNormalization layers are each "
+            f"called once ({e}). Received: model={model.name!r}"
+        ) from None
+    return keras.Model(model.input, inputs, name=f"{model.name}_bn_inputs")
+
+
+def update_bn_stats(model, dataset, num_batches=200, strategy=None):
+    """Recomputes the moving mean and variance of every trainable BatchNorm layer.
+
+    Reproduces fvcore's `update_bn_stats` as called by PySlowFast after training: `model`
+    runs in training mode on `num_batches` batches of `dataset`, and each BatchNorm's
+    `moving_mean` / `moving_variance` become the mean and population variance of all the
+    values it received. Other weights are left unchanged. BatchNorm layers with
+    `trainable=False` (frozen, they normalise with their moving statistics) are skipped.
+
+    Args:
+        model: a functional Keras model (BatchNorm layers at its top level).
+        dataset: a `tf.data.Dataset` (or iterable) of inputs or of `(inputs, labels, ...)`
+            tuples; the first element of each tuple is fed to the model. Under a strategy
+            with several replicas, a `tf.data.Dataset` of global batches, or a
+            `tf.distribute.DistributedDataset`.
+        num_batches: batches to use (PySlowFast: 200, or the whole set if smaller).
+        strategy: the `tf.distribute.Strategy` that owns the model's variables; default:
+            the model's (`model.distribute_strategy`) or the current one.
+
+    Returns:
+        The number of batches used (fewer than `num_batches` if the dataset ends first).
+
+    Raises:
+        ValueError: if the dataset yields no batch.
+
+    Example:
+        >>> import numpy as np, tensorflow as tf, keras_slowfast
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=5,
+        ...                                input_shape=(8, 32, 32, 3))
+        >>> clips = np.random.randint(0, 256, (4, 8, 32, 32, 3), np.uint8)
+        >>> update_bn_stats(model, tf.data.Dataset.from_tensor_slices(clips).batch(2))
+        2
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={type(model).__name__}")
+    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
+        raise ValueError(
+            f"`num_batches` must be a positive integer. Received: num_batches={num_batches!r}"
+        )
+    layers = [layer for layer in _batchnorm_layers(model) if layer.trainable]
+    if not layers:
+        return 0
+    if strategy is None:
+        strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+    probe = _build_probe(model, layers)
+    channels = [int(layer.moving_mean.shape[0]) for layer in layers]
+
+    def replica_moments(x):
+        activations = probe(x, training=True)
+        if not isinstance(activations, (list, tuple)):
+            activations = [activations]
+        out = []
+        for a in activations:
+            a = tf.cast(a, tf.float32)
+            axes = list(range(len(a.shape) - 1))
+            mean, var = tf.nn.moments(a, axes)
+            count = tf.cast(tf.size(a) // tf.shape(a)[-1], tf.float64)
+            mean = tf.cast(mean, tf.float64)
+            var = tf.cast(var, tf.float64)
+            # Sums of x and x^2 rebuilt from the (numerically stable) batch moments.
+            out.append((count, count * mean, count * (var + tf.square(mean))))
+        return out
+
+    distributed = strategy.num_replicas_in_sync > 1 or isinstance(
+        dataset, tf.distribute.DistributedDataset
+    )
+    if distributed:
+
+        @tf.function
+        def step(x):
+            per_replica = strategy.run(replica_moments, args=(x,))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+        if isinstance(dataset, tf.data.Dataset):
+            dataset = strategy.experimental_distribute_dataset(dataset.map(lambda *e: e[0]))
+    else:
+        step = tf.function(replica_moments)
+
+    totals = [[0.0, np.zeros(c), np.zeros(c)] for c in channels]
+    used = 0
+    iterator = iter(dataset)
+    while used < num_batches:
+        try:
+            element = next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            break
+        for total, (n, s1, s2) in zip(totals, step(_features(element))):
+            total[0] += float(n)
+            total[1] += s1.numpy()
+            total[2] += s2.numpy()
+        used += 1
+    if used == 0:
+        raise ValueError("`dataset` yielded no batch. Received: an empty dataset")
+    for layer, (n, s1, s2) in zip(layers, totals):
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean * mean, 0.0)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(var.astype(np.float32))
+    return used
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Callback that runs :func:`update_bn_stats` during `model.fit`.
+
+    PySlowFast recomputes precise statistics before each evaluation and at the end of
+    training. This callback does it every `every_n_epochs` epochs and after the last
+    epoch (before `ModelCheckpoint` / evaluation callbacks placed after it).
+
+    Args:
+        dataset: training batches without augmentation changes needed (PySlowFast uses a
+            training loader).
+        num_batches: batches per recomputation (200 in PySlowFast).
+        every_n_epochs: period in epochs; `None` only after the last epoch.
+
+    Example:
+        >>> cb = PreciseBatchNorm(train_ds, num_batches=200)  # doctest: +SKIP
+        >>> model.fit(train_ds, epochs=10, callbacks=[cb])  # doctest: +SKIP
+    """
+
+    def __init__(self, dataset, num_batches=200, every_n_epochs=None):
+        super().__init__()
+        if every_n_epochs is not None and (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
+            raise ValueError(
+                f"`every_n_epochs` must be a positive integer or None. Received: "
+                f"every_n_epochs={every_n_epochs!r}"
+            )
+        self.dataset = dataset
+        self.num_batches = num_batches
+        self.every_n_epochs = every_n_epochs
+        self._epochs = None
+
+    def on_train_begin(self, logs=None):
+        self._epochs = self.params.get("epochs") if self.params else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        last = self._epochs is not None and epoch + 1 == self._epochs
+        periodic = self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0
+        if last or periodic:
+            update_bn_stats(self.model, self.dataset, self.num_batches)

@@ -1,0 +1,161 @@
+"""PySlowFast's learning-rate policy as a Keras schedule.
+
+PySlowFast sets the learning rate before every iteration from the fractional epoch
+`epoch + iteration / iterations_per_epoch` (`SOLVER.LR_POLICY: cosine`):
+
+* cosine: `end + (base - end) * (cos(pi * (e - offset) / (max_epochs - offset)) + 1) / 2`,
+  where `offset` is the warm-up length if `SOLVER.COSINE_AFTER_WARMUP` is set, else 0;
+* warm-up (`e < warmup_epochs`): a straight line from `warmup_start_lr` at epoch 0 to the
+  cosine's value at `warmup_epochs` (not to `base`, unless the cosine starts after warm-up).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+__all__ = ["WarmupCosineDecay", "scale_learning_rate"]
+
+# PySlowFast's reference batch for its published learning rates (8 GPUs x 8 clips).
+REFERENCE_BATCH_SIZE = 64
+
+
+def _check_number(name, value, minimum=None, positive=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"`{name}` must be a finite number. Received: {name}={value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+    return float(value)
+
+
+def scale_learning_rate(learning_rate, global_batch_size, base_batch_size=REFERENCE_BATCH_SIZE):
+    """Scales a learning rate linearly with the global batch (the linear scaling rule).
+
+    PySlowFast's recipes give the learning rate for 64 clips per iteration; a run with
+    another global batch multiplies it (and the warm-up start and cosine end rates) by
+    `global_batch_size / base_batch_size`.
+
+    Args:
+        learning_rate: the rate for `base_batch_size` clips.
+        global_batch_size: clips per iteration summed over all replicas.
+        base_batch_size: the batch `learning_rate` refers to (64 in PySlowFast).
+
+    Returns:
+        The scaled learning rate (float).
+
+    Example:
+        >>> scale_learning_rate(0.1, global_batch_size=16)
+        0.025
+    """
+    learning_rate = _check_number("learning_rate", learning_rate, minimum=0)
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("base_batch_size", base_batch_size),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return learning_rate * global_batch_size / base_batch_size
+
+
+@keras.saving.register_keras_serializable(package="keras_slowfast")
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up followed by cosine decay, exactly as PySlowFast's `cosine` policy.
+
+    The schedule is evaluated at the optimizer's step (`optimizer.iterations`, 0 for the
+    first update), with the fractional epoch `step / steps_per_epoch`. The Kinetics-400
+    SlowFast recipe is `base_lr=0.1` (for 64 clips), `warmup_start_lr=0.01`,
+    `warmup_epochs=34`, `total_epochs=196`, `end_lr=0`.
+
+    Args:
+        base_lr: peak rate of the cosine (`SOLVER.BASE_LR`).
+        total_epochs: epochs at which the cosine reaches `end_lr` (`SOLVER.MAX_EPOCH`).
+        steps_per_epoch: optimizer steps per epoch.
+        warmup_epochs: length of the linear warm-up in epochs, may be fractional
+            (`SOLVER.WARMUP_EPOCHS`); 0 disables it.
+        warmup_start_lr: rate at step 0 when warming up (`SOLVER.WARMUP_START_LR`).
+        end_lr: final rate of the cosine (`SOLVER.COSINE_END_LR`); must be below `base_lr`.
+        cosine_after_warmup: start the cosine at the end of the warm-up instead of at
+            epoch 0 (`SOLVER.COSINE_AFTER_WARMUP`).
+        name: name of the schedule.
+
+    Past `total_epochs` the rate stays at `end_lr`.
+
+    Example:
+        >>> schedule = WarmupCosineDecay(0.1, total_epochs=196, steps_per_epoch=100,
+        ...                              warmup_epochs=34, warmup_start_lr=0.01)
+        >>> round(float(schedule(0)), 6)
+        0.01
+        >>> round(float(schedule(196 * 100)), 6)
+        0.0
+    """
+
+    def __init__(
+        self,
+        base_lr,
+        total_epochs,
+        steps_per_epoch,
+        warmup_epochs=0.0,
+        warmup_start_lr=0.01,
+        end_lr=0.0,
+        cosine_after_warmup=False,
+        name="WarmupCosineDecay",
+    ):
+        super().__init__()
+        self.base_lr = _check_number("base_lr", base_lr, positive=True)
+        self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
+        if (
+            isinstance(steps_per_epoch, bool)
+            or not isinstance(steps_per_epoch, int)
+            or steps_per_epoch < 1
+        ):
+            raise ValueError(
+                f"`steps_per_epoch` must be a positive integer. Received: "
+                f"steps_per_epoch={steps_per_epoch!r}"
+            )
+        self.steps_per_epoch = steps_per_epoch
+        self.warmup_epochs = _check_number("warmup_epochs", warmup_epochs, minimum=0)
+        self.warmup_start_lr = _check_number("warmup_start_lr", warmup_start_lr, minimum=0)
+        self.end_lr = _check_number("end_lr", end_lr, minimum=0)
+        if self.end_lr >= self.base_lr:
+            raise ValueError(
+                f"`end_lr` must be smaller than `base_lr` ({self.base_lr}). "
+                f"Received: end_lr={end_lr!r}"
+            )
+        self.cosine_after_warmup = bool(cosine_after_warmup)
+        if self.cosine_after_warmup and self.warmup_epochs >= self.total_epochs:
+            raise ValueError(
+                "With `cosine_after_warmup`, `warmup_epochs` must be shorter than "
+                f"`total_epochs` ({self.total_epochs}). Received: warmup_epochs={warmup_epochs!r}"
+            )
+        self.name = name
+
+    def _cosine(self, epoch, cos=ops.cos):
+        offset = self.warmup_epochs if self.cosine_after_warmup else 0.0
+        phase = math.pi * (epoch - offset) / (self.total_epochs - offset)
+        return self.end_lr + (self.base_lr - self.end_lr) * (cos(phase) + 1.0) * 0.5
+
+    def __call__(self, step):
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        # PySlowFast never runs past `total_epochs`; hold `end_lr` there instead of letting
+        # the cosine rise again.
+        epoch = ops.minimum(epoch, self.total_epochs)
+        lr = self._cosine(epoch)
+        if self.warmup_epochs > 0:
+            warmup_end = self._cosine(self.warmup_epochs, cos=math.cos)
+            slope = (warmup_end - self.warmup_start_lr) / self.warmup_epochs
+            lr = ops.where(epoch < self.warmup_epochs, self.warmup_start_lr + epoch * slope, lr)
+        return lr
+
+    def get_config(self):
+        return {
+            "base_lr": self.base_lr,
+            "total_epochs": self.total_epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "warmup_epochs": self.warmup_epochs,
+            "warmup_start_lr": self.warmup_start_lr,
+            "end_lr": self.end_lr,
+            "cosine_after_warmup": self.cosine_after_warmup,
+            "name": self.name,
+        }
