@@ -80,7 +80,7 @@ def _run_until_killed(args, log, marker, timeout):
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {marker!r} after {timeout}s:\n{_read(log)[-3000:]}")
             time.sleep(0.05)
-        time.sleep(0.7)  # a few steps into the epoch
+        time.sleep(_seconds_per_step(_read(log)))  # about one step into the epoch
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -88,6 +88,15 @@ def _run_until_killed(args, log, marker, timeout):
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def _seconds_per_step(log_text):
+    """Step time of the last finished epoch, from Keras' `6/6 - 2s - 311ms/step` lines."""
+    found = re.findall(r"- (\d+(?:\.\d+)?)(ms|s)/step", log_text)
+    if not found:
+        return 0.3
+    value, unit = found[-1]
+    return float(value) / (1000.0 if unit == "ms" else 1.0)
 
 
 def _run(args, log, timeout):

@@ -267,3 +267,17 @@ def test_optimizer_survives_model_save(tmp_path):
 def test_torch_sgd_rejects_bad_arguments(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         training.TorchSGD(0.1, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "module_name", ["schedules", "optimizers", "strategy", "precise_bn", "loop", "__init__"]
+)
+def test_docstring_examples(module_name):
+    import doctest
+    import importlib
+
+    name = "keras_slowfast.training" + ("" if module_name == "__init__" else f".{module_name}")
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0 or module_name == "loop"  # its examples need a cluster
