@@ -90,6 +90,31 @@ def test_precise_bn_is_not_the_mean_of_batch_variances():
     np.testing.assert_allclose(got, mean_of_vars + spread, rtol=1e-4)
 
 
+def test_precise_bn_batch_average_estimator():
+    """fvcore before 2021: average of batch means and of Bessel-corrected batch variances."""
+    model = small_model()
+    rng = np.random.default_rng(6)
+    batches = [rng.normal(m, 1.0, (2, 4, 6, 6, 3)).astype(np.float32) for m in (-1.0, 2.0, 0.5)]
+    ds = tf.data.Dataset.from_tensor_slices(np.stack(batches))
+    training.update_bn_stats(model, ds, 3, estimator="batch_average")
+    acts = [numpy_bn_inputs(model, b) for b in batches]
+    for i, name in enumerate(("bn1", "bn2")):
+        per_batch = [a[i].reshape(-1, a[i].shape[-1]) for a in acts]
+        layer = model.get_layer(name)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.moving_mean),
+            np.mean([v.mean(0) for v in per_batch], axis=0),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer.moving_variance),
+            np.mean([v.var(0, ddof=1) for v in per_batch], axis=0),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+
+
 def test_frozen_batchnorm_is_left_alone():
     model = small_model()
     model.get_layer("bn2").trainable = False
@@ -155,5 +180,7 @@ def test_precise_bn_rejects_bad_input():
         training.update_bn_stats(model, [], num_batches=2)
     with pytest.raises(TypeError, match="Received: model="):
         training.update_bn_stats("model", [], num_batches=2)
+    with pytest.raises(ValueError, match="Received: estimator='median'"):
+        training.update_bn_stats(model, [], estimator="median")
     with pytest.raises(ValueError, match="Received: every_n_epochs=0"):
         training.PreciseBatchNorm([], every_n_epochs=0)

@@ -9,7 +9,13 @@ BatchNorm normalises with its batch's statistics) over N batches, and every Batc
   of values per channel, `batch * frames * height * width`);
 * variance: the population variance of all those values together,
   `E[x^2] - E[x]^2`, i.e. the average of `batch variance + batch mean^2` minus the
-  squared mean (fvcore's current population-variance estimator).
+  squared mean (fvcore's population-variance estimator, used since 2021 and by the
+  fvcore that PySlowFast installs).
+
+fvcore before 2021 kept running averages with momentum `1 / (i + 1)` instead: the plain
+average of the batch means and of the Bessel-corrected batch variances (PyTorch's
+`running_var`); it ignores the spread between batch means. `estimator="batch_average"`
+reproduces that older rule.
 
 Under a distribution strategy each replica computes its part and the sums are all-reduced,
 so every replica and every worker ends with the same statistics, those of the global batch.
@@ -20,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["PreciseBatchNorm", "update_bn_stats"]
+
+ESTIMATORS = ("population", "batch_average")
 
 
 def _batchnorm_layers(model):
@@ -47,7 +55,7 @@ def _build_probe(model, layers):
     return keras.Model(model.input, inputs, name=f"{model.name}_bn_inputs")
 
 
-def update_bn_stats(model, dataset, num_batches=200, strategy=None):
+def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="population"):
     """Recomputes the moving mean and variance of every trainable BatchNorm layer.
 
     Reproduces fvcore's `update_bn_stats` as called by PySlowFast after training: `model`
@@ -65,6 +73,8 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None):
         num_batches: batches to use (PySlowFast: 200, or the whole set if smaller).
         strategy: the `tf.distribute.Strategy` that owns the model's variables; default:
             the model's (`model.distribute_strategy`) or the current one.
+        estimator: `"population"` (current fvcore, see above) or `"batch_average"` (fvcore
+            before 2021: average of batch means and of unbiased batch variances).
 
     Returns:
         The number of batches used (fewer than `num_batches` if the dataset ends first).
@@ -85,6 +95,10 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None):
     if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
         raise ValueError(
             f"`num_batches` must be a positive integer. Received: num_batches={num_batches!r}"
+        )
+    if estimator not in ESTIMATORS:
+        raise ValueError(
+            f"`estimator` must be one of {ESTIMATORS}. Received: estimator={estimator!r}"
         )
     layers = [layer for layer in _batchnorm_layers(model) if layer.trainable]
     if not layers:
@@ -125,6 +139,8 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None):
     else:
         step = tf.function(replica_moments)
 
+    # Per layer: [values seen, sum of x, sum of x^2] ("population"), or
+    # [batches seen, sum of batch means, sum of unbiased batch variances].
     totals = [[0.0, np.zeros(c), np.zeros(c)] for c in channels]
     used = 0
     iterator = iter(dataset)
@@ -134,15 +150,27 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None):
         except (StopIteration, tf.errors.OutOfRangeError):
             break
         for total, (n, s1, s2) in zip(totals, step(_features(element))):
-            total[0] += float(n)
-            total[1] += s1.numpy()
-            total[2] += s2.numpy()
+            n, s1, s2 = float(n), s1.numpy(), s2.numpy()
+            if estimator == "population":
+                total[0] += n
+                total[1] += s1
+                total[2] += s2
+            else:
+                mean = s1 / n
+                biased = np.maximum(s2 / n - mean * mean, 0.0)
+                total[0] += 1
+                total[1] += mean
+                total[2] += biased * n / max(n - 1.0, 1.0)
         used += 1
+    del iterator
     if used == 0:
         raise ValueError("`dataset` yielded no batch. Received: an empty dataset")
     for layer, (n, s1, s2) in zip(layers, totals):
         mean = s1 / n
-        var = np.maximum(s2 / n - mean * mean, 0.0)
+        if estimator == "population":
+            var = np.maximum(s2 / n - mean * mean, 0.0)
+        else:
+            var = s2 / n
         layer.moving_mean.assign(mean.astype(np.float32))
         layer.moving_variance.assign(var.astype(np.float32))
     return used
@@ -156,17 +184,18 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     epoch (before `ModelCheckpoint` / evaluation callbacks placed after it).
 
     Args:
-        dataset: training batches without augmentation changes needed (PySlowFast uses a
-            training loader).
+        dataset: batches as for :func:`update_bn_stats` (PySlowFast uses its training
+            loader, augmentation included).
         num_batches: batches per recomputation (200 in PySlowFast).
         every_n_epochs: period in epochs; `None` only after the last epoch.
+        estimator: see :func:`update_bn_stats`.
 
     Example:
         >>> cb = PreciseBatchNorm(train_ds, num_batches=200)  # doctest: +SKIP
         >>> model.fit(train_ds, epochs=10, callbacks=[cb])  # doctest: +SKIP
     """
 
-    def __init__(self, dataset, num_batches=200, every_n_epochs=None):
+    def __init__(self, dataset, num_batches=200, every_n_epochs=None, estimator="population"):
         super().__init__()
         if every_n_epochs is not None and (
             isinstance(every_n_epochs, bool)
@@ -180,6 +209,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.dataset = dataset
         self.num_batches = num_batches
         self.every_n_epochs = every_n_epochs
+        self.estimator = estimator
         self._epochs = None
 
     def on_train_begin(self, logs=None):
@@ -189,4 +219,4 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         last = self._epochs is not None and epoch + 1 == self._epochs
         periodic = self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0
         if last or periodic:
-            update_bn_stats(self.model, self.dataset, self.num_batches)
+            update_bn_stats(self.model, self.dataset, self.num_batches, estimator=self.estimator)
