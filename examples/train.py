@@ -28,7 +28,7 @@ import os
 
 import keras
 import tensorflow as tf
-from absl import app, flags
+from absl import app, flags, logging
 
 import keras_slowfast
 from keras_slowfast import data, training
@@ -50,8 +50,8 @@ flags.DEFINE_string("train_list", None, "Training list file (`path label` per li
 flags.DEFINE_list(
     "train_tfrecords", None, "Training JPEG-frame TFRecord patterns (instead of --train_list)."
 )
-flags.DEFINE_string("val_list", None, "Validation list file (optional).")
-flags.DEFINE_list("val_tfrecords", None, "Validation TFRecord patterns (optional).")
+flags.DEFINE_string("val_list", None, "Validation list file (optional; model.fit only).")
+flags.DEFINE_list("val_tfrecords", None, "Validation TFRecord patterns (optional; model.fit only).")
 flags.DEFINE_string("path_prefix", "", "Folder prepended to the paths of the list files.")
 flags.DEFINE_integer(
     "num_frames", None, "Frames per clip (fast pathway); default: the architecture's."
@@ -223,6 +223,7 @@ def _fit(model, strategy, steps_per_epoch, num_frames, sampling_rate):
         steps_per_epoch=steps_per_epoch,
         validation_data=val,
         validation_freq=FLAGS.eval_every_n_epochs,
+        shuffle=False,  # the datasets shuffle themselves
         callbacks=callbacks,
         verbose=FLAGS.verbose,
     )
@@ -241,7 +242,8 @@ def _custom_loop(model, optimizer, strategy, steps_per_epoch, num_frames, sampli
 def main(argv):
     del argv
     _check_flags()
-    tf.get_logger().setLevel("WARNING")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     training.set_mixed_precision(FLAGS.mixed_precision)
     strategy = training.get_strategy(FLAGS.strategy, devices=FLAGS.devices)
     replicas = strategy.num_replicas_in_sync
