@@ -156,8 +156,9 @@ class DistributedTrainer:
         model: a Keras model created under `strategy.scope()`.
         optimizer: a Keras optimizer created under `strategy.scope()` (wrapped in a
             `LossScaleOptimizer` automatically under the `mixed_float16` policy).
-        model_dir: directory for checkpoints and summaries (shared by the workers, or the
-            chief's local one).
+        model_dir: directory for checkpoints and summaries. Every worker restores from
+            `model_dir/checkpoints`, so for resuming it must be storage all workers read
+            (a shared file system, GCS, ...).
         strategy: the strategy; default: the current one.
         loss: a function `(labels, predictions) -> per-example losses`, or the name of a
             Keras loss function; default sparse categorical cross-entropy on probabilities.
