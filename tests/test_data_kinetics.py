@@ -1,6 +1,9 @@
 """The PyAV `kinetics_dataset`: list files, shapes, determinism, frames and crops."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -210,3 +213,28 @@ def test_argument_errors(entries, kwargs, match):
 def test_seed_type_error(entries):
     with pytest.raises(TypeError, match="Received: seed='1'"):
         data.kinetics_dataset(entries, "train", seed="1")
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_process_exits_with_a_live_iterator(videos, tmp_path, mode):
+    # An iterator still running its decode calls when Python exits must not hang the exit.
+    list_file = tmp_path / "list.txt"
+    list_file.write_text(
+        "\n".join(f"{videos / name} 0" for name in ["bikes.mp4", "k00.mp4", "k03.mp4"] * 3)
+    )
+    script = tmp_path / "live_iterator.py"
+    script.write_text(
+        "import sys\n"
+        "from keras_slowfast.data import kinetics_dataset\n"
+        f"ds = kinetics_dataset({str(list_file)!r}, mode={mode!r}, num_frames=8,\n"
+        "    sampling_rate=2, crop_size=64, jitter_scales=(64, 80), batch_size=2).repeat()\n"
+        "it = iter(ds)\n"
+        "next(it)\n"
+        "print('first batch', flush=True)\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "first batch" in result.stdout

@@ -6,7 +6,10 @@ jitter, crop, flip) as in PySlowFast; test mode yields every
 video once.
 """
 
+import atexit
 import os
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -17,6 +20,44 @@ from keras_slowfast.data import video as video_lib
 
 _MODES = ("train", "val", "test")
 _ON_ERROR = ("skip", "raise")
+
+
+class _DecodeGate:
+    """Lets Python decode calls from tf.data threads drain before the interpreter exits.
+
+    A tf.data iterator still alive at exit keeps calling its `numpy_function`s from
+    background threads; a call that is running, or starts, while Python finalises waits for
+    the GIL forever and the process never exits. At exit this gate makes new calls return a
+    placeholder at once (the pipeline's buffers then fill and its threads go idle) and waits
+    for the calls in flight.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self.closing = False
+
+    def __enter__(self):
+        with self._lock:
+            self._active += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._active -= 1
+
+    def drain(self, timeout=60.0):
+        self.closing = True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._active == 0:
+                    return
+            time.sleep(0.01)
+
+
+_GATE = _DecodeGate()
+atexit.register(_GATE.drain)
 # Seed used for validation clips when none is given, so that every
 # evaluation sees the same clips.
 _DEFAULT_VAL_SEED = 0
@@ -341,6 +382,12 @@ def kinetics_dataset(
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
+        if _GATE.closing:
+            return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
+        with _GATE:
+            return _load_clip(path, seed_value)
+
+    def _load_clip(path, seed_value):
         path = os.fsdecode(path)
         rng = np.random.default_rng(int(seed_value) & 0xFFFFFFFFFFFFFFFF)
         try:
@@ -363,6 +410,16 @@ def kinetics_dataset(
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
 
     def load_views(path):
+        if _GATE.closing:
+            return (
+                np.zeros((1, C, C, 3), np.uint8),
+                np.zeros((s.num_temporal_views, T), np.int32),
+                np.bool_(True),
+            )
+        with _GATE:
+            return _load_views(path)
+
+    def _load_views(path):
         path = os.fsdecode(path)
         try:
             frames, table = video_lib.read_test_views(
