@@ -19,20 +19,14 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-import keras_slowfast
 from keras_slowfast import data, evaluation
+from keras_slowfast.models.variants import VARIANTS, clip_sampling
+from keras_slowfast.weights import registry
 
 FLAGS = flags.FLAGS
 
-# name -> (builder name, builder kwargs, default frames, default sampling rate)
-ARCHS = {
-    "slowfast_8x8_r50": ("SlowFastR50", {"variant": "8x8"}, 32, 2),
-    "slowfast_4x16_r50": ("SlowFastR50", {"variant": "4x16"}, 32, 2),
-    "slowfast_8x8_r101": ("SlowFastR101", {"variant": "8x8"}, 32, 2),
-    "slowfast_16x8_r101": ("SlowFastR101", {"variant": "16x8"}, 64, 2),
-    "slow_8x8_r50": ("SlowR50", {"variant": "8x8"}, 8, 8),
-    "slow_4x16_r50": ("SlowR50", {"variant": "4x16"}, 4, 16),
-}
+# Classifier variants: keys of keras_slowfast.models.VARIANTS.
+ARCHS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "classifier")
 
 flags.DEFINE_string("test_list", None, "Test list file (`path label` per line).")
 flags.DEFINE_list("test_tfrecords", None, "Test JPEG-frame TFRecord patterns (instead of a list).")
@@ -58,17 +52,14 @@ flags.DEFINE_string("output_json", None, "Write the metrics and per-video scores
 
 
 def build_model(num_frames):
-    builder_name, kwargs, _, _ = ARCHS[FLAGS.arch]
     kwargs = dict(
-        kwargs,
         num_frames=num_frames,
         classes=FLAGS.classes,
         train_crop_size=FLAGS.train_crop_size,
-        weights=FLAGS.weights,
     )
     if FLAGS.width_per_group:
         kwargs["width_per_group"] = FLAGS.width_per_group
-    return getattr(keras_slowfast, builder_name)(**kwargs)
+    return registry.build(FLAGS.arch, FLAGS.weights, **kwargs)
 
 
 def main(argv):
@@ -77,7 +68,7 @@ def main(argv):
         raise app.UsageError("Give exactly one of --test_list and --test_tfrecords.")
     if not FLAGS.weights:
         raise app.UsageError("--weights is required.")
-    _, _, default_frames, default_rate = ARCHS[FLAGS.arch]
+    default_frames, default_rate = clip_sampling(FLAGS.arch)
     num_frames = FLAGS.num_frames or default_frames
     kwargs = dict(
         mode="test",

@@ -30,20 +30,14 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-import keras_slowfast
 from keras_slowfast import data, training
+from keras_slowfast.models.variants import VARIANTS, clip_sampling
+from keras_slowfast.weights import registry
 
 FLAGS = flags.FLAGS
 
-# name -> (builder name, builder kwargs, default frames, default sampling rate)
-ARCHS = {
-    "slowfast_8x8_r50": ("SlowFastR50", {"variant": "8x8"}, 32, 2),
-    "slowfast_4x16_r50": ("SlowFastR50", {"variant": "4x16"}, 32, 2),
-    "slowfast_8x8_r101": ("SlowFastR101", {"variant": "8x8"}, 32, 2),
-    "slowfast_16x8_r101": ("SlowFastR101", {"variant": "16x8"}, 64, 2),
-    "slow_8x8_r50": ("SlowR50", {"variant": "8x8"}, 8, 8),
-    "slow_4x16_r50": ("SlowR50", {"variant": "4x16"}, 4, 16),
-}
+# Classifier variants: keys of keras_slowfast.models.VARIANTS.
+ARCHS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "classifier")
 
 # Data.
 flags.DEFINE_string("train_list", None, "Training list file (`path label` per line).")
@@ -157,10 +151,11 @@ def _input_fn(list_file, tfrecords, mode, num_frames, sampling_rate):
 
 def build_model(num_frames):
     """The classifier, with --init_weights loaded (through a new head if needed)."""
-    builder_name, kwargs, _, _ = ARCHS[FLAGS.arch]
-    builder = getattr(keras_slowfast, builder_name)
+
+    def builder(**kw):
+        return registry.build(FLAGS.arch, **kw)
+
     kwargs = dict(
-        kwargs,
         num_frames=num_frames,
         input_shape=(num_frames, FLAGS.crop_size, FLAGS.crop_size, 3),
         train_crop_size=FLAGS.crop_size,
@@ -252,7 +247,7 @@ def main(argv):
             f"--global_batch_size ({FLAGS.global_batch_size}) must be divisible by the "
             f"number of replicas ({replicas})."
         )
-    _, _, default_frames, default_rate = ARCHS[FLAGS.arch]
+    default_frames, default_rate = clip_sampling(FLAGS.arch)
     num_frames = FLAGS.num_frames or default_frames
     sampling_rate = FLAGS.sampling_rate or default_rate
     steps_per_epoch = FLAGS.steps_per_epoch

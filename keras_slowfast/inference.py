@@ -15,19 +15,13 @@ import numpy as np
 
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
 from keras_slowfast.data.video import read_clip, read_test_views
+from keras_slowfast.models.variants import VARIANTS, clip_sampling
 
 __all__ = ["SAMPLING", "classify_video", "sampling_for", "video_views"]
 
 #: `(num_frames, sampling_rate)` of each classifier variant (PySlowFast's DATA settings).
 SAMPLING = {
-    "slowfast_4x16_r50": (32, 2),
-    "slowfast_8x8_r50": (32, 2),
-    "slowfast_nln_8x8_r50": (32, 2),
-    "slowfast_8x8_r101": (32, 2),
-    "slowfast_16x8_r101_50_50": (64, 2),
-    "slowfast_nln_16x8_r101_50_50": (64, 2),
-    "slow_8x8_r50": (8, 8),
-    "slow_4x16_r50": (4, 16),
+    name: clip_sampling(name) for name, spec in VARIANTS.items() if spec["kind"] == "classifier"
 }
 
 _VIEWS = (1, 30)

@@ -6,9 +6,11 @@ _R101_TEMP = [[3, 3], [4, 4], [23, 23], [3, 3]]
 _R101_50_50_TEMP = [[3, 3], [4, 4], [6, 6], [3, 3]]
 _NO_NL = [[[], []], [[], []], [[], []], [[], []]]
 
-# name -> builder kind, full-size arguments, and the PySlowFast config it corresponds to.
+# name -> frame stride at 30 fps (DATA.SAMPLING_RATE), builder kind, full-size arguments, and
+# the PySlowFast config it corresponds to.
 VARIANTS = {
     "slowfast_4x16_r50": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/c2/SLOWFAST_4x16_R50.yaml",
         kwargs=dict(
@@ -16,6 +18,7 @@ VARIANTS = {
         ),
     ),
     "slowfast_8x8_r50": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/c2/SLOWFAST_8x8_R50.yaml",
         kwargs=dict(
@@ -23,6 +26,7 @@ VARIANTS = {
         ),
     ),
     "slowfast_nln_8x8_r50": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/SLOWFAST_NLN_8x8_R50.yaml",
         kwargs=dict(
@@ -36,6 +40,7 @@ VARIANTS = {
         ),
     ),
     "slowfast_8x8_r101": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/c2/SLOWFAST_8x8_R101_101_101.yaml",
         kwargs=dict(
@@ -47,6 +52,7 @@ VARIANTS = {
         ),
     ),
     "slowfast_16x8_r101_50_50": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/c2/SLOWFAST_16x8_R101_50_50.yaml",
         kwargs=dict(
@@ -58,6 +64,7 @@ VARIANTS = {
         ),
     ),
     "slowfast_nln_16x8_r101_50_50": dict(
+        sampling_rate=2,
         kind="classifier",
         config="configs/Kinetics/c2/SLOWFAST_NLN_16x8_R101_50_50.yaml",
         kwargs=dict(
@@ -71,16 +78,19 @@ VARIANTS = {
         ),
     ),
     "slow_8x8_r50": dict(
+        sampling_rate=8,
         kind="classifier",
         config="configs/Kinetics/c2/SLOW_8x8_R50.yaml",
         kwargs=dict(depth=50, num_frames=8, single_pathway=True),
     ),
     "slow_4x16_r50": dict(
+        sampling_rate=16,
         kind="classifier",
         config="configs/Kinetics/c2/SLOW_4x16_R50.yaml",
         kwargs=dict(depth=50, num_frames=4, single_pathway=True),
     ),
     "ava_slowfast_32x2_r101_50_50": dict(
+        sampling_rate=2,
         kind="detector",
         config="configs/AVA/c2/SLOWFAST_32x2_R101_50_50.yaml",
         kwargs=dict(
@@ -98,6 +108,7 @@ VARIANTS = {
         ),
     ),
     "ava_slowfast_r50_detection": dict(
+        sampling_rate=2,
         kind="detector",
         config=None,
         kwargs=dict(
@@ -113,6 +124,21 @@ VARIANTS = {
         ),
     ),
 }
+
+
+def clip_sampling(variant):
+    """`(num_frames, sampling_rate)` a variant was trained with (PySlowFast's DATA settings).
+
+    Example:
+        >>> clip_sampling("slowfast_8x8_r50")
+        (32, 2)
+    """
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"`variant` must be one of {sorted(VARIANTS)}. Received: variant={variant!r}"
+        )
+    spec = VARIANTS[variant]
+    return spec["kwargs"]["num_frames"], spec["sampling_rate"]
 
 
 def _check_choice(value, allowed, arg):
