@@ -232,7 +232,9 @@ def test_process_exits_with_a_live_iterator(videos, tmp_path, mode):
         "next(it)\n"
         "print('first batch', flush=True)\n"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=pythonpath)
     result = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env
     )

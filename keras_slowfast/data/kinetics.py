@@ -38,16 +38,18 @@ class _DecodeGate:
         self.closing = False
 
     def __enter__(self):
+        """Registers a call; returns False once closing (the caller must not decode)."""
         with self._lock:
             self._active += 1
-        return self
+            return not self.closing
 
     def __exit__(self, *exc):
         with self._lock:
             self._active -= 1
 
     def drain(self, timeout=60.0):
-        self.closing = True
+        with self._lock:
+            self.closing = True
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -252,8 +254,9 @@ def finish(ds, settings):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _report(path, error, settings, counter):
-    if settings.on_error == "raise":
+def _report(path, error, on_error, counter):
+    """Raises `error` (`on_error="raise"`) or counts it and warns (`"skip"`)."""
+    if on_error == "raise":
         raise error
     reason = error.reason if isinstance(error, video_lib.VideoReadError) else str(error)
     counter.record(path, reason)
@@ -382,9 +385,9 @@ def kinetics_dataset(
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
-        if _GATE.closing:
-            return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
-        with _GATE:
+        with _GATE as open_:
+            if not open_:
+                return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
             return _load_clip(path, seed_value)
 
     def _load_clip(path, seed_value):
@@ -406,17 +409,17 @@ def kinetics_dataset(
             )
             return clip, np.bool_(True)
         except Exception as e:
-            _report(path, _as_read_error(path, e), s, counter)
+            _report(path, _as_read_error(path, e), s.on_error, counter)
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
 
     def load_views(path):
-        if _GATE.closing:
-            return (
-                np.zeros((1, C, C, 3), np.uint8),
-                np.zeros((s.num_temporal_views, T), np.int32),
-                np.bool_(True),
-            )
-        with _GATE:
+        with _GATE as open_:
+            if not open_:
+                return (
+                    np.zeros((1, C, C, 3), np.uint8),
+                    np.zeros((s.num_temporal_views, T), np.int32),
+                    np.bool_(True),
+                )
             return _load_views(path)
 
     def _load_views(path):
@@ -436,7 +439,7 @@ def kinetics_dataset(
                 raise video_lib.VideoReadError(path, f"frames are smaller than crop_size={C}")
             return frames, table, np.bool_(True)
         except Exception as e:
-            _report(path, _as_read_error(path, e), s, counter)
+            _report(path, _as_read_error(path, e), s.on_error, counter)
             return (
                 np.zeros((1, C, C, 3), np.uint8),
                 np.zeros((s.num_temporal_views, T), np.int32),

@@ -11,12 +11,11 @@ on tf.data service workers.
 
 import concurrent.futures
 import os
-import warnings
 
 import numpy as np
 import tensorflow as tf
 
-from keras_slowfast.data import kinetics, transforms
+from keras_slowfast.data import kinetics, sampling, transforms
 from keras_slowfast.data import video as video_lib
 
 # Context features.
@@ -171,8 +170,10 @@ def write_frame_tfrecords(
         raise ValueError(
             f"`jpeg_quality` must be in [1, 100]. Received: jpeg_quality={jpeg_quality}"
         )
-    if on_error not in ("skip", "raise"):
-        raise ValueError(f"`on_error` must be 'skip' or 'raise'. Received: on_error={on_error!r}")
+    if on_error not in kinetics._ON_ERROR:
+        raise ValueError(
+            f"`on_error` must be one of {kinetics._ON_ERROR}. Received: on_error={on_error!r}"
+        )
     counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
     folder = os.path.dirname(os.fspath(output_prefix))
     if folder:
@@ -186,13 +187,7 @@ def write_frame_tfrecords(
         try:
             return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
         except Exception as e:
-            error = kinetics._as_read_error(paths[i], e)
-            if on_error == "raise":
-                raise error from e
-            counter.record(paths[i], error.reason)
-            warnings.warn(
-                f"Skipping video {paths[i]!r}: {error.reason}", RuntimeWarning, stacklevel=2
-            )
+            kinetics._report(paths[i], kinetics._as_read_error(paths[i], e), on_error, counter)
             return None
 
     writers = [tf.io.TFRecordWriter(p) for p in shard_paths]
@@ -297,8 +292,8 @@ def frame_indices_from_timestamps_tf(
 
     selective = tf.logical_and(duration > 0, header_frames > 0)
     header_f = tf.cast(header_frames, f64)
-    # Same float64 operation order as the NumPy version (and PySlowFast).
-    window_clip = float(sampling_rate * num_frames) / float(target_fps) * fps
+    # The NumPy functions applied to a float64 tensor: the same operation order.
+    window_clip = sampling.window_clip_size(num_frames, sampling_rate, fps, target_fps)
     start = start_index(header_f, window_clip, seeds[0])
     end = start + window_clip - 1.0
     ticks_per_frame = tf.cast(duration, f64) / tf.maximum(header_f, 1.0)
@@ -308,7 +303,7 @@ def frame_indices_from_timestamps_tf(
     length = tf.size(segment, out_type=tf.int64)
     tf.debugging.assert_positive(length, message="no frame in the clip's timestamp window")
     length_f = tf.cast(length, f64)
-    segment_clip = float(num_frames * sampling_rate) * fps / float(target_fps)
+    segment_clip = sampling.segment_clip_size(num_frames, sampling_rate, fps, target_fps)
     seg_start = tf.where(
         selective, tf.constant(0.0, f64), start_index(length_f, segment_clip, seeds[1])
     )

@@ -247,21 +247,18 @@ def _to_rgb(frame):
     if reformatter is None:
         from av.video.reformatter import VideoReformatter
 
-        reformatter = _local.reformatter = VideoReformatter()
+        reformatter = VideoReformatter()
         try:
-            reformatter.reformat(frame, format="rgb24", threads=1)
-            _local.kwargs = {"threads": 1}
+            rgb = reformatter.reformat(frame, format="rgb24", threads=1)
+            kwargs = {"threads": 1}
         except TypeError:  # PyAV without the `threads` argument.
-            _local.kwargs = {}
+            rgb = reformatter.reformat(frame, format="rgb24")
+            kwargs = {}
+        # Cached only once a conversion succeeded, so a failure leaves no half-set state.
+        _local.kwargs = kwargs
+        _local.reformatter = reformatter
+        return rgb.to_ndarray()
     return reformatter.reformat(frame, format="rgb24", **_local.kwargs).to_ndarray()
-
-
-class _ClipSource:
-    """Decoded frames of a set of clips: unique frames plus per-clip positions."""
-
-    def __init__(self, frames, table):
-        self.frames = frames
-        self.table = table
 
 
 def _read_clips(

@@ -147,7 +147,9 @@ def _check_choice(value, allowed, arg):
 
 
 def _is_weights_name(weights):
-    return isinstance(weights, str) and not weights.endswith((".h5", ".pyth", ".pkl", ".pth"))
+    from keras_slowfast.weights.loading import CHECKPOINT_SUFFIXES
+
+    return isinstance(weights, str) and not weights.endswith((".h5",) + CHECKPOINT_SUFFIXES)
 
 
 def _build_variant(key, **kwargs):

@@ -1,10 +1,11 @@
 """Choosing a distribution strategy, synchronized BatchNorm and mixed precision."""
 
-import json
 import os
 
 import keras
 import tensorflow as tf
+
+from keras_slowfast.weights.loading import transfer_weights
 
 __all__ = [
     "STRATEGIES",
@@ -105,13 +106,6 @@ def is_chief(strategy=None):
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
-def task_info():
-    """`(task_type, task_id)` from `TF_CONFIG`, or `(None, None)`."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    return task.get("type"), task.get("index")
-
-
 def set_mixed_precision(policy):
     """Sets the global Keras dtype policy before models are built.
 
@@ -141,49 +135,6 @@ def _set_synchronized(layer_configs, synchronized):
         if isinstance(inner, list):
             count += _set_synchronized(inner, synchronized)
     return count
-
-
-def transfer_weights(source, target, skip=()):
-    """Copies the weights of `source` into `target` layer by layer (matched by name).
-
-    Layers whose names appear in `skip`, or that are missing in `source`, keep their
-    weights; a layer present in both with different weight shapes is an error.
-
-    Args:
-        source: the model to copy from.
-        target: the model to copy into.
-        skip: layer names not to copy (e.g. `("head_projection",)` for a new head).
-
-    Returns:
-        The names of the target layers that were not copied.
-
-    Example:
-        >>> import keras_slowfast
-        >>> pretrained = keras_slowfast.SlowR50(width_per_group=8, classes=400)
-        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
-        >>> transfer_weights(pretrained, model, skip=("head_projection",))
-        ['head_projection']
-    """
-    source_layers = {layer.name: layer for layer in source.layers}
-    skip = set(skip)
-    untouched = []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        src = source_layers.get(layer.name)
-        if layer.name in skip or src is None:
-            untouched.append(layer.name)
-            continue
-        values = src.get_weights()
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [tuple(v.shape) for v in values] != shapes:
-            raise ValueError(
-                f"Layer {layer.name!r} has weights of shapes {shapes} in the target but "
-                f"{[tuple(v.shape) for v in values]} in the source. Received: "
-                f"skip={sorted(skip)!r}"
-            )
-        layer.set_weights(values)
-    return untouched
 
 
 def convert_sync_batchnorm(model, synchronized=True):

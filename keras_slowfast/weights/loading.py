@@ -26,6 +26,11 @@ _BN_KERAS_TO_TORCH = {
 }
 
 
+# File suffixes read as PyTorch / Caffe2 checkpoints (anything else is a weights name or a
+# Keras `.weights.h5` file).
+CHECKPOINT_SUFFIXES = (".pyth", ".pkl", ".pth", ".pt")
+
+
 class CheckpointMismatchError(ValueError):
     """Raised when a checkpoint and a model do not correspond one to one."""
 
@@ -206,12 +211,12 @@ def checkpoint_to_pyslowfast_state(path):
 def load_weights_into(model, weights):
     """Loads a `.weights.h5`, `.pyth` or `.pkl` file into an already built model."""
     path = os.fspath(weights)
-    if path.endswith((".weights.h5", ".pyth", ".pkl", ".pth", ".pt")) and not os.path.isfile(path):
+    if path.endswith((".weights.h5",) + CHECKPOINT_SUFFIXES) and not os.path.isfile(path):
         raise ValueError(f"No weights file at this path. Received: weights={weights!r}")
     if path.endswith(".weights.h5"):
         model.load_weights(path)
         return model
-    if path.endswith((".pyth", ".pkl", ".pth", ".pt")):
+    if path.endswith(CHECKPOINT_SUFFIXES):
         state, _ = checkpoint_to_pyslowfast_state(path)
         return transfer_state(model, state)
     raise ValueError(
@@ -395,3 +400,46 @@ def load_pytorchvideo(path, arch, **overrides):
     kwargs.update(overrides)
     model = _build(kind, kwargs)
     return transfer_state(model, state)
+
+
+def transfer_weights(source, target, skip=()):
+    """Copies the weights of `source` into `target` layer by layer (matched by name).
+
+    Layers whose names appear in `skip`, or that are missing in `source`, keep their
+    weights; a layer present in both with different weight shapes is an error.
+
+    Args:
+        source: the model to copy from.
+        target: the model to copy into.
+        skip: layer names not to copy (e.g. `("head_projection",)` for a new head).
+
+    Returns:
+        The names of the target layers that were not copied.
+
+    Example:
+        >>> import keras_slowfast
+        >>> pretrained = keras_slowfast.SlowR50(width_per_group=8, classes=400)
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
+        >>> transfer_weights(pretrained, model, skip=("head_projection",))
+        ['head_projection']
+    """
+    source_layers = {layer.name: layer for layer in source.layers}
+    skip = set(skip)
+    untouched = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        src = source_layers.get(layer.name)
+        if layer.name in skip or src is None:
+            untouched.append(layer.name)
+            continue
+        values = src.get_weights()
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if [tuple(v.shape) for v in values] != shapes:
+            raise ValueError(
+                f"Layer {layer.name!r} has weights of shapes {shapes} in the target but "
+                f"{[tuple(v.shape) for v in values]} in the source. Received: "
+                f"skip={sorted(skip)!r}"
+            )
+        layer.set_weights(values)
+    return untouched

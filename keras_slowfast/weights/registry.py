@@ -36,9 +36,11 @@ import keras
 import numpy as np
 
 from keras_slowfast.weights.loading import (
+    CHECKPOINT_SUFFIXES,
     CheckpointMismatchError,
     checkpoint_to_pyslowfast_state,
     transfer_state,
+    transfer_weights,
 )
 
 DEFAULT_BASE_URL = "https://dl.fbaipublicfiles.com"
@@ -450,17 +452,12 @@ def _check_matches(kwargs, key, expected, weights):
 
 
 def _copy_by_name(source, target):
-    """Copies the weights of `target`'s layers from the same-named layers of `source`."""
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        try:
-            src = source.get_layer(layer.name)
-        except ValueError:
-            raise CheckpointMismatchError(
-                f"The pretrained model has no layer {layer.name}, which this model has."
-            ) from None
-        layer.set_weights(src.get_weights())
+    """Copies every weighted layer of `target` from the same-named layer of `source`."""
+    missing = transfer_weights(source, target)
+    if missing:
+        raise CheckpointMismatchError(
+            f"The pretrained model has no layer {missing[0]}, which this model has."
+        )
 
 
 def build_pretrained(variant, weights, **kwargs):
@@ -483,20 +480,26 @@ def build_pretrained(variant, weights, **kwargs):
         >>> model = build_pretrained("slowfast_8x8_r50", "k400")  # doctest: +SKIP
     """
     spec = _variant_spec(variant)
-    published_weights(variant, weights)  # validates the name before any download
     path, info = fetch(variant, weights)
-    kwargs.pop("weights", None)
     include_top = spec["kind"] == "detector" or kwargs.get("include_top", True)
     _check_matches(kwargs, "width_per_group", info["width_per_group"], weights)
     if include_top:
         _check_matches(kwargs, "classes", info["classes"], weights)
+    return _build_loaded(
+        variant, kwargs, include_top, info["classes"], lambda m: m.load_weights(path)
+    )
+
+
+def _build_loaded(variant, kwargs, include_top, classes, load):
+    """Builds `variant` and calls `load(model)`; without the top, loads a full model and
+    copies its weights by layer name."""
+    if include_top:
         model = _build(variant, **kwargs)
-        model.load_weights(path)
+        load(model)
         return model
+    full = _build(variant, **dict(kwargs, include_top=True, pooling=None, classes=classes))
+    load(full)
     model = _build(variant, **kwargs)
-    full_kwargs = dict(kwargs, include_top=True, pooling=None, classes=info["classes"])
-    full = _build(variant, **full_kwargs)
-    full.load_weights(path)
     _copy_by_name(full, model)
     return model
 
@@ -526,19 +529,16 @@ def build(variant, weights=None, **kwargs):
     if weights is None:
         return _build(variant, **kwargs)
     path = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
-    if isinstance(path, str) and path.endswith((".pyth", ".pkl", ".pth", ".pt")):
+    if isinstance(path, str) and path.endswith(CHECKPOINT_SUFFIXES):
         state, _ = checkpoint_to_pyslowfast_state(path)
         width, classes = checkpoint_head(state)
         kwargs.setdefault("width_per_group", width)
-        if kwargs.get("include_top", True):
+        include_top = kwargs.get("include_top", True)
+        if include_top:
             kwargs.setdefault("classes", classes)
-            model = _build(variant, **kwargs)
-            return transfer_state(model, state)
-        full = _build(variant, **dict(kwargs, include_top=True, pooling=None, classes=classes))
-        transfer_state(full, state)
-        model = _build(variant, **kwargs)
-        _copy_by_name(full, model)
-        return model
+        return _build_loaded(
+            variant, kwargs, include_top, classes, lambda m: transfer_state(m, state)
+        )
     try:
         return _build(variant, weights=weights, **kwargs)
     except ValueError as e:
