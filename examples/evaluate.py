@@ -99,7 +99,7 @@ def main(argv):
         seen += len(scores)
     result = aggregator.result()
     ks = (1, 5) if FLAGS.classes >= 5 else (1,)
-    metrics = aggregator.topk_accuracy(ks=ks)
+    metrics = evaluation.topk_accuracy(result.scores, result.labels, ks=ks)
     elapsed = time.time() - start
     print(
         f"{len(result.video_indices)} videos, {seen} views ({seen / elapsed:.1f} views/s): "

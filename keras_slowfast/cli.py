@@ -27,7 +27,7 @@ def _variants():
     return sorted(VARIANTS)
 
 
-def _add_model_args(parser, default_weights):
+def _add_model_args(parser):
     parser.add_argument(
         "--model",
         default="slowfast_8x8_r50",
@@ -36,9 +36,9 @@ def _add_model_args(parser, default_weights):
     )
     parser.add_argument(
         "--weights",
-        default=default_weights,
-        help="a published weights name (k400, ava) or a .weights.h5 / .pyth / .pkl path "
-        "(default: %(default)s)",
+        default=None,
+        help="a published weights name (k400, ava), a .weights.h5 / .pyth / .pkl path, or "
+        "none (default: the variant's published weights)",
     )
     parser.add_argument(
         "--width-per-group",
@@ -67,7 +67,16 @@ def _build_model(args):
     from keras_slowfast.weights import registry
 
     weights = args.weights
-    if weights in ("", "none", "None"):
+    if weights is None:
+        # The variant's own published weights (k400 for classifiers, ava for detectors).
+        published = [n for (v, n) in registry.PUBLISHED if v == args.model]
+        if not published:
+            raise ValueError(
+                f"{args.model} has no published weights: pass --weights PATH or "
+                f"--weights none. Received: model={args.model!r}"
+            )
+        weights = published[0]
+    elif weights in ("", "none", "None"):
         weights = None
     return registry.build(args.model, weights, **_model_kwargs(args))
 
@@ -180,7 +189,7 @@ def build_parser():
 
     p = sub.add_parser("classify", help="print the top classes of a video")
     p.add_argument("video", help="the video file")
-    _add_model_args(p, default_weights="k400")
+    _add_model_args(p)
     p.add_argument(
         "--views",
         type=int,
@@ -205,7 +214,7 @@ def build_parser():
 
     p = sub.add_parser("export", help="write a TF Serving SavedModel (export_dir/<version>/)")
     p.add_argument("export_dir", help="the model's base folder for TF Serving")
-    _add_model_args(p, default_weights="k400")
+    _add_model_args(p)
     p.add_argument("--version", type=_positive, default=1)
     p.add_argument("--top-k", type=_positive, default=5)
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")

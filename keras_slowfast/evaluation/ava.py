@@ -529,7 +529,8 @@ def evaluate_ava(groundtruth, detections, labelmap, excluded_timestamps=None, io
         if key in excluded:
             continue
         invalid = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-        if invalid.any() or not np.isfinite(boxes).all():
+        invalid |= ~np.isfinite(boxes).all(axis=1)
+        if invalid.any():
             raise ValueError(
                 "Ground-truth boxes must be finite with x2 >= x1 and y2 >= y1. "
                 f"Received: box={boxes[np.argmax(invalid)].tolist()} at image {key!r}"
