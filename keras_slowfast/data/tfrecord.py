@@ -9,6 +9,7 @@ with TensorFlow ops and decodes only the sampled JPEG frames, so it can run
 on tf.data service workers.
 """
 
+import collections
 import concurrent.futures
 import os
 
@@ -117,6 +118,14 @@ def _encode_video(path, label, index, short_side, jpeg_quality, timeout):
     return example.SerializeToString()
 
 
+def _write_next(window, writers, num_shards):
+    """Writes the oldest pending video of `window` (its list index picks the shard)."""
+    future = window.popleft()
+    index, record = future.result()
+    if record is not None:
+        writers[index % num_shards].write(record)
+
+
 def write_frame_tfrecords(
     list_file,
     output_prefix,
@@ -185,17 +194,23 @@ def write_frame_tfrecords(
 
     def work(i):
         try:
-            return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
+            return i, _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
         except Exception as e:
             kinetics._report(paths[i], kinetics._as_read_error(paths[i], e), on_error, counter)
-            return None
+            return i, None
 
     writers = [tf.io.TFRecordWriter(p) for p in shard_paths]
     try:
         with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
-            for i, record in enumerate(pool.map(work, range(len(paths)))):
-                if record is not None:
-                    writers[i % num_shards].write(record)
+            # A bounded window of videos in flight, written in list order: a slow video
+            # never lets the encoded ones behind it pile up in memory.
+            window = collections.deque()
+            for i in range(len(paths)):
+                window.append(pool.submit(work, i))
+                if len(window) >= 2 * num_workers:
+                    _write_next(window, writers, num_shards)
+            while window:
+                _write_next(window, writers, num_shards)
     finally:
         for w in writers:
             w.close()
