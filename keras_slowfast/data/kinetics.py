@@ -37,13 +37,15 @@ class _DecodeGate:
         self._active = 0
         self.closing = False
 
-    def __enter__(self):
-        """Registers a call; returns False once closing (the caller must not decode)."""
+    def enter(self):
+        """Registers a decode call; False once closing (the caller must not decode)."""
         with self._lock:
+            if self.closing:
+                return False
             self._active += 1
-            return not self.closing
+            return True
 
-    def __exit__(self, *exc):
+    def leave(self):
         with self._lock:
             self._active -= 1
 
@@ -385,10 +387,12 @@ def kinetics_dataset(
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
-        with _GATE as open_:
-            if not open_:
-                return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
+        if not _GATE.enter():
+            return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
+        try:
             return _load_clip(path, seed_value)
+        finally:
+            _GATE.leave()
 
     def _load_clip(path, seed_value):
         path = os.fsdecode(path)
@@ -413,14 +417,16 @@ def kinetics_dataset(
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
 
     def load_views(path):
-        with _GATE as open_:
-            if not open_:
-                return (
-                    np.zeros((1, C, C, 3), np.uint8),
-                    np.zeros((s.num_temporal_views, T), np.int32),
-                    np.bool_(True),
-                )
+        if not _GATE.enter():
+            return (
+                np.zeros((1, C, C, 3), np.uint8),
+                np.zeros((s.num_temporal_views, T), np.int32),
+                np.bool_(True),
+            )
+        try:
             return _load_views(path)
+        finally:
+            _GATE.leave()
 
     def _load_views(path):
         path = os.fsdecode(path)
