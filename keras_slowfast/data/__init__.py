@@ -1,5 +1,12 @@
-"""Data pipelines: PySlowFast-exact clip sampling, PyAV decoding, JPEG-frame TFRecords."""
+"""Data pipelines: PySlowFast-exact clip sampling, PyAV decoding, JPEG-frame TFRecords, AVA."""
 
+from keras_slowfast.data.ava import (
+    ava_dataset,
+    ava_sequence,
+    ava_transform,
+    load_ava_annotations,
+    scale_short_side,
+)
 from keras_slowfast.data.kinetics import kinetics_dataset, read_video_list
 from keras_slowfast.data.sampling import (
     VideoInfo,
@@ -35,6 +42,11 @@ from keras_slowfast.data.video import (
 )
 
 __all__ = [
+    "ava_dataset",
+    "ava_sequence",
+    "ava_transform",
+    "load_ava_annotations",
+    "scale_short_side",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "DecodeErrorCounter",

@@ -1,0 +1,1084 @@
+"""AVA-layout action-detection data: annotations, keyframes and clips, as PySlowFast reads them.
+
+An AVA-layout dataset is a folder with
+
+* ``frames/<video>/<video>_%06d.jpg``: every frame of each movie at 30 fps (1-based file
+  names); frame ``i`` (0-based) is second ``900 + i / 30`` of the movie;
+* ``frame_lists/train.csv``, ``val.csv``: one header line, then
+  ``original_vido_id video_id frame_id path labels`` per frame (space separated);
+* ``annotations/``: ground-truth boxes ``video,sec,x1,y1,x2,y2,action,person`` (normalised,
+  one row per action), a person detector's boxes ``video,sec,x1,y1,x2,y2,,score``, the
+  evaluation ground truth and the excluded timestamps.
+
+This module reproduces PySlowFast's ``Ava`` dataset with its OpenCV backend: the same keyframes
+(seconds 902 to 1798 that have boxes, boxes de-duplicated by their coordinate text with all their
+labels, predicted boxes below the score threshold dropped, every fourth second in ``val``), the
+same frame indices around each keyframe, and the same spatial transforms (OpenCV bilinear
+resizing of the decoded JPEG frames, crops and flips with the boxes following the image).
+Clips stay uint8 RGB ``(frames, H, W, 3)``; the detector normalises them itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from keras_slowfast.data import video as video_lib
+from keras_slowfast.data.kinetics import _GATE, _check_positive_int, _report
+from keras_slowfast.data.transforms import short_side_scale_size
+
+__all__ = [
+    "AVA_FPS",
+    "AVA_NUM_CLASSES",
+    "AVAKeyframe",
+    "AVAAnnotations",
+    "ava_dataset",
+    "ava_sequence",
+    "ava_transform",
+    "load_ava_annotations",
+    "read_box_csvs",
+    "read_frame_lists",
+    "scale_short_side",
+]
+
+AVA_FPS = 30
+AVA_START_SECOND = 900
+# Keyframes PySlowFast uses: seconds 902..1798 of each movie.
+AVA_VALID_SECONDS = (902, 1798)
+AVA_NUM_CLASSES = 80
+
+# PySlowFast's DATA.TRAIN_PCA_EIGVAL / TRAIN_PCA_EIGVEC (AlexNet-style lighting noise).
+PCA_EIGVAL = (0.225, 0.224, 0.229)
+PCA_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+_MODES = ("train", "val", "test")
+_ON_ERROR = ("skip", "raise")
+
+# PySlowFast's default file names (config AVA.*), relative to the dataset's sub-folders.
+DEFAULT_TRAIN_LISTS = ("train.csv",)
+DEFAULT_TEST_LISTS = ("val.csv",)
+DEFAULT_TRAIN_GT_BOX_LISTS = ("ava_train_v2.2.csv",)
+DEFAULT_TRAIN_PREDICT_BOX_LISTS = ()
+DEFAULT_TEST_PREDICT_BOX_LISTS = ("ava_val_predicted_boxes.csv",)
+DEFAULT_GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
+DEFAULT_EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
+DEFAULT_LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
+
+
+class AVAKeyframe(NamedTuple):
+    """One keyframe of an AVA-layout dataset.
+
+    Attributes:
+        video_index: index of the video in `AVAAnnotations.videos`.
+        second: the keyframe's second (AVA movie time).
+        center_frame: the keyframe's 0-based frame index, `(second - 900) * 30`.
+        boxes: float32 `(n, 4)` normalised `[x1, y1, x2, y2]` as read (not clipped).
+        labels: uint8 `(n, num_classes)` multi-hot labels (action id `k` is column `k - 1`).
+    """
+
+    video_index: int
+    second: int
+    center_frame: int
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+class AVAAnnotations(NamedTuple):
+    """The videos, frame files and keyframes of one split.
+
+    Attributes:
+        videos: video names, in frame-list order (the video index used everywhere).
+        frame_paths: per video, the list of its frame files (None for video-file sources).
+        keyframes: the `AVAKeyframe`s in PySlowFast's dataset order.
+        num_boxes: total number of boxes over all keyframes.
+    """
+
+    videos: list
+    frame_paths: list | None
+    keyframes: list
+    num_boxes: int
+
+
+def _fmt(value):
+    return repr(os.fspath(value)) if isinstance(value, os.PathLike) else repr(value)
+
+
+def _as_list(value, name):
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    if isinstance(value, Sequence):
+        return list(value)
+    raise TypeError(f"`{name}` must be a file name or a list of them. Received: {name}={value!r}")
+
+
+def read_frame_lists(list_files, frame_dir=""):
+    """Reads AVA frame lists: which frame files each video has, in order.
+
+    Each file has one header line, then `original_vido_id video_id frame_id path labels` per
+    line (space separated). Videos are numbered in order of first appearance over all files;
+    a video's frames are listed in file order, and `path` is joined to `frame_dir`.
+
+    Args:
+        list_files: a path or a list of paths.
+        frame_dir: folder the `path` column is relative to.
+
+    Returns:
+        `(videos, frame_paths)`: the video names and, per video, its list of frame paths.
+
+    Raises:
+        ValueError: a row without 5 fields, naming the file and line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "val.csv"
+        >>> _ = f.write_text('h\\nv1 0 0 v1/v1_000001.jpg ""\\nv1 0 1 v1/v1_000002.jpg ""\\n')
+        >>> videos, paths = read_frame_lists(f, "frames")
+        >>> videos, paths[0][1]
+        (['v1'], 'frames/v1/v1_000002.jpg')
+    """
+    videos, frame_paths, index = [], [], {}
+    for list_file in _as_list(list_files, "list_files"):
+        with open(list_file, encoding="utf-8") as f:
+            f.readline()
+            for line_number, line in enumerate(f, start=2):
+                row = line.split()
+                if not row:
+                    continue
+                if len(row) != 5:
+                    raise ValueError(
+                        "An AVA frame-list row has 5 space-separated fields "
+                        "(original_vido_id video_id frame_id path labels). "
+                        f"Received: {os.fspath(list_file)}:{line_number}: {line.rstrip()!r}"
+                    )
+                name = row[0]
+                if name not in index:
+                    index[name] = len(videos)
+                    videos.append(name)
+                    frame_paths.append([])
+                frame_paths[index[name]].append(os.path.join(frame_dir, row[3]))
+    return videos, frame_paths
+
+
+def read_box_csvs(
+    groundtruth_files=(),
+    predicted_files=(),
+    detection_score_thresh=0.8,
+    seconds_every=1,
+    valid_seconds=AVA_VALID_SECONDS,
+):
+    """Reads AVA box CSVs into boxes grouped per video and second, with all their labels.
+
+    Rows are `video,sec,x1,y1,x2,y2[,action[,...]]`; predicted-box files carry the detector's
+    score in column 8 and rows scoring below `detection_score_thresh` are dropped. Boxes of a
+    second are de-duplicated by their coordinate text (`"x1,y1,x2,y2"` as written), collecting
+    every label; an empty action is `-1` (a box without label). Only seconds divisible by
+    `seconds_every` are kept (PySlowFast's `val` uses 4). Rows of seconds outside
+    `valid_seconds` are counted and left out (PySlowFast cannot read them).
+
+    Args:
+        groundtruth_files: path(s) of ground-truth CSVs.
+        predicted_files: path(s) of a person detector's CSVs (with scores).
+        detection_score_thresh: minimum score of a predicted box.
+        seconds_every: keep seconds divisible by this.
+        valid_seconds: `(first, last)` keyframe seconds.
+
+    Returns:
+        `(boxes, skipped)`: `boxes[video][second]` is a list of `(box, labels)` with `box` a
+        list of 4 floats and `labels` a list of ints; `skipped` counts rows outside
+        `valid_seconds`.
+
+    Raises:
+        ValueError: a row that does not parse, or a box that is not finite or whose
+            `x2 < x1` or `y2 < y1`, naming the file and line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> f = pathlib.Path(tempfile.mkdtemp()) / "gt.csv"
+        >>> _ = f.write_text("v,0902,0.1,0.2,0.5,0.9,12,0\\nv,0902,0.1,0.2,0.5,0.9,79,0\\n")
+        >>> boxes, skipped = read_box_csvs(f)
+        >>> boxes["v"][902]
+        [([0.1, 0.2, 0.5, 0.9], [12, 79])]
+    """
+    _check_positive_int("seconds_every", seconds_every)
+    first, last = (int(s) for s in valid_seconds)
+    thresh = float(detection_score_thresh)
+    grouped = {}
+    skipped = 0
+    files = [(f, True) for f in _as_list(groundtruth_files, "groundtruth_files")]
+    files += [(f, False) for f in _as_list(predicted_files, "predicted_files")]
+    for path, is_groundtruth in files:
+        with open(path, encoding="utf-8", newline="") as f:
+            for line_number, row in enumerate(csv.reader(f), start=1):
+                if not row or not "".join(row).strip():
+                    continue
+                where = f"{os.fspath(path)}:{line_number}: {','.join(row)!r}"
+                try:
+                    if not is_groundtruth:
+                        if len(row) < 8:
+                            raise ValueError("a predicted-box row has a score in column 8")
+                        if float(row[7]) < thresh:
+                            continue
+                    if len(row) < 6:
+                        raise ValueError("a box row has at least 6 columns")
+                    video, second = row[0].strip(), int(row[1])
+                    box = [float(v) for v in row[2:6]]
+                    label = -1 if len(row) < 7 or row[6].strip() == "" else int(row[6])
+                except ValueError as e:
+                    raise ValueError(
+                        f"Cannot parse an AVA box row ({e}). Expected "
+                        f"`video,sec,x1,y1,x2,y2,action[,person|,score]`. Received: {where}"
+                    ) from None
+                if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+                    raise ValueError(
+                        f"An AVA box must be finite with x1 <= x2 and y1 <= y2. Received: {where}"
+                    )
+                if label != -1 and label < 1:
+                    raise ValueError(f"AVA action ids start at 1. Received: {where}")
+                if second % seconds_every:
+                    continue
+                if not first <= second <= last:
+                    skipped += 1
+                    continue
+                per_second = grouped.setdefault(video, {}).setdefault(second, {})
+                key = ",".join(row[2:6])
+                if key not in per_second:
+                    per_second[key] = (box, [])
+                per_second[key][1].append(label)
+    boxes = {
+        video: {sec: list(entries.values()) for sec, entries in seconds.items()}
+        for video, seconds in grouped.items()
+    }
+    return boxes, skipped
+
+
+def _keyframes(videos, boxes, num_classes, start_second, fps, valid_seconds):
+    first, last = valid_seconds
+    keyframes, total = [], 0
+    for video_index, name in enumerate(videos):
+        per_second = boxes.get(name, {})
+        for second in sorted(per_second):
+            if not first <= second <= last or not per_second[second]:
+                continue
+            entries = per_second[second]
+            box_array = np.array([b for b, _ in entries], np.float32).reshape(-1, 4)
+            labels = np.zeros((len(entries), num_classes), np.uint8)
+            for i, (_, box_labels) in enumerate(entries):
+                for label in box_labels:
+                    if label == -1:
+                        continue
+                    if label > num_classes:
+                        raise ValueError(
+                            f"Action id {label} of video {name!r} second {second} exceeds "
+                            f"`num_classes`. Received: num_classes={num_classes}"
+                        )
+                    labels[i, label - 1] = 1
+            center = int(round((second - start_second) * fps))
+            keyframes.append(AVAKeyframe(video_index, second, center, box_array, labels))
+            total += len(entries)
+    return keyframes, total
+
+
+def ava_sequence(center_frame, num_frames, sampling_rate, video_frames):
+    """Frame indices of the clip around a keyframe (PySlowFast's `get_sequence`).
+
+    `range(center - num_frames * sampling_rate // 2, center + num_frames * sampling_rate // 2,
+    sampling_rate)`, each index clamped to `[0, video_frames - 1]`.
+
+    Example:
+        >>> ava_sequence(60, 4, 2, 62).tolist()
+        [56, 58, 60, 61]
+    """
+    half = num_frames * sampling_rate // 2
+    seq = np.arange(center_frame - half, center_frame + half, sampling_rate, dtype=np.int64)
+    return np.clip(seq, 0, max(int(video_frames) - 1, 0))
+
+
+def _split_paths(data_dir, mode, frame_dir, frame_list_dir, annotation_dir, files):
+    def under(folder, default):
+        if folder is not None:
+            return os.fspath(folder)
+        if data_dir is None:
+            raise ValueError(
+                f"Give `data_dir` or `{default}_dir` for the AVA {default} folder. "
+                f"Received: data_dir=None, {default}_dir=None"
+            )
+        return os.path.join(
+            os.fspath(data_dir), default if default != "frame_list" else "frame_lists"
+        )
+
+    list_dir = under(frame_list_dir, "frame_list")
+    ann_dir = under(annotation_dir, "annotations")
+    frames = under(frame_dir, "frames") if frame_dir is not None or data_dir is not None else ""
+    lists = files["train_lists"] if mode == "train" else files["test_lists"]
+    gt = files["train_gt_box_lists"] if mode == "train" else ()
+    pred = files["train_predict_box_lists"] if mode == "train" else files["test_predict_box_lists"]
+
+    def join(folder, names, name):
+        return [os.path.join(folder, os.fspath(n)) for n in _as_list(names, name)]
+
+    return (
+        frames,
+        join(list_dir, lists, "train_lists" if mode == "train" else "test_lists"),
+        join(ann_dir, gt, "train_gt_box_lists"),
+        join(
+            ann_dir,
+            pred,
+            "train_predict_box_lists" if mode == "train" else "test_predict_box_lists",
+        ),
+    )
+
+
+def load_ava_annotations(
+    data_dir=None,
+    mode="train",
+    *,
+    frame_dir=None,
+    frame_list_dir=None,
+    annotation_dir=None,
+    train_lists=DEFAULT_TRAIN_LISTS,
+    test_lists=DEFAULT_TEST_LISTS,
+    train_gt_box_lists=DEFAULT_TRAIN_GT_BOX_LISTS,
+    train_predict_box_lists=DEFAULT_TRAIN_PREDICT_BOX_LISTS,
+    test_predict_box_lists=DEFAULT_TEST_PREDICT_BOX_LISTS,
+    detection_score_thresh=0.8,
+    full_test_on_val=False,
+    num_classes=AVA_NUM_CLASSES,
+    videos=None,
+):
+    """Reads the keyframes of one split of an AVA-layout dataset, as PySlowFast's `Ava` does.
+
+    `"train"` reads the frame lists `train_lists` with the ground-truth boxes
+    `train_gt_box_lists` (plus `train_predict_box_lists`); `"val"` and `"test"` read
+    `test_lists` with the person detector's boxes `test_predict_box_lists` (scores below
+    `detection_score_thresh` dropped). `"val"` keeps the seconds divisible by 4 unless
+    `full_test_on_val`. A keyframe is a second in 902..1798 with at least one box; its centre
+    frame is `(second - 900) * 30`.
+
+    Args:
+        data_dir: the dataset folder (with `frames/`, `frame_lists/`, `annotations/`).
+        mode: `"train"`, `"val"` or `"test"`.
+        frame_dir, frame_list_dir, annotation_dir: override the sub-folders.
+        train_lists, test_lists: frame-list file names (in `frame_list_dir`).
+        train_gt_box_lists, train_predict_box_lists, test_predict_box_lists: box CSV names
+            (in `annotation_dir`).
+        detection_score_thresh: minimum score of a predicted box (0.8 in the released AVA
+            configs).
+        full_test_on_val: in `"val"`, keep every second.
+        num_classes: number of action classes.
+        videos: instead of frame lists, the list of video names (video-file sources).
+
+    Returns:
+        An `AVAAnnotations`.
+
+    Example:
+        >>> ann = load_ava_annotations("ava", mode="val")  # doctest: +SKIP
+        >>> ann.keyframes[0].second  # doctest: +SKIP
+        904
+    """
+    if mode not in _MODES:
+        raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+    _check_positive_int("num_classes", num_classes)
+    files = dict(
+        train_lists=train_lists,
+        test_lists=test_lists,
+        train_gt_box_lists=train_gt_box_lists,
+        train_predict_box_lists=train_predict_box_lists,
+        test_predict_box_lists=test_predict_box_lists,
+    )
+    frames, lists, gt, pred = _split_paths(
+        data_dir, mode, frame_dir, frame_list_dir, annotation_dir, files
+    )
+    for path in (lists if videos is None else []) + gt + pred:
+        if not os.path.isfile(path):
+            raise ValueError(f"AVA file not found: {path!r}. Received: data_dir={data_dir!r}")
+    if videos is None:
+        names, frame_paths = read_frame_lists(lists, frames)
+    else:
+        names, frame_paths = [str(v) for v in videos], None
+    every = 4 if mode == "val" and not full_test_on_val else 1
+    boxes, skipped = read_box_csvs(gt, pred, detection_score_thresh, seconds_every=every)
+    if skipped:
+        warnings.warn(
+            f"{skipped} box row(s) lie outside the keyframe seconds "
+            f"{AVA_VALID_SECONDS[0]}..{AVA_VALID_SECONDS[1]} and were left out.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    unknown = sorted(set(boxes) - set(names))
+    if unknown:
+        warnings.warn(
+            f"Boxes of {len(unknown)} video(s) not in the frame lists are left out, "
+            f"e.g. {unknown[:3]!r}.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    keyframes, total = _keyframes(
+        names, boxes, num_classes, AVA_START_SECOND, AVA_FPS, AVA_VALID_SECONDS
+    )
+    return AVAAnnotations(names, frame_paths, keyframes, total)
+
+
+# ---------------------------------------------------------------------------------------------
+# Spatial transforms (NumPy/OpenCV, uint8 frames, boxes in pixels), as PySlowFast's cv2 backend.
+
+
+def scale_short_side(frames, size):
+    """Resizes frames so that their short side is `size` (OpenCV bilinear, PySlowFast's rule).
+
+    The long side becomes `floor(long / short * size)`; frames whose short side already is
+    `size` are returned unchanged. Each frame is resized by `cv2.resize(INTER_LINEAR)` on its
+    uint8 pixels, as PySlowFast's OpenCV backend does.
+
+    Args:
+        frames: uint8 `(T, H, W, 3)` or `(H, W, 3)`.
+        size: target short side.
+
+    Returns:
+        uint8 frames of the new size.
+
+    Example:
+        >>> scale_short_side(np.zeros((2, 272, 640, 3), np.uint8), 128).shape
+        (2, 128, 301, 3)
+    """
+    frames = np.asarray(frames)
+    single = frames.ndim == 3
+    batch = frames[None] if single else frames
+    h, w = batch.shape[1:3]
+    new_h, new_w = short_side_scale_size(h, w, size)
+    if (new_h, new_w) != (h, w):
+        batch = np.stack(
+            [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in batch]
+        )
+    return batch[0] if single else batch
+
+
+def _scale_boxes(boxes, height, width, size):
+    # PySlowFast scales both box axes by the long side's ratio (`floor` of the new long side
+    # over the old one); with an exact aspect ratio this equals the short side's ratio.
+    new_h, new_w = short_side_scale_size(height, width, size)
+    if (new_h, new_w) == (height, width):
+        return boxes
+    if width < height:
+        return boxes * (float(new_h) / height)
+    return boxes * (float(new_w) / width)
+
+
+def _clip_boxes(boxes, height, width):
+    out = boxes.copy()
+    out[:, [0, 2]] = np.minimum(width - 1.0, np.maximum(0.0, boxes[:, [0, 2]]))
+    out[:, [1, 3]] = np.minimum(height - 1.0, np.maximum(0.0, boxes[:, [1, 3]]))
+    return out
+
+
+def _flip(frames, boxes):
+    width = frames.shape[2]
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2] - 1
+    flipped[:, 2] = width - boxes[:, 0] - 1
+    return np.ascontiguousarray(frames[:, :, ::-1]), flipped
+
+
+def _color_augment(frames, rng, pca_jitter_only, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC):
+    """PySlowFast's AVA colour augmentation, on RGB frames in [0, 1] (float32)."""
+    x = frames.astype(np.float32)
+
+    def gray(img):
+        return 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
+
+    if not pca_jitter_only:
+        for op in rng.permutation(3):
+            alpha = 1.0 + rng.uniform(-0.4, 0.4)
+            if op == 0:  # brightness: blend with black
+                x = x * alpha
+            elif op == 1:  # contrast: blend with each frame's mean grey level
+                mean = gray(x).reshape(len(x), -1).mean(axis=1)
+                x = x * alpha + mean[:, None, None, None] * (1 - alpha)
+            else:  # saturation: blend with the grey image
+                x = x * alpha + gray(x)[..., None] * (1 - alpha)
+    alpha = rng.normal(0, 0.1, size=(1, 3))
+    vec = np.asarray(eigvec, np.float64)
+    val = np.reshape(np.asarray(eigval, np.float64), (1, 3))
+    rgb = np.sum(vec * np.repeat(alpha, 3, axis=0) * np.repeat(val, 3, axis=0), axis=1)
+    return (x + rgb.astype(np.float32)).astype(np.float32)
+
+
+def ava_transform(
+    frames,
+    boxes,
+    mode,
+    *,
+    crop_size,
+    jitter_scales=(256, 320),
+    random_flip=True,
+    force_flip=False,
+    color_augmentation=False,
+    pca_jitter_only=True,
+    rng=None,
+):
+    """PySlowFast's AVA clip transform (OpenCV backend) on uint8 RGB frames and boxes.
+
+    * `"train"`: short side to `round(1 / uniform(1 / max, 1 / min))` of `jitter_scales`, a
+      random `crop_size` square crop, a horizontal flip with probability 0.5;
+    * `"val"`: short side to `crop_size`, then the centre `crop_size` square;
+    * `"test"`: short side to `crop_size`, no crop.
+
+    Boxes (normalised, as read) are scaled to pixels, clipped to the frame, transformed with
+    the image and clipped again to `[0, W - 1] x [0, H - 1]` of the output, as PySlowFast
+    does. `force_flip` flips val/test clips; `color_augmentation` (train) applies PySlowFast's
+    colour jitter (unless `pca_jitter_only`) and PCA lighting noise, and then returns float32
+    frames in [0, 255] instead of uint8.
+
+    Args:
+        frames: uint8 `(T, H, W, 3)`.
+        boxes: `(n, 4)` normalised `[x1, y1, x2, y2]`.
+        mode: `"train"`, `"val"` or `"test"`.
+        crop_size: train crop, or the test short side and crop.
+        jitter_scales: `(min, max)` short side for train.
+        random_flip: flip train clips at random.
+        force_flip: flip val/test clips.
+        color_augmentation: colour augmentation for train.
+        pca_jitter_only: with `color_augmentation`, only the PCA lighting noise.
+        rng: a `numpy.random.Generator` (train randomness).
+
+    Returns:
+        `(clip, pixel_boxes)`: the clip and float32 `(n, 4)` boxes in its pixels.
+
+    Example:
+        >>> clip, b = ava_transform(np.zeros((2, 256, 340, 3), np.uint8),
+        ...                         np.array([[0.1, 0.2, 0.5, 0.9]]), "test", crop_size=128)
+        >>> clip.shape, b.round(2).tolist()
+        ((2, 128, 170, 3), [[17.0, 25.6, 85.0, 115.2]])
+    """
+    if mode not in _MODES:
+        raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+    rng = np.random.default_rng() if rng is None else rng
+    frames = np.asarray(frames)
+    height, width = frames.shape[1:3]
+    b = np.array(boxes, np.float64).reshape(-1, 4).copy()
+    b[:, [0, 2]] *= width
+    b[:, [1, 3]] *= height
+    b = _clip_boxes(b, height, width)
+    if mode == "train":
+        low, high = jitter_scales
+        size = int(round(1.0 / rng.uniform(1.0 / high, 1.0 / low)))
+        b = _scale_boxes(b, height, width, size)
+        frames = scale_short_side(frames, size)
+        h, w = frames.shape[1:3]
+        if (h, w) != (crop_size, crop_size):
+            y = int(rng.integers(0, h - crop_size)) if h > crop_size else 0
+            x = int(rng.integers(0, w - crop_size)) if w > crop_size else 0
+            frames = frames[:, y : y + crop_size, x : x + crop_size]
+            b[:, [0, 2]] -= x
+            b[:, [1, 3]] -= y
+        if random_flip and rng.uniform() < 0.5:
+            frames, b = _flip(frames, b)
+    else:
+        b = _scale_boxes(b, height, width, crop_size)
+        frames = scale_short_side(frames, crop_size)
+        if mode == "val":
+            h, w = frames.shape[1:3]
+            y = int(math.ceil((h - crop_size) / 2))
+            x = int(math.ceil((w - crop_size) / 2))
+            frames = frames[:, y : y + crop_size, x : x + crop_size]
+            b[:, [0, 2]] -= x
+            b[:, [1, 3]] -= y
+        if force_flip:
+            frames, b = _flip(frames, b)
+    frames = np.ascontiguousarray(frames)
+    if mode == "train" and color_augmentation:
+        frames = _color_augment(frames / 255.0, rng, pca_jitter_only) * 255.0
+    b = _clip_boxes(b, frames.shape[1], frames.shape[2])
+    return frames, b.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frame sources.
+
+
+class _FrameFolders:
+    """Frames of AVA frame folders (JPEG, BGR on disk), decoded with OpenCV."""
+
+    def __init__(self, frame_paths):
+        self.frame_paths = frame_paths
+
+    def num_frames(self, video_index):
+        return len(self.frame_paths[video_index])
+
+    def read(self, video_index, indices):
+        frames = []
+        for i in indices:
+            path = self.frame_paths[video_index][int(i)]
+            try:
+                data = np.fromfile(path, np.uint8)
+            except OSError as e:
+                raise video_lib.VideoReadError(path, f"cannot read frame: {e}") from None
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            if image is None:
+                raise video_lib.VideoReadError(path, "not a decodable image")
+            frames.append(image)
+        if len({f.shape for f in frames}) != 1:
+            raise video_lib.VideoReadError(
+                self.frame_paths[video_index][int(indices[0])],
+                "the frames of this clip differ in size",
+            )
+        return np.ascontiguousarray(np.stack(frames)[..., ::-1])  # BGR -> RGB
+
+    def describe(self, video_index):
+        paths = self.frame_paths[video_index]
+        return os.path.dirname(paths[0]) if paths else f"video {video_index}"
+
+
+class _VideoFiles:
+    """Frames of video files, resampled to 30 fps (frame i is time i / 30 of the file)."""
+
+    def __init__(self, paths, timeout):
+        from keras_slowfast.data import ava_video
+
+        self._ava_video = ava_video
+        self.paths = paths
+        self.timeout = timeout
+        self._counts = {}
+
+    def num_frames(self, video_index):
+        if video_index not in self._counts:
+            self._counts[video_index] = self._ava_video.count_frames_at_fps(
+                self.paths[video_index], fps=AVA_FPS, timeout=self.timeout
+            )
+        return self._counts[video_index]
+
+    def read(self, video_index, indices):
+        return self._ava_video.read_frames_at_fps(
+            self.paths[video_index], indices, fps=AVA_FPS, timeout=self.timeout
+        )
+
+    def describe(self, video_index):
+        return self.paths[video_index]
+
+
+_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v")
+
+
+def _find_videos(video_dir, names):
+    paths, missing = [], []
+    for name in names:
+        found = None
+        for ext in _VIDEO_EXTENSIONS:
+            candidate = os.path.join(video_dir, name + ext)
+            if os.path.isfile(candidate):
+                found = candidate
+                break
+        if found is None:
+            missing.append(name)
+        paths.append(found)
+    return paths, missing
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset.
+
+
+def _pad(array, rows, value=0):
+    out = np.full((rows,) + array.shape[1:], value, array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+def ava_dataset(
+    data_dir=None,
+    mode="train",
+    *,
+    frame_dir=None,
+    frame_list_dir=None,
+    annotation_dir=None,
+    video_dir=None,
+    train_lists=DEFAULT_TRAIN_LISTS,
+    test_lists=DEFAULT_TEST_LISTS,
+    train_gt_box_lists=DEFAULT_TRAIN_GT_BOX_LISTS,
+    train_predict_box_lists=DEFAULT_TRAIN_PREDICT_BOX_LISTS,
+    test_predict_box_lists=DEFAULT_TEST_PREDICT_BOX_LISTS,
+    detection_score_thresh=0.8,
+    full_test_on_val=False,
+    num_frames=32,
+    sampling_rate=2,
+    train_crop_size=224,
+    test_crop_size=256,
+    train_jitter_scales=(256, 320),
+    random_flip=True,
+    test_force_flip=False,
+    bgr=False,
+    color_augmentation=False,
+    pca_jitter_only=True,
+    num_classes=AVA_NUM_CLASSES,
+    max_boxes=None,
+    batch_size=None,
+    shuffle=None,
+    seed=None,
+    drop_remainder=None,
+    metadata=False,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    on_error="skip",
+    error_counter=None,
+    timeout=300.0,
+):
+    """A batched `tf.data.Dataset` of an AVA-layout dataset for the SlowFast detector.
+
+    It yields what PySlowFast's `Ava` dataset (OpenCV backend) yields, in its order: one
+    element per keyframe (see `load_ava_annotations`), the clip of `num_frames` frames every
+    `sampling_rate` frames around it (`ava_sequence`), transformed by `ava_transform`.
+
+    Elements are `(inputs, labels, box_weights)`, ready for `model.fit`:
+
+    * `inputs["clip"]`: uint8 `(batch, num_frames, H, W, 3)` RGB (float32 in [0, 255] with
+      `color_augmentation`; BGR with `bgr=True`);
+    * `inputs["boxes"]`: float32 `(batch, max_boxes, 4)` `[x1, y1, x2, y2]` normalised to the
+      clip's frame (its pixel boxes divided by its width and height); zero rows are padding;
+    * `labels`: float32 `(batch, max_boxes, num_classes)` multi-hot, zero in padding rows;
+    * `box_weights`: float32 `(batch, max_boxes)`, 1 for real boxes, 0 for padding.
+
+    With `metadata=True` the third item is instead a dict for evaluation:
+    `video_index` int32 `(batch,)`, `second` int32 `(batch,)`, `ori_boxes` float32
+    `(batch, max_boxes, 4)` (the boxes as read, normalised, unclipped) and `num_boxes` int32
+    `(batch,)`.
+
+    `"test"` clips keep each video's aspect ratio (short side `test_crop_size`, no crop), so
+    a batch holds keyframes of one video only (consecutive in dataset order).
+
+    The frames come from the frame folders (`frames/<video>/...` through the frame lists) or,
+    with `video_dir`, from video files `<video_dir>/<video>.mp4` (or .mkv, .avi, .webm, .mov)
+    resampled to 30 fps, frame `i` being time `i / 30` of the file (so the file starts at
+    AVA second 900, as AVA's 15-minute cuts do).
+
+    Args:
+        data_dir: the dataset folder (`frames/`, `frame_lists/`, `annotations/`).
+        mode: `"train"`, `"val"` or `"test"`.
+        frame_dir, frame_list_dir, annotation_dir: override the sub-folders.
+        video_dir: read frames from the video files in this folder instead of frame folders;
+            the videos are those of the frame lists if they exist, else those of the boxes.
+        train_lists, test_lists, train_gt_box_lists, train_predict_box_lists,
+        test_predict_box_lists, detection_score_thresh, full_test_on_val, num_classes:
+            as in `load_ava_annotations`.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at 30 fps.
+        train_crop_size: train crop (224).
+        test_crop_size: val/test short side and val crop (256).
+        train_jitter_scales: `(min, max)` train short side (256, 320).
+        random_flip: flip train clips at random.
+        test_force_flip: flip every val/test clip.
+        bgr: yield BGR clips (PySlowFast's `AVA.BGR`); RGB by default.
+        color_augmentation, pca_jitter_only: PySlowFast's train colour augmentation.
+        max_boxes: box slots per keyframe; default the largest count in the split. A
+            keyframe with more boxes is an error.
+        batch_size: defaults to 8 (train, val) or 1 (test).
+        shuffle: shuffle keyframes; defaults to True for train.
+        seed: seed for shuffling and augmentation (repeatable runs).
+        drop_remainder: drop the last partial batch; defaults to True for train.
+        metadata: yield evaluation metadata instead of box weights.
+        num_parallel_calls: parallel clip loading.
+        on_error: `"skip"`: warn, count and leave out a keyframe whose frames cannot be read;
+            `"raise"`: stop with an error naming the file.
+        error_counter: a `DecodeErrorCounter` (also the dataset's `error_counter`).
+        timeout: seconds after which reading one video file is abandoned.
+
+    Returns:
+        A `tf.data.Dataset`, with attributes `annotations` (`AVAAnnotations`),
+        `error_counter` and `max_boxes`.
+
+    Example:
+        >>> ds = ava_dataset("ava", mode="train", batch_size=8)  # doctest: +SKIP
+        >>> detector.fit(ds, epochs=1)  # doctest: +SKIP
+    """
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}")
+    for name, value in (
+        ("num_frames", num_frames),
+        ("sampling_rate", sampling_rate),
+        ("train_crop_size", train_crop_size),
+        ("test_crop_size", test_crop_size),
+    ):
+        _check_positive_int(name, value)
+    try:
+        low, high = (int(s) for s in train_jitter_scales)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`train_jitter_scales` must be a pair of integers (min, max). "
+            f"Received: train_jitter_scales={train_jitter_scales!r}"
+        ) from None
+    if mode == "train" and not train_crop_size <= low <= high:
+        raise ValueError(
+            "`train_jitter_scales` must satisfy train_crop_size <= min <= max. "
+            f"Received: train_jitter_scales={tuple(train_jitter_scales)!r}, "
+            f"train_crop_size={train_crop_size}"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
+    if batch_size is None:
+        batch_size = 1 if mode == "test" else 8
+    _check_positive_int("batch_size", batch_size)
+
+    video_names = None
+    if video_dir is not None:
+        list_dir = frame_list_dir or (
+            os.path.join(os.fspath(data_dir), "frame_lists") if data_dir is not None else None
+        )
+        lists = train_lists if mode == "train" else test_lists
+        list_paths = (
+            [os.path.join(list_dir, n) for n in _as_list(lists, "lists")] if list_dir else []
+        )
+        if list_paths and all(os.path.isfile(p) for p in list_paths):
+            video_names, _ = read_frame_lists(list_paths)
+        else:
+            video_names = _video_names_from_boxes(
+                data_dir,
+                mode,
+                annotation_dir,
+                train_gt_box_lists,
+                train_predict_box_lists,
+                test_predict_box_lists,
+            )
+    ann = load_ava_annotations(
+        data_dir,
+        mode,
+        frame_dir=frame_dir,
+        frame_list_dir=frame_list_dir,
+        annotation_dir=annotation_dir,
+        train_lists=train_lists,
+        test_lists=test_lists,
+        train_gt_box_lists=train_gt_box_lists,
+        train_predict_box_lists=train_predict_box_lists,
+        test_predict_box_lists=test_predict_box_lists,
+        detection_score_thresh=detection_score_thresh,
+        full_test_on_val=full_test_on_val,
+        num_classes=num_classes,
+        videos=video_names,
+    )
+    if not ann.keyframes:
+        raise ValueError(
+            f"The AVA {mode!r} split has no keyframe with boxes. Received: data_dir={data_dir!r}"
+        )
+    if video_dir is not None:
+        paths, missing = _find_videos(os.fspath(video_dir), ann.videos)
+        if missing:
+            raise ValueError(
+                f"No video file for {len(missing)} video(s), e.g. {missing[:3]!r} (looked for "
+                f"{', '.join(_VIDEO_EXTENSIONS)}). Received: video_dir={os.fspath(video_dir)!r}"
+            )
+        source = _VideoFiles(paths, timeout)
+    else:
+        source = _FrameFolders(ann.frame_paths)
+
+    most = max(len(k.boxes) for k in ann.keyframes)
+    if max_boxes is None:
+        max_boxes = most
+    _check_positive_int("max_boxes", max_boxes)
+    if most > max_boxes:
+        worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
+        raise ValueError(
+            f"Keyframe {ann.videos[worst.video_index]!r} second {worst.second} has "
+            f"{len(worst.boxes)} boxes, more than `max_boxes`. Received: max_boxes={max_boxes}"
+        )
+
+    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
+    T, n_cls = int(num_frames), int(num_classes)
+    crop = train_crop_size if mode == "train" else test_crop_size
+    clip_dtype = np.float32 if (mode == "train" and color_augmentation) else np.uint8
+    tf_clip_dtype = tf.float32 if clip_dtype == np.float32 else tf.uint8
+    if shuffle is None:
+        shuffle = mode == "train"
+    if drop_remainder is None:
+        drop_remainder = mode == "train"
+    keyframes = ann.keyframes
+
+    def load_one(index, seed_value):
+        k = keyframes[index]
+        rng = np.random.default_rng(int(seed_value) & 0xFFFFFFFFFFFFFFFF)
+        seq = ava_sequence(k.center_frame, T, int(sampling_rate), source.num_frames(k.video_index))
+        frames = source.read(k.video_index, seq)
+        clip, boxes = ava_transform(
+            frames,
+            k.boxes,
+            mode,
+            crop_size=crop,
+            jitter_scales=(low, high),
+            random_flip=random_flip,
+            force_flip=test_force_flip,
+            color_augmentation=color_augmentation,
+            pca_jitter_only=pca_jitter_only,
+            rng=rng,
+        )
+        if bgr:
+            clip = np.ascontiguousarray(clip[..., ::-1])
+        h, w = clip.shape[1:3]
+        boxes = boxes / np.array([w, h, w, h], np.float32)
+        return clip.astype(clip_dtype, copy=False), boxes
+
+    def load_batch(indices, seed_value):
+        """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
+        indices = [int(i) for i in indices if i >= 0]
+        if not _GATE.enter():
+            return _empty(len(indices))
+        try:
+            clips, boxes = [], []
+            for j, i in enumerate(indices):
+                clip, b = load_one(i, int(seed_value) + j)
+                clips.append(clip)
+                boxes.append(_pad(b, max_boxes))
+            ok = np.bool_(True)
+        except Exception as e:
+            k = keyframes[indices[0]]
+            where = source.describe(k.video_index)
+            _report(where, _as_read_error(where, e), on_error, counter)
+            return _empty(len(indices))
+        finally:
+            _GATE.leave()
+        if len({c.shape for c in clips}) != 1:
+            where = source.describe(keyframes[indices[0]].video_index)
+            error = video_lib.VideoReadError(where, "the frames of one video differ in size")
+            _report(where, error, on_error, counter)
+            return _empty(len(indices))
+        labels = np.stack(
+            [_pad(keyframes[i].labels.astype(np.float32), max_boxes) for i in indices]
+        )
+        num = np.array([len(keyframes[i].boxes) for i in indices], np.int32)
+        ori = np.stack([_pad(keyframes[i].boxes, max_boxes) for i in indices])
+        vid = np.array([keyframes[i].video_index for i in indices], np.int32)
+        sec = np.array([keyframes[i].second for i in indices], np.int32)
+        return np.stack(clips), np.stack(boxes), labels, num, ori, vid, sec, ok
+
+    def _empty(n):
+        return (
+            np.zeros((0, T, crop, crop, 3), clip_dtype),
+            np.zeros((0, max_boxes, 4), np.float32),
+            np.zeros((0, max_boxes, n_cls), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0, max_boxes, 4), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0,), np.int32),
+            np.bool_(False),
+        )
+
+    # Group keyframe indices into the batches to load. Train/val clips have a fixed size and
+    # are loaded one per call (then batched); test clips keep their video's size, so a test
+    # batch is consecutive keyframes of one video, loaded in one call.
+    order = np.arange(len(keyframes))
+    if mode == "test":
+        groups = []
+        for i in order:
+            if (
+                groups
+                and len(groups[-1]) < batch_size
+                and keyframes[groups[-1][-1]].video_index == keyframes[i].video_index
+            ):
+                groups[-1].append(int(i))
+            else:
+                groups.append([int(i)])
+        width = batch_size
+    else:
+        groups = [[int(i)] for i in order]
+        width = 1
+    table = np.full((len(groups), width), -1, np.int64)
+    for g, members in enumerate(groups):
+        table[g, : len(members)] = members
+
+    ds = tf.data.Dataset.from_tensor_slices(table)
+    if shuffle:
+        ds = ds.shuffle(len(groups), seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=mode == "train")
+    if mode == "val" and seed is None:
+        seeds = tf.data.Dataset.random(seed=0)
+
+    hw = [crop, crop] if mode != "test" else [None, None]
+
+    def load(indices, seed_value):
+        out = tf.numpy_function(
+            load_batch,
+            [indices, seed_value],
+            [
+                tf_clip_dtype,
+                tf.float32,
+                tf.float32,
+                tf.int32,
+                tf.float32,
+                tf.int32,
+                tf.int32,
+                tf.bool,
+            ],
+            name="load_ava_clips",
+        )
+        clip = tf.ensure_shape(out[0], [None, T, *hw, 3])
+        boxes = tf.ensure_shape(out[1], [None, max_boxes, 4])
+        labels = tf.ensure_shape(out[2], [None, max_boxes, n_cls])
+        num = tf.ensure_shape(out[3], [None])
+        ori = tf.ensure_shape(out[4], [None, max_boxes, 4])
+        vid = tf.ensure_shape(out[5], [None])
+        sec = tf.ensure_shape(out[6], [None])
+        return clip, boxes, labels, num, ori, vid, sec, out[7]
+
+    ds = tf.data.Dataset.zip((ds, seeds)).map(
+        load,
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True if (seed is not None or mode != "train") else None,
+    )
+    ds = ds.filter(_last_is_ok).map(_drop_last)
+
+    def arrange(clip, boxes, labels, num, ori, vid, sec):
+        inputs = {"clip": clip, "boxes": boxes}
+        if metadata:
+            meta = {"video_index": vid, "second": sec, "ori_boxes": ori, "num_boxes": num}
+            return inputs, labels, meta
+        weights = tf.cast(tf.sequence_mask(num, max_boxes), tf.float32)
+        return inputs, labels, weights
+
+    if mode == "test":
+        ds = ds.map(arrange)
+    else:
+        ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder).map(arrange)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.annotations = ann
+    ds.error_counter = counter
+    ds.max_boxes = max_boxes
+    return ds
+
+
+def _last_is_ok(*element):
+    return element[-1]
+
+
+def _drop_last(*element):
+    return element[:-1]
+
+
+def _video_names_from_boxes(data_dir, mode, annotation_dir, train_gt, train_pred, test_pred):
+    ann_dir = annotation_dir or os.path.join(os.fspath(data_dir), "annotations")
+    names = list(train_gt) + list(train_pred) if mode == "train" else list(test_pred)
+    seen = []
+    for name in names:
+        path = os.path.join(ann_dir, name)
+        if not os.path.isfile(path):
+            raise ValueError(f"AVA file not found: {path!r}. Received: data_dir={data_dir!r}")
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.reader(f):
+                if row and row[0].strip() and row[0].strip() not in seen:
+                    seen.append(row[0].strip())
+    return seen
+
+
+def _as_read_error(where, error):
+    if isinstance(error, video_lib.VideoReadError):
+        return error
+    wrapped = video_lib.VideoReadError(where, f"{type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
