@@ -168,6 +168,69 @@ def _list_weights(args):
     return 0
 
 
+_PYSLOWFAST_SUFFIXES = (".pyth", ".pkl", ".pt")
+_DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50"
+
+
+def _build_detector(args):
+    """The AVA detector of `--model` / `--weights`; a PySlowFast file alone names its own."""
+    from keras_slowfast.models.variants import VARIANTS
+
+    weights = args.weights
+    if args.model is None and weights and weights.lower().endswith(_PYSLOWFAST_SUFFIXES):
+        from keras_slowfast.weights.loading import load_pyslowfast
+
+        if not os.path.isfile(weights):
+            raise ValueError(f"No checkpoint file at this path. Received: weights={weights!r}")
+        return load_pyslowfast(weights, **_model_kwargs(args))
+    args.model = args.model or _DEFAULT_DETECTOR
+    if VARIANTS.get(args.model, {}).get("kind") != "detector":
+        raise ValueError(
+            "This command needs an AVA detector variant, one of "
+            f"{sorted(v for v, spec in VARIANTS.items() if spec['kind'] == 'detector')}. "
+            f"Received: model={args.model!r}"
+        )
+    return _build_model(args)
+
+
+def _evaluate_ava(args):
+    from keras_slowfast.evaluation.ava_detector import evaluate_ava_detector
+
+    if not os.path.isdir(args.data_dir):
+        raise ValueError(f"No folder at this path. Received: data_dir={args.data_dir!r}")
+    model = _build_detector(args)
+    start = time.perf_counter()
+    result = evaluate_ava_detector(
+        model,
+        args.data_dir,
+        mode=args.mode,
+        labelmap=args.labelmap,
+        groundtruth=args.groundtruth,
+        exclusions=args.exclusions,
+        output_dir=args.output_dir,
+        sampling_rate=args.sampling_rate,
+        test_crop_size=args.test_crop_size,
+        full_test_on_val=args.full_test_on_val,
+        detection_score_thresh=args.detection_score_thresh,
+        batch_size=args.batch_size,
+        video_dir=args.video_dir,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - start
+    keyframes = len(set(zip(result.videos, result.seconds.tolist())))
+    print(
+        f"{keyframes} keyframes, {len(result.scores)} boxes in {elapsed:.1f} s "
+        f"({keyframes / max(elapsed, 1e-9):.2f} keyframes/s)"
+    )
+    if args.output_dir:
+        print(
+            f"written: {os.path.join(args.output_dir, 'detections.csv')}, "
+            f"{os.path.join(args.output_dir, 'metrics.json')}"
+        )
+    print(f"frame-mAP@0.5IOU: {result.mean_ap:.6f}")
+    return 0
+
+
 def _has_tfrecords_cli():
     return importlib.util.find_spec(_TFRECORDS_CLI) is not None
 
@@ -220,6 +283,82 @@ def build_parser():
     p.add_argument("--overwrite", action="store_true", help="replace an existing version")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "evaluate-ava",
+        help="score an AVA detector on an AVA-layout dataset (frame-mAP)",
+        description="Runs an AVA detector on every keyframe of an AVA-layout folder "
+        "(frames/, frame_lists/, annotations/ with PySlowFast's default file names), writes "
+        "detections.csv and metrics.json, and prints the frame-mAP.",
+    )
+    p.add_argument("data_dir", help="the AVA-layout dataset folder")
+    p.add_argument(
+        "--model",
+        default=None,
+        choices=_variants(),
+        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
+        "PySlowFast --weights file)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
+        ".pyth alone gives the architecture), or none",
+    )
+    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--mode",
+        choices=("test", "val"),
+        default="test",
+        help="test: every keyframe, no crop (default); val: centre crops",
+    )
+    p.add_argument(
+        "--test-crop-size",
+        type=_positive,
+        default=256,
+        help="short side of the clips (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sampling-rate",
+        type=_positive,
+        default=2,
+        help="frame stride of the clips (default: %(default)s)",
+    )
+    p.add_argument(
+        "--full-test-on-val",
+        action="store_true",
+        help="with --mode val, every second instead of every fourth",
+    )
+    p.add_argument(
+        "--detection-score-thresh",
+        type=float,
+        default=0.8,
+        help="minimum person-box score (default: %(default)s)",
+    )
+    p.add_argument(
+        "--labelmap", default=None, help="evaluated classes .pbtxt (default: the 60-class AVA list)"
+    )
+    p.add_argument(
+        "--groundtruth",
+        default=None,
+        help="ground-truth CSV (default: annotations/ava_val_v2.2.csv)",
+    )
+    p.add_argument(
+        "--exclusions",
+        default=None,
+        help="excluded timestamps CSV (default: the one in annotations/)",
+    )
+    p.add_argument(
+        "--video-dir",
+        default=None,
+        help="read frames from <video>.mp4 files here instead of frames/",
+    )
+    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument("--output-dir", default=None, help="write detections.csv and metrics.json")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_evaluate_ava)
 
     p = sub.add_parser("weights", help="list the published weights and the cache folder")
     p.set_defaults(func=_list_weights)

@@ -11,6 +11,11 @@ from keras_slowfast.evaluation.ava import (
     read_labelmap,
     write_detections_csv,
 )
+from keras_slowfast.evaluation.ava_detector import (
+    AVADetectorEvaluation,
+    default_ava_labelmap,
+    evaluate_ava_detector,
+)
 from keras_slowfast.evaluation.multiview import (
     MultiViewAggregator,
     MultiViewResult,
@@ -19,11 +24,14 @@ from keras_slowfast.evaluation.multiview import (
 
 __all__ = [
     "AVABoxes",
+    "AVADetectorEvaluation",
     "MultiViewAggregator",
     "MultiViewResult",
     "average_precision",
+    "default_ava_labelmap",
     "detections_from_predictions",
     "evaluate_ava",
+    "evaluate_ava_detector",
     "make_image_key",
     "read_csv",
     "read_exclusions",
