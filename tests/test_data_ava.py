@@ -265,3 +265,12 @@ def test_argument_errors(ava_golden, tmp_path):
         ava.ava_dataset(tmp_path, "train")
     with pytest.raises(ValueError, match="data_dir"):
         ava.ava_dataset(None, "train")
+
+
+def test_docstring_examples():
+    import doctest
+
+    import keras_slowfast.evaluation.ava_detector as runner
+
+    assert doctest.testmod(ava).failed == 0
+    assert doctest.testmod(runner).failed == 0

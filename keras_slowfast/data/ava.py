@@ -560,8 +560,8 @@ def ava_transform(
     Example:
         >>> clip, b = ava_transform(np.zeros((2, 256, 340, 3), np.uint8),
         ...                         np.array([[0.1, 0.2, 0.5, 0.9]]), "test", crop_size=128)
-        >>> clip.shape, b.round(2).tolist()
-        ((2, 128, 170, 3), [[17.0, 25.6, 85.0, 115.2]])
+        >>> clip.shape, [round(float(v), 2) for v in b[0]]
+        ((2, 128, 170, 3), [17.0, 25.6, 85.0, 115.2])
     """
     if mode not in _MODES:
         raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
