@@ -7,6 +7,11 @@ from keras_slowfast.data.ava import (
     load_ava_annotations,
     scale_short_side,
 )
+from keras_slowfast.data.ava_video import (
+    count_frames_at_fps,
+    iter_frames_at_fps,
+    read_frames_at_fps,
+)
 from keras_slowfast.data.kinetics import kinetics_dataset, read_video_list
 from keras_slowfast.data.sampling import (
     VideoInfo,
@@ -53,15 +58,18 @@ __all__ = [
     "VideoInfo",
     "VideoReadError",
     "clip_frame_indices",
+    "count_frames_at_fps",
     "decode_all_frames",
     "decode_timestamps",
     "frame_indices_from_timestamps",
     "frame_indices_from_timestamps_tf",
     "frame_tfrecord_dataset",
+    "iter_frames_at_fps",
     "kinetics_dataset",
     "normalize",
     "probe_video",
     "read_clip",
+    "read_frames_at_fps",
     "read_test_views",
     "read_video_list",
     "resize_short_side",
