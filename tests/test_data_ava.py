@@ -274,3 +274,38 @@ def test_docstring_examples():
 
     assert doctest.testmod(ava).failed == 0
     assert doctest.testmod(runner).failed == 0
+
+
+def test_video_files_give_the_frame_folders_clips(ava_golden, videos, tmp_path):
+    """Frames from `k00.mp4` (30 fps) equal the golden JPEG frames of k00 up to JPEG loss."""
+    root = ava_golden[0] / "dataset"
+    video_dir = tmp_path / "videos"
+    video_dir.mkdir()
+    (video_dir / "k00.mp4").symlink_to(videos / "k00.mp4")
+    # Only k00's frames are JPEGs of k00.mp4 at its native 30 fps; keep that video.
+    lists = tmp_path / "frame_lists"
+    lists.mkdir()
+    rows = (root / "frame_lists" / "val.csv").read_text().splitlines()
+    (lists / "val.csv").write_text("\n".join(r for r in rows if not r.startswith("bikes")) + "\n")
+    kw = dict(test_crop_size=128, full_test_on_val=True, metadata=True, frame_list_dir=lists,
+              annotation_dir=root / "annotations", frame_dir=root / "frames")  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="not in the frame lists"):
+        from_frames = ava.ava_dataset(None, "test", **kw)
+    with pytest.warns(RuntimeWarning, match="not in the frame lists"):
+        from_video = ava.ava_dataset(None, "test", video_dir=video_dir, **kw)
+    count = 0
+    for (a, la, ma), (b, lb, mb) in zip(from_frames, from_video):
+        diff = np.abs(a["clip"].numpy().astype(int) - b["clip"].numpy().astype(int))
+        # JPEG (OpenCV default quality 95) costs about one level on average.
+        assert diff.mean() < 1.5, diff.mean()
+        np.testing.assert_array_equal(a["boxes"].numpy(), b["boxes"].numpy())
+        np.testing.assert_array_equal(la.numpy(), lb.numpy())
+        np.testing.assert_array_equal(ma["second"].numpy(), mb["second"].numpy())
+        count += 1
+    assert count == 7
+
+
+def test_video_files_missing_video_is_named(ava_golden, tmp_path):
+    root = ava_golden[0] / "dataset"
+    with pytest.raises(ValueError, match=r"No video file for 2 video\(s\).*'k00'"):
+        ava.ava_dataset(root, "val", video_dir=tmp_path)
