@@ -172,8 +172,28 @@ _PYSLOWFAST_SUFFIXES = (".pyth", ".pkl", ".pt")
 _DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50"
 
 
+def _pyslowfast_data_settings(path):
+    """Clip settings from a PySlowFast checkpoint's embedded config ({} if it has none)."""
+    from keras_slowfast.weights.loading import checkpoint_to_pyslowfast_state
+    from keras_slowfast.weights.pyslowfast_config import read_pyslowfast_config
+
+    _, info = checkpoint_to_pyslowfast_state(path)
+    if not info.get("cfg"):
+        return {}
+    cfg = read_pyslowfast_config(info["cfg"])
+    return {
+        "sampling_rate": int(cfg["DATA"]["SAMPLING_RATE"]),
+        "bgr": bool(cfg["AVA"]["BGR"]),
+        "detection_score_thresh": float(cfg["AVA"]["DETECTION_SCORE_THRESH"]),
+    }
+
+
 def _build_detector(args):
-    """The AVA detector of `--model` / `--weights`; a PySlowFast file alone names its own."""
+    """The AVA detector of `--model` / `--weights` and clip settings from its config.
+
+    A PySlowFast checkpoint alone gives the architecture and the clip settings (sampling
+    rate, BGR input, person-box threshold) from its embedded config.
+    """
     from keras_slowfast.models.variants import VARIANTS
 
     weights = args.weights
@@ -182,7 +202,8 @@ def _build_detector(args):
 
         if not os.path.isfile(weights):
             raise ValueError(f"No checkpoint file at this path. Received: weights={weights!r}")
-        return load_pyslowfast(weights, **_model_kwargs(args))
+        model = load_pyslowfast(weights, **_model_kwargs(args))
+        return model, _pyslowfast_data_settings(weights)
     args.model = args.model or _DEFAULT_DETECTOR
     if VARIANTS.get(args.model, {}).get("kind") != "detector":
         raise ValueError(
@@ -190,7 +211,14 @@ def _build_detector(args):
             f"{sorted(v for v, spec in VARIANTS.items() if spec['kind'] == 'detector')}. "
             f"Received: model={args.model!r}"
         )
-    return _build_model(args)
+    return _build_model(args), {"sampling_rate": VARIANTS[args.model]["sampling_rate"]}
+
+
+def _setting(args, settings, name, default):
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    return settings.get(name, default)
 
 
 def _evaluate_ava(args):
@@ -198,7 +226,7 @@ def _evaluate_ava(args):
 
     if not os.path.isdir(args.data_dir):
         raise ValueError(f"No folder at this path. Received: data_dir={args.data_dir!r}")
-    model = _build_detector(args)
+    model, settings = _build_detector(args)
     start = time.perf_counter()
     result = evaluate_ava_detector(
         model,
@@ -208,10 +236,11 @@ def _evaluate_ava(args):
         groundtruth=args.groundtruth,
         exclusions=args.exclusions,
         output_dir=args.output_dir,
-        sampling_rate=args.sampling_rate,
+        sampling_rate=_setting(args, settings, "sampling_rate", 2),
         test_crop_size=args.test_crop_size,
         full_test_on_val=args.full_test_on_val,
-        detection_score_thresh=args.detection_score_thresh,
+        detection_score_thresh=_setting(args, settings, "detection_score_thresh", 0.8),
+        bgr=args.bgr or settings.get("bgr", False),
         batch_size=args.batch_size,
         video_dir=args.video_dir,
         progress=not args.quiet,
@@ -322,8 +351,11 @@ def build_parser():
     p.add_argument(
         "--sampling-rate",
         type=_positive,
-        default=2,
-        help="frame stride of the clips (default: %(default)s)",
+        default=None,
+        help="frame stride of the clips (default: the checkpoint's config, or 2)",
+    )
+    p.add_argument(
+        "--bgr", action="store_true", help="feed BGR clips (default: the config's AVA.BGR)"
     )
     p.add_argument(
         "--full-test-on-val",
@@ -333,8 +365,8 @@ def build_parser():
     p.add_argument(
         "--detection-score-thresh",
         type=float,
-        default=0.8,
-        help="minimum person-box score (default: %(default)s)",
+        default=None,
+        help="minimum person-box score (default: the config's, or 0.8)",
     )
     p.add_argument(
         "--labelmap", default=None, help="evaluated classes .pbtxt (default: the 60-class AVA list)"
