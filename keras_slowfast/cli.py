@@ -17,6 +17,7 @@ import importlib.util
 import os
 import sys
 import time
+import warnings
 
 _TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
 
@@ -260,6 +261,39 @@ def _evaluate_ava(args):
     return 0
 
 
+def _extract_frames(args):
+    from keras_slowfast.data.ava_extract import extract_ava_frames
+    from keras_slowfast.data.video import DecodeErrorCounter
+
+    counter = DecodeErrorCounter()
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # Skipped videos are listed once at the end instead.
+        warnings.filterwarnings("ignore", message="Skipping video", category=RuntimeWarning)
+        result = extract_ava_frames(
+            args.videos,
+            args.output,
+            fps=args.fps,
+            split=args.split,
+            jpeg_quality=args.jpeg_quality,
+            on_error=args.on_error,
+            timeout=args.timeout,
+            progress=not args.quiet,
+            error_counter=counter,
+        )
+    elapsed = time.perf_counter() - start
+    print(
+        f"{len(result.frames)} video(s), {sum(result.frames.values())} frames at {args.fps:g} fps "
+        f"in {os.path.join(args.output, 'frames')} ({len(result.extracted)} extracted, "
+        f"{len(result.existing)} already complete, {len(result.failed)} skipped), "
+        f"{elapsed:.1f} s"
+    )
+    print(f"frame list: {result.frame_list}")
+    for path, reason in result.failed:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
+
 def _has_tfrecords_cli():
     return importlib.util.find_spec(_TFRECORDS_CLI) is not None
 
@@ -391,6 +425,36 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_evaluate_ava)
+
+    p = sub.add_parser(
+        "extract-frames",
+        help="write AVA's frame layout (frames/, frame_lists/) from video files",
+        description="Write every video's frames at 30 fps as DATA_DIR/frames/<video>/"
+        "<video>_%%06d.jpg and list them in DATA_DIR/frame_lists/<split>.csv, as AVA's "
+        "frame extraction and PySlowFast's frame lists do. Resumable: complete folders "
+        "are kept.",
+    )
+    p.add_argument(
+        "videos",
+        nargs="+",
+        metavar="VIDEO_OR_LIST",
+        help="video files, or list files (.txt/.csv/.lst/.list, one video path per line)",
+    )
+    p.add_argument("--output", required=True, metavar="DATA_DIR", help="the dataset folder")
+    p.add_argument("--split", default="train", help="frame list name (default: %(default)s)")
+    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default: 30)")
+    p.add_argument("--jpeg-quality", type=int, default=95, help="OpenCV JPEG quality (default: 95)")
+    p.add_argument(
+        "--on-error",
+        choices=("skip", "raise"),
+        default="skip",
+        help="skip unreadable videos with a message (default) or stop at the first one",
+    )
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds allowed per video (default: 3600)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_extract_frames)
 
     p = sub.add_parser("weights", help="list the published weights and the cache folder")
     p.set_defaults(func=_list_weights)

@@ -7,6 +7,7 @@ from keras_slowfast.data.ava import (
     load_ava_annotations,
     scale_short_side,
 )
+from keras_slowfast.data.ava_extract import extract_ava_frames
 from keras_slowfast.data.ava_video import (
     count_frames_at_fps,
     iter_frames_at_fps,
@@ -61,6 +62,7 @@ __all__ = [
     "count_frames_at_fps",
     "decode_all_frames",
     "decode_timestamps",
+    "extract_ava_frames",
     "frame_indices_from_timestamps",
     "frame_indices_from_timestamps_tf",
     "frame_tfrecord_dataset",

@@ -1,0 +1,111 @@
+"""A small text progress bar for long commands (written to stderr, no dependency)."""
+
+import sys
+import time
+
+__all__ = ["ProgressBar"]
+
+
+class ProgressBar:
+    """Counts steps towards a total and redraws one status line on a stream.
+
+    On a terminal the line is redrawn in place at most every `interval`
+    seconds; on other streams (logs, pipes) a line is written at most every
+    `log_interval` seconds and at the end, so logs stay short.
+
+    Args:
+        total: the number of steps, or `None` when unknown.
+        description: a label shown before the bar.
+        unit: what a step is called (`"frames"`, `"keyframes"`).
+        stream: where to write (default `sys.stderr`); `None` or
+            `enabled=False` draws nothing.
+        enabled: draw the bar at all.
+        interval: seconds between redraws on a terminal.
+        log_interval: seconds between lines on a non-terminal stream.
+
+    Example:
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> with ProgressBar(3, "demo", unit="steps", stream=out) as bar:
+    ...     for _ in range(3):
+    ...         bar.update()
+    >>> out.getvalue().splitlines()[-1].startswith("demo: 3/3 steps")
+    True
+    """
+
+    def __init__(
+        self,
+        total=None,
+        description="",
+        unit="",
+        stream=None,
+        enabled=True,
+        interval=0.2,
+        log_interval=10.0,
+    ):
+        self.total = None if total is None else int(total)
+        self.description = description
+        self.unit = unit
+        self.count = 0
+        self._stream = (sys.stderr if stream is None else stream) if enabled else None
+        self._tty = bool(self._stream is not None and getattr(self._stream, "isatty", bool)())
+        self._interval = interval if self._tty else log_interval
+        self._start = time.monotonic()
+        self._last_draw = -float("inf")
+        self._width = 0
+        self._closed = False
+
+    def set_description(self, description):
+        """Changes the label (shown at the next redraw)."""
+        self.description = description
+
+    def update(self, steps=1):
+        """Counts `steps` more and redraws if it is time."""
+        self.count += steps
+        now = time.monotonic()
+        if now - self._last_draw >= self._interval:
+            self._draw(now)
+
+    def _line(self, now):
+        elapsed = now - self._start
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        unit = f" {self.unit}" if self.unit else ""
+        head = f"{self.description}: " if self.description else ""
+        if self.total:
+            done = min(1.0, self.count / self.total)
+            filled = int(round(20 * done))
+            bar = "#" * filled + "-" * (20 - filled)
+            remaining = (self.total - self.count) / rate if rate > 0 else float("nan")
+            eta = f", {remaining:.0f} s left" if remaining == remaining else ""
+            return (
+                f"{head}{self.count}/{self.total}{unit} [{bar}] {100 * done:3.0f}% "
+                f"{rate:.1f}/s{eta}"
+            )
+        return f"{head}{self.count}{unit} {rate:.1f}/s, {elapsed:.0f} s"
+
+    def _draw(self, now, final=False):
+        if self._stream is None:
+            return
+        self._last_draw = now
+        line = self._line(now)
+        if self._tty:
+            pad = " " * max(0, self._width - len(line))
+            self._stream.write("\r" + line + pad + ("\n" if final else ""))
+            self._width = len(line)
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self):
+        """Draws the final line (once)."""
+        if not self._closed:
+            self._closed = True
+            self._draw(time.monotonic(), final=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
