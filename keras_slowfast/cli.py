@@ -294,6 +294,62 @@ def _extract_frames(args):
     return 0
 
 
+def _detect(args):
+    from keras_slowfast.detect import KerasHubPersonDetector, OpenCVPersonDetector, detect_actions
+
+    if not os.path.isfile(args.video):
+        raise ValueError(f"No video file at this path. Received: video={args.video!r}")
+    if args.output is None and args.csv is None:
+        raise ValueError("Give --output VIDEO and/or --csv FILE. Received: neither")
+    if args.boxes is not None and args.person_detector is not None:
+        raise ValueError(
+            "Give either --boxes or --person-detector. "
+            f"Received: boxes={args.boxes!r}, person_detector={args.person_detector!r}"
+        )
+    if args.boxes is None:
+        kind = args.person_detector or "opencv"
+        thresh = {} if args.person_thresh is None else {"score_thresh": args.person_thresh}
+        if kind == "opencv":
+            detector = OpenCVPersonDetector(**thresh)
+        else:
+            detector = KerasHubPersonDetector(args.keras_hub_preset, **thresh)
+    model, settings = _build_detector(args)
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        found = detect_actions(
+            model,
+            args.video,
+            args.boxes,
+            person_detector=None if args.boxes is not None else detector,
+            output_video=args.output,
+            output_csv=args.csv,
+            sampling_rate=_setting(args, settings, "sampling_rate", 2),
+            test_crop_size=args.test_crop_size,
+            top_k=args.top_k,
+            score_thresh=args.score_thresh,
+            box_score_thresh=(
+                _setting(args, {}, "person_thresh", settings.get("detection_score_thresh"))
+                if args.boxes is not None
+                else None
+            ),
+            bgr=args.bgr or settings.get("bgr", False),
+            progress=not args.quiet,
+        )
+    for w in caught:
+        print(f"keras-slowfast detect: {w.message}", file=sys.stderr)
+    elapsed = time.perf_counter() - start
+    seconds = len(set(found.seconds.tolist()))
+    print(
+        f"{os.path.basename(args.video)}: {len(found.seconds)} person boxes in {seconds} of "
+        f"{found.keyframes} keyframes, {elapsed:.1f} s"
+    )
+    for path in (args.output, args.csv):
+        if path is not None:
+            print(f"written: {path}")
+    return 0
+
+
 def _has_tfrecords_cli():
     return importlib.util.find_spec(_TFRECORDS_CLI) is not None
 
@@ -455,6 +511,83 @@ def build_parser():
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_extract_frames)
+
+    p = sub.add_parser(
+        "detect",
+        help="detect people's actions in a video with an AVA detector",
+        description="Every second of the video is a keyframe: person boxes (from --boxes, or "
+        "a person detector) are scored by an AVA detector; writes the video with the boxes "
+        "and top actions drawn, and/or a CSV video,sec,x1,y1,x2,y2,action,score.",
+    )
+    p.add_argument("video", help="the video file")
+    p.add_argument("--output", default=None, help="the annotated video to write (e.g. .mp4)")
+    p.add_argument("--csv", default=None, help="the detections CSV to write")
+    p.add_argument(
+        "--model",
+        default=None,
+        choices=_variants(),
+        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
+        "PySlowFast --weights file)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
+        ".pyth alone gives the architecture), or none",
+    )
+    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--boxes",
+        default=None,
+        help="person boxes, CSV video,sec,x1,y1,x2,y2[,action[,score]] (normalised; video = "
+        "the file name without extension, sec = second from the start)",
+    )
+    p.add_argument(
+        "--person-detector",
+        choices=("opencv", "keras-hub"),
+        default=None,
+        help="find people when --boxes is not given: opencv (HOG, offline; the default) or "
+        "keras-hub (a keras-hub detector preset, downloaded on first use)",
+    )
+    p.add_argument(
+        "--keras-hub-preset",
+        default="retinanet_resnet50_fpn_coco",
+        help="the keras-hub preset of --person-detector keras-hub (default: %(default)s)",
+    )
+    p.add_argument(
+        "--person-thresh",
+        type=float,
+        default=None,
+        help="minimum person score (opencv default 1.0, keras-hub 0.5; with --boxes, drops rows "
+        "scored below it, default: a PySlowFast checkpoint's AVA.DETECTION_SCORE_THRESH)",
+    )
+    p.add_argument(
+        "--score-thresh",
+        type=float,
+        default=0.0,
+        help="minimum action score to keep (default: %(default)s)",
+    )
+    p.add_argument("--top-k", type=_positive, default=3, help="actions per box (default: 3)")
+    p.add_argument(
+        "--test-crop-size",
+        type=_positive,
+        default=256,
+        help="short side of the clips (default: %(default)s)",
+    )
+    p.add_argument(
+        "--sampling-rate",
+        type=_positive,
+        default=None,
+        help="frame stride of the clips at 30 fps (default: the variant's or the checkpoint's "
+        "config, else 2)",
+    )
+    p.add_argument(
+        "--bgr", action="store_true", help="feed BGR clips (default: the config's AVA.BGR)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_detect)
 
     p = sub.add_parser("weights", help="list the published weights and the cache folder")
     p.set_defaults(func=_list_weights)

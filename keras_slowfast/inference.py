@@ -15,9 +15,10 @@ import numpy as np
 
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
 from keras_slowfast.data.video import read_clip, read_test_views
+from keras_slowfast.detect import detect_actions
 from keras_slowfast.models.variants import VARIANTS, clip_sampling
 
-__all__ = ["SAMPLING", "classify_video", "sampling_for", "video_views"]
+__all__ = ["SAMPLING", "classify_video", "detect_actions", "sampling_for", "video_views"]
 
 #: `(num_frames, sampling_rate)` of each classifier variant (PySlowFast's DATA settings).
 SAMPLING = {

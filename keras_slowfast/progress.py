@@ -69,20 +69,18 @@ class ProgressBar:
 
     def _line(self, now):
         elapsed = now - self._start
-        rate = self.count / elapsed if elapsed > 0 else 0.0
+        # No rate before a second has passed: the first steps say little.
+        rate = self.count / elapsed if elapsed >= 1.0 else 0.0
         unit = f" {self.unit}" if self.unit else ""
         head = f"{self.description}: " if self.description else ""
         if self.total:
             done = min(1.0, self.count / self.total)
             filled = int(round(20 * done))
             bar = "#" * filled + "-" * (20 - filled)
-            remaining = (self.total - self.count) / rate if rate > 0 else float("nan")
-            eta = f", {remaining:.0f} s left" if remaining == remaining else ""
-            return (
-                f"{head}{self.count}/{self.total}{unit} [{bar}] {100 * done:3.0f}% "
-                f"{rate:.1f}/s{eta}"
-            )
-        return f"{head}{self.count}{unit} {rate:.1f}/s, {elapsed:.0f} s"
+            speed = f" {rate:.1f}/s, {(self.total - self.count) / rate:.0f} s left" if rate else ""
+            return f"{head}{self.count}/{self.total}{unit} [{bar}] {100 * done:3.0f}%{speed}"
+        speed = f" {rate:.1f}/s" if rate else ""
+        return f"{head}{self.count}{unit}{speed}, {elapsed:.0f} s"
 
     def _draw(self, now, final=False):
         if self._stream is None:
