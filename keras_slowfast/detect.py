@@ -182,7 +182,7 @@ class OpenCVPersonDetector:
     `score_thresh` are kept, then non-maximum suppression at `nms_thresh` IoU. The
     detector is `cv2.HOGDescriptor` with `cv2.HOGDescriptor_getDefaultPeopleDetector()`:
     in OpenCV 4 it is part of `opencv-python-headless`; OpenCV 5 moved it to
-    `opencv-contrib-python-headless` (`pip install "keras-slowfast[opencv-people]"`).
+    `opencv-contrib-python-headless`, which this package installs.
 
     Args:
         score_thresh: minimum SVM score of a window (its signed distance to the margin;
