@@ -486,7 +486,7 @@ def build_parser():
         "extract-frames",
         help="write AVA's frame layout (frames/, frame_lists/) from video files",
         description="Write every video's frames at 30 fps as DATA_DIR/frames/<video>/"
-        "<video>_%%06d.jpg and list them in DATA_DIR/frame_lists/<split>.csv, as AVA's "
+        "<video>_%06d.jpg and list them in DATA_DIR/frame_lists/<split>.csv, as AVA's "
         "frame extraction and PySlowFast's frame lists do. Resumable: complete folders "
         "are kept.",
     )
