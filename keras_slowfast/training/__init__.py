@@ -1,5 +1,8 @@
 """Training: PySlowFast's schedule and optimizer, precise BN, strategies, a multi-worker loop.
 
+The AVA detector recipe is here too: `ava_loss`, `create_ava_optimizer` and
+`load_classifier_backbone` (a detector initialised from a Kinetics classifier).
+
 Example:
     >>> import keras_slowfast
     >>> from keras_slowfast import training
@@ -10,13 +13,19 @@ Example:
 """
 
 from keras_slowfast.training.loop import DistributedTrainer, kinetics_input_fn, tfrecord_input_fn
+from keras_slowfast.training.losses import AvaBinaryCrossentropy, ava_loss
 from keras_slowfast.training.optimizers import (
     TorchSGD,
+    create_ava_optimizer,
     create_optimizer,
     no_weight_decay_variables,
 )
 from keras_slowfast.training.precise_bn import PreciseBatchNorm, update_bn_stats
-from keras_slowfast.training.schedules import WarmupCosineDecay, scale_learning_rate
+from keras_slowfast.training.schedules import (
+    StepsWithRelativeLRs,
+    WarmupCosineDecay,
+    scale_learning_rate,
+)
 from keras_slowfast.training.strategy import (
     STRATEGIES,
     convert_sync_batchnorm,
@@ -25,18 +34,25 @@ from keras_slowfast.training.strategy import (
     set_mixed_precision,
     transfer_weights,
 )
+from keras_slowfast.weights.backbone import BackboneLoadReport, load_classifier_backbone
 
 __all__ = [
     "STRATEGIES",
+    "AvaBinaryCrossentropy",
+    "BackboneLoadReport",
     "DistributedTrainer",
     "PreciseBatchNorm",
+    "StepsWithRelativeLRs",
     "TorchSGD",
     "WarmupCosineDecay",
+    "ava_loss",
     "convert_sync_batchnorm",
+    "create_ava_optimizer",
     "create_optimizer",
     "get_strategy",
     "is_chief",
     "kinetics_input_fn",
+    "load_classifier_backbone",
     "no_weight_decay_variables",
     "scale_learning_rate",
     "set_mixed_precision",

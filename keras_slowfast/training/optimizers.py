@@ -22,11 +22,14 @@ from keras import ops
 
 from keras_slowfast.training.schedules import (
     REFERENCE_BATCH_SIZE,
+    StepsWithRelativeLRs,
     WarmupCosineDecay,
     scale_learning_rate,
 )
 
-__all__ = ["TorchSGD", "create_optimizer", "no_weight_decay_variables"]
+__all__ = ["TorchSGD", "create_ava_optimizer", "create_optimizer", "no_weight_decay_variables"]
+
+LR_POLICIES = ("cosine", "steps_with_relative_lrs")
 
 
 @keras.saving.register_keras_serializable(package="keras_slowfast")
@@ -234,12 +237,17 @@ def create_optimizer(
     nesterov=True,
     weight_decay=1e-4,
     zero_wd_1d_param=False,
+    lr_policy="cosine",
+    steps=None,
+    lrs=None,
     **kwargs,
 ):
-    """Builds PySlowFast's optimizer: `TorchSGD` on the warm-up + cosine schedule.
+    """Builds PySlowFast's optimizer: `TorchSGD` on a warm-up + cosine (or steps) schedule.
 
-    The three rates (`base_lr`, `warmup_start_lr`, `end_lr`) are given for
-    `base_batch_size` clips and scaled by `global_batch_size / base_batch_size`. BatchNorm
+    The rates (`base_lr`, `warmup_start_lr`, `end_lr`) are given for `base_batch_size`
+    clips and scaled by `global_batch_size / base_batch_size`. With
+    `lr_policy="steps_with_relative_lrs"` the schedule is :class:`StepsWithRelativeLRs`
+    (`base_lr * lrs[i]` from epoch `steps[i]`) instead of the cosine. BatchNorm
     gamma and beta get no weight decay (PySlowFast's `BN.WEIGHT_DECAY: 0`); other
     variables, biases included, get `weight_decay` unless `zero_wd_1d_param` is set. The
     defaults are the Kinetics-400 recipe except `epochs` (196 there).
@@ -262,6 +270,10 @@ def create_optimizer(
         nesterov: Nesterov momentum.
         weight_decay: L2 weight decay (1e-4 for Kinetics, 1e-7 for AVA fine-tuning).
         zero_wd_1d_param: no weight decay on any 1-D variable.
+        lr_policy: `"cosine"` (`WarmupCosineDecay`) or `"steps_with_relative_lrs"`
+            (`StepsWithRelativeLRs`), PySlowFast's `SOLVER.LR_POLICY`.
+        steps: stage start epochs of the steps policy (`SOLVER.STEPS`, the first 0).
+        lrs: stage rates relative to `base_lr` (`SOLVER.LRS`), one per step.
         **kwargs: passed to `TorchSGD` (`clipnorm`, `name`, ...).
 
     Returns:
@@ -275,16 +287,41 @@ def create_optimizer(
         >>> round(float(opt.learning_rate), 6)  # 0.01 * 16 / 64 at step 0
         0.0025
     """
+    if lr_policy not in LR_POLICIES:
+        raise ValueError(
+            f"`lr_policy` must be one of {LR_POLICIES}. Received: lr_policy={lr_policy!r}"
+        )
+    if lr_policy == "cosine" and (steps is not None or lrs is not None):
+        raise ValueError(
+            "`steps` and `lrs` apply to lr_policy='steps_with_relative_lrs' only. "
+            f"Received: lr_policy={lr_policy!r}, steps={steps!r}, lrs={lrs!r}"
+        )
+    if lr_policy != "cosine" and (steps is None or lrs is None):
+        raise ValueError(
+            f"lr_policy={lr_policy!r} needs `steps` and `lrs`. Received: steps={steps!r}, "
+            f"lrs={lrs!r}"
+        )
     scale = scale_learning_rate(1.0, global_batch_size, base_batch_size)
-    schedule = WarmupCosineDecay(
-        base_lr=base_lr * scale,
-        total_epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        warmup_epochs=warmup_epochs,
-        warmup_start_lr=warmup_start_lr * scale,
-        end_lr=end_lr * scale,
-        cosine_after_warmup=cosine_after_warmup,
-    )
+    if lr_policy == "cosine":
+        schedule = WarmupCosineDecay(
+            base_lr=base_lr * scale,
+            total_epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            warmup_epochs=warmup_epochs,
+            warmup_start_lr=warmup_start_lr * scale,
+            end_lr=end_lr * scale,
+            cosine_after_warmup=cosine_after_warmup,
+        )
+    else:
+        schedule = StepsWithRelativeLRs(
+            base_lr=base_lr * scale,
+            steps=steps,
+            lrs=lrs,
+            total_epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            warmup_epochs=warmup_epochs,
+            warmup_start_lr=warmup_start_lr * scale,
+        )
     excluded = no_weight_decay_variables(model, batchnorm=True, one_dimensional=zero_wd_1d_param)
     patterns = [f"^{re.escape(v.path)}$" for v in excluded]
     return TorchSGD(
@@ -294,4 +331,57 @@ def create_optimizer(
         weight_decay=weight_decay,
         exclude_from_weight_decay=patterns,
         **kwargs,
+    )
+
+
+# PySlowFast's AVA recipe (configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml), for 64 clips per step.
+AVA_RECIPE = dict(
+    epochs=20,
+    base_lr=0.1,
+    warmup_epochs=5.0,
+    warmup_start_lr=0.000125,
+    lr_policy="steps_with_relative_lrs",
+    steps=(0, 10, 15, 20),
+    lrs=(1.0, 0.1, 0.01, 0.001),
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=1e-7,
+)
+
+
+def create_ava_optimizer(model, *, steps_per_epoch, global_batch_size, **overrides):
+    """Builds PySlowFast's AVA detector optimizer (the `SLOWFAST_32x2_R50_SHORT` recipe).
+
+    `TorchSGD` (momentum 0.9, Nesterov, weight decay 1e-7 except on BatchNorm) on the
+    `steps_with_relative_lrs` policy: 5 warm-up epochs from 0.000125 to 0.1, then 0.1,
+    0.01 from epoch 10, 0.001 from epoch 15, 20 epochs in all. The rates are those of 64
+    clips per step and scale linearly with `global_batch_size`. Any argument of
+    :func:`create_optimizer` overrides the recipe, e.g. `lr_policy="cosine"` (then give
+    `end_lr` if wanted; `steps`/`lrs` are dropped) or `epochs=6, steps=(0, 4), lrs=(1, 0.1)`.
+
+    Args:
+        model: the detector to train.
+        steps_per_epoch: optimizer steps per epoch.
+        global_batch_size: clips per step over all replicas.
+        **overrides: other :func:`create_optimizer` arguments.
+
+    Returns:
+        A `TorchSGD` optimizer.
+
+    Example:
+        >>> import keras_slowfast
+        >>> model = keras_slowfast.SlowFastR50AVA(width_per_group=8)
+        >>> opt = create_ava_optimizer(model, steps_per_epoch=100, global_batch_size=16)
+        >>> round(float(opt.learning_rate), 8)  # 0.000125 * 16 / 64 at step 0
+        3.125e-05
+        >>> opt.weight_decay
+        1e-07
+    """
+    kwargs = dict(AVA_RECIPE)
+    if overrides.get("lr_policy") == "cosine":
+        kwargs.pop("steps")
+        kwargs.pop("lrs")
+    kwargs.update(overrides)
+    return create_optimizer(
+        model, steps_per_epoch=steps_per_epoch, global_batch_size=global_batch_size, **kwargs
     )

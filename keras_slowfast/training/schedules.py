@@ -1,12 +1,17 @@
-"""PySlowFast's learning-rate policy as a Keras schedule.
+"""PySlowFast's learning-rate policies as Keras schedules.
 
 PySlowFast sets the learning rate before every iteration from the fractional epoch
-`epoch + iteration / iterations_per_epoch` (`SOLVER.LR_POLICY: cosine`):
+`e = epoch + iteration / iterations_per_epoch`:
 
-* cosine: `end + (base - end) * (cos(pi * (e - offset) / (max_epochs - offset)) + 1) / 2`,
-  where `offset` is the warm-up length if `SOLVER.COSINE_AFTER_WARMUP` is set, else 0;
-* warm-up (`e < warmup_epochs`): a straight line from `warmup_start_lr` at epoch 0 to the
-  cosine's value at `warmup_epochs` (not to `base`, unless the cosine starts after warm-up).
+* `SOLVER.LR_POLICY: cosine`:
+  `end + (base - end) * (cos(pi * (e - offset) / (max_epochs - offset)) + 1) / 2`,
+  where `offset` is the warm-up length if `SOLVER.COSINE_AFTER_WARMUP` is set, else 0
+  (:class:`WarmupCosineDecay`, the Kinetics recipes);
+* `SOLVER.LR_POLICY: steps_with_relative_lrs`: `base * lrs[i]` where `i` is the last index
+  with `steps[i] <= e` (:class:`StepsWithRelativeLRs`, the AVA recipes);
+* warm-up (`e < warmup_epochs`), for either policy: a straight line from `warmup_start_lr`
+  at epoch 0 to the policy's value at `warmup_epochs` (not to `base`, unless the policy
+  has reached it by then).
 """
 
 import math
@@ -14,7 +19,7 @@ import math
 import keras
 from keras import ops
 
-__all__ = ["WarmupCosineDecay", "scale_learning_rate"]
+__all__ = ["StepsWithRelativeLRs", "WarmupCosineDecay", "scale_learning_rate"]
 
 # PySlowFast's reference batch for its published learning rates (8 GPUs x 8 clips).
 REFERENCE_BATCH_SIZE = 64
@@ -28,6 +33,19 @@ def _check_number(name, value, minimum=None, positive=False):
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
     return float(value)
+
+
+def _check_steps_per_epoch(steps_per_epoch):
+    if (
+        isinstance(steps_per_epoch, bool)
+        or not isinstance(steps_per_epoch, int)
+        or steps_per_epoch < 1
+    ):
+        raise ValueError(
+            f"`steps_per_epoch` must be a positive integer. Received: "
+            f"steps_per_epoch={steps_per_epoch!r}"
+        )
+    return steps_per_epoch
 
 
 def scale_learning_rate(learning_rate, global_batch_size, base_batch_size=REFERENCE_BATCH_SIZE):
@@ -105,16 +123,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         super().__init__()
         self.base_lr = _check_number("base_lr", base_lr, positive=True)
         self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
-        if (
-            isinstance(steps_per_epoch, bool)
-            or not isinstance(steps_per_epoch, int)
-            or steps_per_epoch < 1
-        ):
-            raise ValueError(
-                f"`steps_per_epoch` must be a positive integer. Received: "
-                f"steps_per_epoch={steps_per_epoch!r}"
-            )
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = _check_steps_per_epoch(steps_per_epoch)
         self.warmup_epochs = _check_number("warmup_epochs", warmup_epochs, minimum=0)
         self.warmup_start_lr = _check_number("warmup_start_lr", warmup_start_lr, minimum=0)
         self.end_lr = _check_number("end_lr", end_lr, minimum=0)
@@ -157,5 +166,112 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_start_lr": self.warmup_start_lr,
             "end_lr": self.end_lr,
             "cosine_after_warmup": self.cosine_after_warmup,
+            "name": self.name,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_slowfast")
+class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
+    """PySlowFast's `steps_with_relative_lrs` policy: piecewise-constant rates, warm-up.
+
+    At the fractional epoch `e = step / steps_per_epoch` the rate is
+    `base_lr * lrs[i]`, where `i` is the last index with `steps[i] <= e` (`SOLVER.STEPS`
+    start at 0). During the warm-up (`e < warmup_epochs`) it is the straight line from
+    `warmup_start_lr` at epoch 0 to the policy's rate at `warmup_epochs`. Past
+    `total_epochs` (`SOLVER.MAX_EPOCH`) the last rate is kept.
+
+    The AVA recipe (`configs/AVA/SLOWFAST_32x2_R50_SHORT.yaml`, 64 clips per step) is
+    `base_lr=0.1`, `steps=(0, 10, 15, 20)`, `lrs=(1, 0.1, 0.01, 0.001)`,
+    `total_epochs=20`, `warmup_epochs=5`, `warmup_start_lr=0.000125`.
+
+    Args:
+        base_lr: the reference rate (`SOLVER.BASE_LR`).
+        steps: epochs at which each stage starts (`SOLVER.STEPS`), non-decreasing, the
+            first 0.
+        lrs: the rate of each stage relative to `base_lr` (`SOLVER.LRS`), one per step.
+        total_epochs: length of training in epochs (`SOLVER.MAX_EPOCH`).
+        steps_per_epoch: optimizer steps per epoch.
+        warmup_epochs: linear warm-up length in epochs (`SOLVER.WARMUP_EPOCHS`); 0 for none.
+        warmup_start_lr: rate at step 0 when warming up (`SOLVER.WARMUP_START_LR`).
+        name: name of the schedule.
+
+    Example:
+        >>> schedule = StepsWithRelativeLRs(0.1, steps=(0, 10, 15, 20),
+        ...                                 lrs=(1, 0.1, 0.01, 0.001), total_epochs=20,
+        ...                                 steps_per_epoch=100, warmup_epochs=5,
+        ...                                 warmup_start_lr=0.000125)
+        >>> [round(float(schedule(s)), 6) for s in (0, 500, 1000, 1500, 2000)]
+        [0.000125, 0.1, 0.01, 0.001, 0.0001]
+    """
+
+    def __init__(
+        self,
+        base_lr,
+        steps,
+        lrs,
+        total_epochs,
+        steps_per_epoch,
+        warmup_epochs=0.0,
+        warmup_start_lr=0.0,
+        name="StepsWithRelativeLRs",
+    ):
+        super().__init__()
+        self.base_lr = _check_number("base_lr", base_lr, positive=True)
+        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__len__") or not len(steps):
+            raise ValueError(
+                f"`steps` must be a non-empty list of epochs. Received: steps={steps!r}"
+            )
+        if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__len__"):
+            raise ValueError(f"`lrs` must be a list of numbers. Received: lrs={lrs!r}")
+        self.steps = [_check_number("steps", s, minimum=0) for s in steps]
+        self.lrs = [_check_number("lrs", v, minimum=0) for v in lrs]
+        if self.steps[0] != 0:
+            raise ValueError(f"`steps` must start at epoch 0. Received: steps={steps!r}")
+        if any(b < a for a, b in zip(self.steps, self.steps[1:])):
+            raise ValueError(f"`steps` must be non-decreasing. Received: steps={steps!r}")
+        if len(self.lrs) != len(self.steps):
+            raise ValueError(
+                f"`lrs` must have one rate per step ({len(self.steps)}). Received: lrs={lrs!r}"
+            )
+        self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
+        self.steps_per_epoch = _check_steps_per_epoch(steps_per_epoch)
+        self.warmup_epochs = _check_number("warmup_epochs", warmup_epochs, minimum=0)
+        self.warmup_start_lr = _check_number("warmup_start_lr", warmup_start_lr, minimum=0)
+        self.name = name
+
+    def _index(self, epoch):
+        # PySlowFast appends MAX_EPOCH to the steps and takes the index before the first
+        # entry above `epoch` (scanning in order); past them all it stays on the last stage.
+        boundaries = self.steps + [self.total_epochs]
+        first_above = ops.convert_to_tensor(len(boundaries), "int32")
+        for i in reversed(range(len(boundaries))):
+            first_above = ops.where(epoch < boundaries[i], i, first_above)
+        return ops.minimum(first_above - 1, len(self.lrs) - 1)
+
+    def _policy_at(self, epoch):
+        """The policy's rate at a Python epoch (no warm-up)."""
+        boundaries = self.steps + [self.total_epochs]
+        index = next((i for i, b in enumerate(boundaries) if epoch < b), len(boundaries)) - 1
+        return self.base_lr * self.lrs[min(index, len(self.lrs) - 1)]
+
+    def __call__(self, step):
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        rates = ops.convert_to_tensor([self.base_lr * v for v in self.lrs], "float32")
+        lr = ops.take(rates, self._index(epoch))
+        if self.warmup_epochs > 0:
+            warmup_end = self._policy_at(self.warmup_epochs)
+            slope = (warmup_end - self.warmup_start_lr) / self.warmup_epochs
+            lr = ops.where(epoch < self.warmup_epochs, self.warmup_start_lr + epoch * slope, lr)
+        return lr
+
+    def get_config(self):
+        return {
+            "base_lr": self.base_lr,
+            "steps": list(self.steps),
+            "lrs": list(self.lrs),
+            "total_epochs": self.total_epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "warmup_epochs": self.warmup_epochs,
+            "warmup_start_lr": self.warmup_start_lr,
             "name": self.name,
         }
