@@ -68,6 +68,18 @@ def test_loss_per_box_without_reduction():
     np.testing.assert_array_equal(per_box[w == 0], 0.0)
 
 
+def test_loss_ignores_boxes_the_model_did_not_score():
+    """A real box clipped to [0, 0, 0, 0] is scored 0 by the detector, like padding: it
+    adds nothing to the sum (instead of 100 per label) and still counts in the divisor."""
+    p, y, w = _batch(seed=5)
+    p[1, 3] = 0.0  # box 3 of clip 1 is real (weight 1) but unscored
+    y[1, 3, :4] = 1.0
+    keep = w.astype(bool)
+    keep[1, 3] = False
+    expected = torch_bce_mean(p[keep], y[keep]) * keep.sum() / w.sum()
+    assert float(training.ava_loss()(y, p, sample_weight=w)) == pytest.approx(expected, rel=1e-6)
+
+
 def test_loss_in_model_fit_path_uses_box_weights():
     """`model.evaluate(x, y, sample_weight)` reduces exactly as torch over the real boxes."""
     p, y, w = _batch(seed=3)

@@ -38,7 +38,9 @@ class AvaBinaryCrossentropy(keras.losses.Loss):
     0 for padding), the batch loss is `sum(w * box_loss) / sum(w)`: exactly
     `torch.nn.BCELoss(reduction="mean")` on the real boxes concatenated, as PySlowFast
     computes it. Without `sample_weight` every box slot counts in the mean (padding rows,
-    scored 0 with labels 0, add nothing to the sum but enlarge the divisor).
+    scored 0 with labels 0, add nothing to the sum but enlarge the divisor). A box whose
+    scores are all exactly 0 (the detector's mark of a padding row, also given to a real box
+    that clipping reduced to `[0, 0, 0, 0]`) adds 0 to the sum.
 
     Under a `MirroredStrategy`, each replica averages over its own boxes and the gradients
     are averaged over replicas, as with PySlowFast's DistributedDataParallel.
@@ -68,7 +70,12 @@ class AvaBinaryCrossentropy(keras.losses.Loss):
         y_pred = ops.cast(y_pred, self.dtype)
         y_true = ops.cast(y_true, self.dtype)
         terms = y_true * _clamped_log(y_pred) + (1.0 - y_true) * _clamped_log(1.0 - y_pred)
-        return -ops.mean(terms, axis=-1)
+        per_box = -ops.mean(terms, axis=-1)
+        # The detector scores padding rows (all-zero boxes) exactly 0. A real box that
+        # cropping and clipping reduced to all zeros is masked the same way; it adds nothing
+        # rather than the -100 clamp of each of its labels.
+        scored = ops.any(ops.not_equal(y_pred, 0), axis=-1)
+        return ops.where(scored, per_box, ops.zeros_like(per_box))
 
     def get_config(self):
         return {"reduction": self.reduction, "name": self.name, "dtype": self.dtype}
