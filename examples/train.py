@@ -173,14 +173,6 @@ def build_model(num_frames):
     return builder(classes=FLAGS.classes, weights=FLAGS.init_weights, **kwargs)
 
 
-class _LearningRateToLogs(keras.callbacks.Callback):
-    """Adds the learning rate of the next step to the epoch logs (for the CSV log)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
-
-
 def _fit(model, strategy, steps_per_epoch, num_frames, sampling_rate):
     train = _dataset(
         FLAGS.train_list,
@@ -200,18 +192,7 @@ def _fit(model, strategy, steps_per_epoch, num_frames, sampling_rate):
             num_frames,
             sampling_rate,
         )
-    d = FLAGS.model_dir
-    callbacks = [
-        _LearningRateToLogs(),
-        keras.callbacks.BackupAndRestore(os.path.join(d, "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            os.path.join(d, "checkpoints", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
-        ),
-        keras.callbacks.TensorBoard(
-            os.path.join(d, "logs"), update_freq="epoch", write_graph=False, profile_batch=0
-        ),
-        keras.callbacks.CSVLogger(os.path.join(d, "history.csv"), append=True),
-    ]
+    callbacks = training.standard_callbacks(FLAGS.model_dir)
     model.fit(
         train,
         epochs=FLAGS.epochs,
@@ -295,7 +276,7 @@ def main(argv):
         print(f"Precise BN statistics from {used} batches.", flush=True)
     if training.is_chief(strategy):
         path = os.path.join(FLAGS.model_dir, "final.weights.h5")
-        model.save_weights(path)
+        training.save_weights_atomically(model, path)
         print(f"Saved {path}", flush=True)
 
 

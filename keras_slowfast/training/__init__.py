@@ -12,6 +12,12 @@ Example:
     >>> model.compile(opt, "sparse_categorical_crossentropy")
 """
 
+from keras_slowfast.training.callbacks import (
+    AvaFrameMAP,
+    LearningRateLogger,
+    save_weights_atomically,
+    standard_callbacks,
+)
 from keras_slowfast.training.loop import DistributedTrainer, kinetics_input_fn, tfrecord_input_fn
 from keras_slowfast.training.losses import AvaBinaryCrossentropy, ava_loss
 from keras_slowfast.training.optimizers import (
@@ -39,8 +45,10 @@ from keras_slowfast.weights.backbone import BackboneLoadReport, load_classifier_
 __all__ = [
     "STRATEGIES",
     "AvaBinaryCrossentropy",
+    "AvaFrameMAP",
     "BackboneLoadReport",
     "DistributedTrainer",
+    "LearningRateLogger",
     "PreciseBatchNorm",
     "StepsWithRelativeLRs",
     "TorchSGD",
@@ -54,8 +62,10 @@ __all__ = [
     "kinetics_input_fn",
     "load_classifier_backbone",
     "no_weight_decay_variables",
+    "save_weights_atomically",
     "scale_learning_rate",
     "set_mixed_precision",
+    "standard_callbacks",
     "tfrecord_input_fn",
     "transfer_weights",
     "update_bn_stats",
