@@ -296,7 +296,19 @@ def test_detector_trains_with_recipe_and_dataset_structure():
     assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.mark.parametrize("module_name", ["losses", "schedules", "optimizers"])
+def test_callback_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="Received: every_n_epochs=0"):
+        training.AvaFrameMAP("ava", every_n_epochs=0)
+    with pytest.raises(TypeError, match="Received: every_n_epochs=1.5"):
+        training.AvaFrameMAP("ava", every_n_epochs=1.5)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="Received: path="):
+        training.save_weights_atomically(model, tmp_path / "w.h5")
+    training.save_weights_atomically(model, tmp_path / "w.weights.h5")
+    assert [p.name for p in tmp_path.iterdir()] == ["w.weights.h5"]  # no temporary left
+
+
+@pytest.mark.parametrize("module_name", ["losses", "schedules", "optimizers", "callbacks"])
 def test_docstring_examples(module_name):
     import doctest
     import importlib
