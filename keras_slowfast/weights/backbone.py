@@ -122,9 +122,9 @@ def _read_state(detector, weights, classifier, classifier_kwargs):
             raise ValueError(f"No checkpoint file at this path. Received: weights={weights!r}")
         state, _ = checkpoint_to_pyslowfast_state(weights)
         return state, weights
-    kwargs = dict(classifier_kwargs or {})
-    kwargs.pop("weights", None)
     if weights.endswith(".weights.h5"):
+        kwargs = dict(classifier_kwargs or {})
+        kwargs.pop("weights", None)
         if not os.path.isfile(weights):
             raise ValueError(f"No weights file at this path. Received: weights={weights!r}")
         variant = _classifier_for(detector, classifier, weights)[0]
@@ -137,7 +137,8 @@ def _read_state(detector, weights, classifier, classifier_kwargs):
     candidates = _classifier_for(detector, classifier, weights)
     for variant in candidates:
         if weights in registry.available_weights(variant):
-            model = registry.build(variant, weights=weights, **kwargs)
+            # Published weights fix the width and the class count.
+            model = registry.build(variant, weights=weights)
             return _state_of_model(model), f"{variant} {weights!r} weights"
     names = sorted({n for v in candidates for n in registry.available_weights(v)})
     raise ValueError(
@@ -166,7 +167,8 @@ def load_classifier_backbone(
             `keras_slowfast.models.VARIANTS`) for `.weights.h5` files and published names;
             default: the first of `DETECTOR_BACKBONES[detector.name]` that has the weights.
         classifier_kwargs: builder arguments of that classifier for a `.weights.h5` file
-            (default: the detector's `width_per_group` and 400 classes).
+            (default: the detector's `width_per_group` and 400 classes); not used otherwise
+            (checkpoints and published weights carry their width and class count).
         new_layers: regular expressions searched in the detector's layer names; matching
             layers keep their initial weights too (e.g. `("nonlocal",)` when the
             classifier has no non-local blocks), and their checkpoint tensors, if any, are
