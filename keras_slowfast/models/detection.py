@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import MaskPaddedBoxes, NormalizedBoxesToPixels, TemporalMean
 from keras_slowfast.models.roi_align import RoIAlign
 from keras_slowfast.models.slowfast import (
@@ -132,7 +133,7 @@ def SlowFastDetector(
     outputs = MaskPaddedBoxes(name="head_mask_padding", dtype="float32")([x, boxes])
     if name is None:
         name = "slowfast_detector"
-    model = keras.Model({"clip": clip, "boxes": boxes}, outputs, name=name)
+    model = LeanFunctional({"clip": clip, "boxes": boxes}, outputs, name=name)
     if weights is not None:
         from keras_slowfast.weights.loading import load_weights_into
 

@@ -7,6 +7,7 @@ conversion is a mechanical name map (see :mod:`keras_slowfast.weights.name_maps`
 
 import keras
 
+from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import (
     ClipNormalization,
     NonLocalAttention,
@@ -569,7 +570,7 @@ def SlowFast(
         outputs = features[0] if len(features) == 1 else features
     if name is None:
         name = "slow" if single_pathway else "slowfast"
-    model = keras.Model(inputs, outputs, name=name)
+    model = LeanFunctional(inputs, outputs, name=name)
     if weights is not None:
         from keras_slowfast.weights.loading import load_weights_into
 
