@@ -4,7 +4,8 @@ For each clip configuration (`BATCHxCROP`, e.g. `1x224`) and each path, a fresh 
 builds the model (random weights: the speed does not depend on them), calls it once (the
 first call, timed on its own: tracing and oneDNN set-up), then `--repeats` more times, and
 reports the median seconds per call, clips/s, GFLOP/s, the ratio of that rate to a float32
-`tf.matmul` peak measured in the same process, and the process's peak resident memory.
+`tf.matmul` peak measured in the same process (in bfloat16 for `--dtype mixed_bfloat16`),
+and the process's peak resident memory.
 
 Paths:
 
@@ -16,16 +17,19 @@ Paths:
   returns. It is the behaviour before :class:`keras_slowfast.models.LeanFunctional`; a
   worker whose memory passes `--max-rss-gib` is stopped and reported as such.
 
+`--dtype` builds the model with that dtype policy (`mixed_bfloat16`: the backbone computes in
+bfloat16, the head in float32).
+
 Multiply-adds are counted from the built model: convolutions, dense layers and the
-non-local matmuls (65.71 GMAC for SlowFast 8x8 R50 at 256x256, the published figure;
-50.31 at 224x224 against the published 50.58, which also counts a few small layers).
-One multiply-add is two FLOPs.
+non-local matmuls: 65.71 GMAC for SlowFast 8x8 R50 at 256x256, the published figure, and
+50.31 at 224x224, where 50.58 is published. One multiply-add is two FLOPs.
 
 Run from the repository root:
 
     python benchmarks/bench_inference.py
     python benchmarks/bench_inference.py --model slowfast_nln_16x8_r101 --configs 2x256
     python benchmarks/bench_inference.py --paths eager keras_functional_eager --configs 2x256
+    python benchmarks/bench_inference.py --dtype mixed_bfloat16 --paths tf_function
 """
 
 import argparse
@@ -56,6 +60,9 @@ PATHS = {
 
 DEFAULT_PATHS = ["eager", "predict_on_batch", "tf_function"]
 
+# Backbone dtype policy -> the dtype its convolutions compute in (and the matmul peak's).
+COMPUTE_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "bfloat16": "bfloat16"}
+
 # Exit status of a worker stopped by its memory watchdog.
 OVER_MEMORY = 3
 
@@ -82,12 +89,12 @@ def count_macs(model):
     return total
 
 
-def matmul_gflops(n=4096, repeats=5):
-    """Float32 GFLOP/s of an `n x n` matmul, median of `repeats` after one warm-up."""
+def matmul_gflops(n=4096, repeats=5, dtype="float32"):
+    """GFLOP/s of an `n x n` matmul in `dtype`, median of `repeats` after one warm-up."""
     import tensorflow as tf
 
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     matmul(a, b).numpy()
     times = []
@@ -133,7 +140,7 @@ def worker(args):
     batch, crop = args.worker_config
     frames = spec["frames"]
     model = getattr(keras_slowfast, spec["builder"])(
-        input_shape=(frames, crop, crop, 3), **spec["kwargs"]
+        input_shape=(frames, crop, crop, 3), dtype=args.dtype, **spec["kwargs"]
     )
     macs = count_macs(model)
     clip = np.random.default_rng(0).integers(0, 256, (batch, frames, crop, crop, 3), np.uint8)
@@ -176,7 +183,7 @@ def worker(args):
         macs=macs,
         peak_rss_gib=peak,
         built_rss_gib=rss_built,
-        matmul_gflops=matmul_gflops(),
+        matmul_gflops=matmul_gflops(dtype=COMPUTE_DTYPES[args.dtype]),
     )
     print(json.dumps(result), flush=True)
 
@@ -189,6 +196,8 @@ def run_worker(args, path, batch, crop):
         args.model,
         "--repeats",
         str(args.repeats),
+        "--dtype",
+        args.dtype,
         "--max-rss-gib",
         str(args.max_rss_gib),
         "--worker-path",
@@ -234,6 +243,12 @@ def main(argv=None):
     parser.add_argument("--paths", nargs="+", default=DEFAULT_PATHS, choices=list(PATHS))
     parser.add_argument("--repeats", type=int, default=5, help="timed calls after the first")
     parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=list(COMPUTE_DTYPES),
+        help="the builders' dtype policy; the matmul peak is measured in its compute dtype",
+    )
+    parser.add_argument(
         "--max-rss-gib", type=float, default=16.0, help="stop a worker above this memory"
     )
     parser.add_argument("--worker-path", choices=list(PATHS), help=argparse.SUPPRESS)
@@ -245,7 +260,10 @@ def main(argv=None):
         worker(args)
         return
 
-    print(f"model: {args.model}; each path in a fresh process; {args.repeats} timed calls")
+    print(
+        f"model: {args.model}, dtype policy {args.dtype}; each path in a fresh process; "
+        f"{args.repeats} timed calls"
+    )
     header = (
         "| clips | path | first call s | s/call (median) | clips/s | GMAC/clip | GFLOP/s "
         "| matmul GFLOP/s | % of matmul | peak RSS GiB |"
