@@ -1,6 +1,7 @@
 """Model builders and layers."""
 
 from keras_slowfast.models.detection import SlowFastDetector
+from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import (
     ClipNormalization,
     MaskPaddedBoxes,
@@ -24,6 +25,7 @@ from keras_slowfast.models.variants import (
 __all__ = [
     "VARIANTS",
     "ClipNormalization",
+    "LeanFunctional",
     "MaskPaddedBoxes",
     "NonLocalAttention",
     "NormalizedBoxesToPixels",

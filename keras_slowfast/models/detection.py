@@ -2,14 +2,18 @@
 
 import keras
 
+from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import MaskPaddedBoxes, NormalizedBoxesToPixels, TemporalMean
 from keras_slowfast.models.roi_align import RoIAlign
 from keras_slowfast.models.slowfast import (
+    HEAD_DTYPE,
     _check_input_shape,
     _error,
     backbone_config,
     backbone_features,
+    check_dtype,
     check_head_arguments,
+    dtype_policy_scope,
     pathway_inputs,
 )
 
@@ -34,6 +38,7 @@ def SlowFastDetector(
     roi_resolution=7,
     spatial_scale_factor=16,
     sync_bn=False,
+    dtype=None,
     weights=None,
     input_shape=None,
     max_boxes=None,
@@ -61,6 +66,8 @@ def SlowFastDetector(
         width_per_group, num_block_temp_kernel, temporal_kernels, nonlocal_location,
         nonlocal_pool, nonlocal_instantiation, spatial_strides, spatial_dilations,
         single_pathway, sync_bn: as in :func:`keras_slowfast.SlowFast`.
+        dtype: the dtype policy of the backbone, as in :func:`keras_slowfast.SlowFast`; the
+            head (RoIAlign, pooling, projection, sigmoid) always computes in float32.
         aligned: RoIAlign's pixel model: True shifts boxes by -0.5 px (detectron2
             `aligned=True`); the released Caffe2 AVA model uses False.
         roi_resolution: RoIAlign output size (7).
@@ -96,43 +103,53 @@ def SlowFastDetector(
     if max_boxes is not None and (not isinstance(max_boxes, int) or max_boxes < 1):
         raise _error("`max_boxes` must be a positive integer or None.", max_boxes=max_boxes)
     input_shape = _check_input_shape(input_shape, num_frames)
+    dtype = check_dtype(dtype)
 
     clip = keras.Input(shape=input_shape, name="clip")
     boxes = keras.Input(shape=(max_boxes, 4), name="boxes")
-    features = backbone_features(pathway_inputs(clip, cfg, include_preprocessing), cfg)
-    pixel_boxes = NormalizedBoxesToPixels(name="head_boxes_to_pixels")([clip, boxes])
+    with dtype_policy_scope(dtype):
+        features = backbone_features(pathway_inputs(clip, cfg, include_preprocessing), cfg)
+    pixel_boxes = NormalizedBoxesToPixels(name="head_boxes_to_pixels", dtype=HEAD_DTYPE)(
+        [clip, boxes]
+    )
     pooled = []
     for p, f in enumerate(features):
-        f = TemporalMean(name=f"head_pathway{p}_tpool")(f)
+        f = TemporalMean(name=f"head_pathway{p}_tpool", dtype=HEAD_DTYPE)(f)
         r = RoIAlign(
             output_size=roi_resolution,
             spatial_scale=1.0 / spatial_scale_factor,
             sampling_ratio=0,
             aligned=aligned,
             name=f"head_pathway{p}_roi",
+            dtype=HEAD_DTYPE,
         )(f, pixel_boxes)
         # Max over each box's grid. Not TimeDistributed: in a traced graph with an unknown
         # number of boxes, Keras' TimeDistributed maps over the batch size instead.
         r = keras.layers.MaxPooling3D(
-            (1, roi_resolution, roi_resolution), name=f"head_pathway{p}_spool"
+            (1, roi_resolution, roi_resolution), name=f"head_pathway{p}_spool", dtype=HEAD_DTYPE
         )(r)
         pooled.append(
-            keras.layers.Reshape((-1, r.shape[-1]), name=f"head_pathway{p}_spool_flat")(r)
+            keras.layers.Reshape(
+                (-1, r.shape[-1]), name=f"head_pathway{p}_spool_flat", dtype=HEAD_DTYPE
+            )(r)
         )
-    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="head_concat")(pooled)
+    x = pooled[0]
+    if len(pooled) > 1:
+        x = keras.layers.Concatenate(name="head_concat", dtype=HEAD_DTYPE)(pooled)
     if dropout_rate:
-        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+        x = keras.layers.Dropout(dropout_rate, name="head_dropout", dtype=HEAD_DTYPE)(x)
     x = keras.layers.Dense(
         classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         name="head_projection",
+        dtype=HEAD_DTYPE,
     )(x)
     if classifier_activation is not None:
-        x = keras.layers.Activation(classifier_activation, name="head_act", dtype="float32")(x)
-    outputs = MaskPaddedBoxes(name="head_mask_padding", dtype="float32")([x, boxes])
+        x = keras.layers.Activation(classifier_activation, name="head_act", dtype=HEAD_DTYPE)(x)
+    outputs = MaskPaddedBoxes(name="head_mask_padding", dtype=HEAD_DTYPE)([x, boxes])
     if name is None:
         name = "slowfast_detector"
-    model = keras.Model({"clip": clip, "boxes": boxes}, outputs, name=name)
+    model = LeanFunctional({"clip": clip, "boxes": boxes}, outputs, name=name)
     if weights is not None:
         from keras_slowfast.weights.loading import load_weights_into
 

@@ -5,8 +5,11 @@ Layers are named after the PySlowFast module paths with dots replaced by undersc
 conversion is a mechanical name map (see :mod:`keras_slowfast.weights.name_maps`).
 """
 
+import contextlib
+
 import keras
 
+from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import (
     ClipNormalization,
     NonLocalAttention,
@@ -25,6 +28,10 @@ SLOW_TEMPORAL_KERNELS = ((1,), (1,), (1,), (3,), (3,))
 # PyTorch BatchNorm defaults: eps 1e-5, momentum 0.1 (Keras momentum = 1 - 0.1).
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9
+
+# The head (pooling, projection, activation) always computes in float32.
+HEAD_DTYPE = "float32"
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "bfloat16", "mixed_float16", "float16")
 
 _CONV_INIT = keras.initializers.VarianceScaling(
     scale=2.0, mode="fan_out", distribution="untruncated_normal"
@@ -189,6 +196,32 @@ def fuse_fast_to_slow(slow, fast, alpha, kernel_size, channel_ratio, name, sync_
     f = _bn(f, f"{name}_bn", synchronized=sync_bn)
     f = keras.layers.ReLU(name=f"{name}_relu")(f)
     return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")([slow, f])
+
+
+def check_dtype(dtype):
+    """Validates a builder's `dtype`: None, a policy name of `DTYPE_POLICIES` or a policy."""
+    if dtype is None or isinstance(dtype, keras.DTypePolicy):
+        return dtype
+    if not isinstance(dtype, str) or dtype not in DTYPE_POLICIES:
+        raise _error(
+            f"`dtype` must be None, a keras.DTypePolicy or one of {', '.join(DTYPE_POLICIES)}.",
+            dtype=dtype,
+        )
+    return dtype
+
+
+@contextlib.contextmanager
+def dtype_policy_scope(dtype):
+    """Layers created inside take the dtype policy `dtype` (None: the global policy)."""
+    if dtype is None:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _normalize_per_stage(value, name, num_pathways):
@@ -390,20 +423,23 @@ def classification_head(features, cfg, classes, classifier_activation, dropout_r
             window = (frames[p], None, None)
         else:
             window = (frames[p], crop // 32, crop // 32)
-        pooled.append(SlidingAveragePooling3D(window, name=f"head_pathway{p}_avgpool")(f))
+        pooled.append(
+            SlidingAveragePooling3D(window, name=f"head_pathway{p}_avgpool", dtype=HEAD_DTYPE)(f)
+        )
     x = pooled[0]
     if len(pooled) > 1:
-        x = keras.layers.Concatenate(axis=-1, name="head_concat")(pooled)
+        x = keras.layers.Concatenate(axis=-1, name="head_concat", dtype=HEAD_DTYPE)(pooled)
     if dropout_rate:
-        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+        x = keras.layers.Dropout(dropout_rate, name="head_dropout", dtype=HEAD_DTYPE)(x)
     x = keras.layers.Dense(
         classes,
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
         name="head_projection",
+        dtype=HEAD_DTYPE,
     )(x)
     if classifier_activation is not None:
-        x = keras.layers.Activation(classifier_activation, name="head_act", dtype="float32")(x)
-    return keras.layers.GlobalAveragePooling3D(name="head_mean", dtype="float32")(x)
+        x = keras.layers.Activation(classifier_activation, name="head_act", dtype=HEAD_DTYPE)(x)
+    return keras.layers.GlobalAveragePooling3D(name="head_mean", dtype=HEAD_DTYPE)(x)
 
 
 BACKBONE_ARGUMENTS = (
@@ -460,6 +496,7 @@ def SlowFast(
     single_pathway=False,
     train_crop_size=224,
     sync_bn=False,
+    dtype=None,
     include_top=True,
     weights=None,
     input_shape=None,
@@ -511,6 +548,12 @@ def SlowFast(
         train_crop_size: the crop the network was trained at; fixes the head's pooling
             window. `None` pools globally.
         sync_bn: use synchronized BatchNormalization (for multi-replica training).
+        dtype: the Keras dtype policy of the backbone: `None` (the global policy),
+            `"float32"`, `"mixed_bfloat16"` (float32 weights, bfloat16 computation: faster
+            inference on CPUs with AVX-512 BF16 or AMX and on recent accelerators),
+            `"bfloat16"` (bfloat16 weights too), `"mixed_float16"`, `"float16"` or a
+            `keras.DTypePolicy`. The head (pooling, projection, activation) and
+            `pooling` always compute in float32, so probabilities are float32.
         include_top: include the classification head.
         weights: `None` (random initialisation) or the path of a `.weights.h5`, PySlowFast
             `.pyth` or Caffe2 `.pkl` file whose weights match this architecture.
@@ -547,10 +590,12 @@ def SlowFast(
     if include_top:
         check_head_arguments(classes, dropout_rate)
     input_shape = _check_input_shape(input_shape, num_frames)
+    dtype = check_dtype(dtype)
 
     inputs = keras.Input(shape=input_shape, name="clip")
-    x = pathway_inputs(inputs, cfg, include_preprocessing)
-    features = backbone_features(x, cfg)
+    with dtype_policy_scope(dtype):
+        x = pathway_inputs(inputs, cfg, include_preprocessing)
+        features = backbone_features(x, cfg)
     if include_top:
         outputs = classification_head(features, cfg, classes, classifier_activation, dropout_rate)
     elif pooling is not None:
@@ -559,17 +604,20 @@ def SlowFast(
             if pooling == "avg"
             else keras.layers.GlobalMaxPooling3D
         )
-        pooled = [pool_cls(name=f"pathway{p}_{pooling}_pool")(f) for p, f in enumerate(features)]
+        pooled = [
+            pool_cls(name=f"pathway{p}_{pooling}_pool", dtype=HEAD_DTYPE)(f)
+            for p, f in enumerate(features)
+        ]
         outputs = (
             pooled[0]
             if len(pooled) == 1
-            else keras.layers.Concatenate(name="pooled_concat")(pooled)
+            else keras.layers.Concatenate(name="pooled_concat", dtype=HEAD_DTYPE)(pooled)
         )
     else:
         outputs = features[0] if len(features) == 1 else features
     if name is None:
         name = "slow" if single_pathway else "slowfast"
-    model = keras.Model(inputs, outputs, name=name)
+    model = LeanFunctional(inputs, outputs, name=name)
     if weights is not None:
         from keras_slowfast.weights.loading import load_weights_into
 
