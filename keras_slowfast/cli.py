@@ -445,8 +445,8 @@ def build_parser():
         "--format",
         choices=("saved_model", *_EXPORT_FORMATS),
         default="saved_model",
-        help="saved_model (default), onnx, openvino or tflite (classifiers only); the last "
-        "three need the optional packages: pip install 'keras-slowfast[onnx]' or "
+        help="saved_model (default), onnx, openvino or tflite (classifiers only); onnx and "
+        "openvino need the optional packages: pip install 'keras-slowfast[onnx]' or "
         "'keras-slowfast[openvino]'",
     )
     p.add_argument(

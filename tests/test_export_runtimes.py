@@ -200,19 +200,22 @@ def test_openvino_detector_matches_keras_and_the_reference(ov, detector, tmp_pat
 # --- TensorFlow Lite ------------------------------------------------------------------
 
 
-def _tflite_runner(path):
+def _interpreter(path, **kwargs):
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=2)
-    runner = interpreter.get_signature_runner("serving_default")
+    interpreter = getattr(tf.lite, "Interpreter", None)
+    if interpreter is None:  # TensorFlow's copy is deprecated in favour of LiteRT's
+        interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
+    return interpreter(model_path=str(path), **kwargs)
+
+
+def _tflite_runner(path):
+    runner = _interpreter(path, num_threads=2).get_signature_runner("serving_default")
     return lambda x: runner(clip=x)["probabilities"]
 
 
 def _tflite_ops(path):
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_path=str(path))
-    return {op["op_name"] for op in interpreter._get_ops_details()}
+    return {op["op_name"] for op in _interpreter(path)._get_ops_details()}
 
 
 @pytest.fixture(scope="module")
