@@ -9,7 +9,12 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_slowfast.export import export_saved_model
+from keras_slowfast.export import (
+    export_onnx,
+    export_openvino,
+    export_saved_model,
+    export_tflite,
+)
 from keras_slowfast.labels import decode_predictions
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.layers import (
@@ -48,7 +53,10 @@ __all__ = [
     "SlowR50",
     "TemporalSubsample",
     "decode_predictions",
+    "export_onnx",
+    "export_openvino",
     "export_saved_model",
+    "export_tflite",
     "load_pyslowfast",
     "load_pytorchvideo",
 ]

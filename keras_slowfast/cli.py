@@ -8,6 +8,7 @@ Examples::
     keras-slowfast classify video.mp4 --weights SLOWFAST_8x8_R50.pkl
     keras-slowfast convert SLOWFAST_8x8_R50.pkl slowfast_8x8_r50.weights.h5
     keras-slowfast export serving/slowfast --model slowfast_8x8_r50 --weights k400
+    keras-slowfast export slowfast.onnx --format onnx      # also openvino (.xml), tflite
     keras-slowfast weights                                 # the published weights
 """
 
@@ -140,9 +141,44 @@ def _convert(args):
     return 0
 
 
+_EXPORT_FORMATS = {
+    # format: (exporter, what it writes)
+    "onnx": ("export_onnx", "ONNX model"),
+    "openvino": ("export_openvino", "OpenVINO IR (.xml + .bin)"),
+    "tflite": ("export_tflite", "TensorFlow Lite model"),
+}
+
+
+def _export_other(args):
+    from keras_slowfast import export
+
+    if args.quantize != "none" and args.format != "tflite":
+        raise ValueError(
+            "`--quantize` applies to `--format tflite` only. "
+            f"Received: format={args.format!r}, quantize={args.quantize!r}"
+        )
+    function, label = _EXPORT_FORMATS[args.format]
+    model = _build_model(args)
+    kwargs = {"quantize": "dynamic"} if args.quantize == "dynamic" else {}
+    try:
+        path = getattr(export, function)(model, args.export_dir, overwrite=args.overwrite, **kwargs)
+    except ImportError as e:
+        print(f"keras-slowfast export: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{label} written to {path}")
+    print(
+        "inputs: clip float32 (batch, frames, height, width, 3)"
+        + (", boxes float32 (batch, boxes, 4)" if isinstance(model.input, dict) else "")
+        + " -> probabilities"
+    )
+    return 0
+
+
 def _export(args):
     from keras_slowfast.export import export_saved_model
 
+    if args.format != "saved_model":
+        return _export_other(args)
     model = _build_model(args)
     path = export_saved_model(
         model, args.export_dir, version=args.version, top_k=args.top_k, overwrite=args.overwrite
@@ -394,12 +430,34 @@ def build_parser():
     )
     p.set_defaults(func=_convert)
 
-    p = sub.add_parser("export", help="write a TF Serving SavedModel (export_dir/<version>/)")
-    p.add_argument("export_dir", help="the model's base folder for TF Serving")
+    p = sub.add_parser(
+        "export",
+        help="write a TF Serving SavedModel (export_dir/<version>/), or an ONNX, OpenVINO "
+        "or TensorFlow Lite file",
+    )
+    p.add_argument(
+        "export_dir",
+        help="the model's base folder for TF Serving; with another --format, the file to "
+        "write (.onnx, .xml, .tflite)",
+    )
     _add_model_args(p)
+    p.add_argument(
+        "--format",
+        choices=("saved_model", *_EXPORT_FORMATS),
+        default="saved_model",
+        help="saved_model (default), onnx, openvino or tflite (classifiers only); onnx and "
+        "openvino need the optional packages: pip install 'keras-slowfast[onnx]' or "
+        "'keras-slowfast[openvino]'",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=("none", "dynamic"),
+        default="none",
+        help="tflite only: dynamic-range quantisation (int8 weights)",
+    )
     p.add_argument("--version", type=_positive, default=1)
     p.add_argument("--top-k", type=_positive, default=5)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version/file")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_export)
 
