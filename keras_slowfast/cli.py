@@ -54,10 +54,24 @@ def _add_model_args(parser):
         default=None,
         help="class count override for non-published checkpoints (read from .pyth/.pkl)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=sorted(_PRECISIONS),
+        default="float32",
+        help="bfloat16: the backbone computes in bfloat16 (Keras mixed_bfloat16), the head "
+        "and probabilities stay float32; faster on CPUs with bfloat16 units "
+        "(default: %(default)s)",
+    )
+
+
+_PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16"}
 
 
 def _model_kwargs(args):
     kwargs = {}
+    dtype = _PRECISIONS.get(getattr(args, "precision", None) or "float32")
+    if dtype is not None:
+        kwargs["dtype"] = dtype
     if args.width_per_group is not None:
         kwargs["width_per_group"] = args.width_per_group
     if args.classes is not None:
@@ -103,7 +117,7 @@ def _classify(args):
     protocol = "1 view (centre clip, centre crop)" if args.views == 1 else "30 views (10x3)"
     print(
         f"{os.path.basename(args.video)}: {args.model}, weights {args.weights}, "
-        f"{num_frames} frames every {rate}, {protocol}, {elapsed:.1f} s"
+        f"{num_frames} frames every {rate}, {protocol}, {args.precision}, {elapsed:.1f} s"
     )
     for rank, (index, name, score) in enumerate(decode_predictions(probs[None], args.top)[0]):
         print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")

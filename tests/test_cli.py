@@ -214,3 +214,19 @@ def test_conversion_script_from_the_published_name(golden, tmp_path, monkeypatch
     # The copy is the cached conversion, byte for byte.
     cached = registry.cache_paths(registry.published_weights("slow_8x8_r50", "k400"))[0]
     assert output.read_bytes() == Path(cached).read_bytes()
+
+
+def test_classify_in_bfloat16(capsys, slow_checkpoint):
+    """`--precision bfloat16`: a bfloat16 backbone, float32 probabilities, same top class."""
+    args = ["classify", str(SAMPLE), "--model", "slow_8x8_r50", "--weights", str(slow_checkpoint)]
+    assert cli.main([*args, "--views", "1", "--top", "3", "--precision", "bfloat16"]) == 0
+    out = capsys.readouterr().out
+    assert "bfloat16" in out.splitlines()[0]
+    rows = _parse(out)
+    model = registry.build("slow_8x8_r50", slow_checkpoint)
+    assert model.get_layer("s1_pathway0_stem_conv").compute_dtype == "float32"
+    bf16 = registry.build("slow_8x8_r50", slow_checkpoint, dtype="mixed_bfloat16")
+    assert bf16.get_layer("s1_pathway0_stem_conv").compute_dtype == "bfloat16"
+    probs = classify_video(model, SAMPLE, "slow_8x8_r50", views=1)
+    assert rows[0][3] == int(np.argmax(probs))
+    assert abs(rows[0][1] - probs.max()) < 0.05
