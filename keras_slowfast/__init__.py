@@ -15,6 +15,7 @@ from keras_slowfast.export import (
     export_saved_model,
     export_tflite,
 )
+from keras_slowfast.flops import model_flops
 from keras_slowfast.labels import decode_predictions
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.layers import (
@@ -59,4 +60,5 @@ __all__ = [
     "export_tflite",
     "load_pyslowfast",
     "load_pytorchvideo",
+    "model_flops",
 ]

@@ -10,11 +10,13 @@ Examples::
     keras-slowfast export serving/slowfast --model slowfast_8x8_r50 --weights k400
     keras-slowfast export slowfast.onnx --format onnx      # also openvino (.xml), tflite
     keras-slowfast weights                                 # the published weights
+    keras-slowfast info slowfast_8x8_r50                   # params, GMACs, sampling, accuracy
 """
 
 import argparse
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import time
@@ -216,6 +218,49 @@ def _list_weights(args):
             f"{entry.variant:<30} {entry.name:<5} {entry.format:<13} {entry.dataset:<12} "
             f"{entry.metric} {entry.value:<6} {entry.path}"
         )
+    return 0
+
+
+def _info(args):
+    from keras_slowfast.flops import model_flops
+    from keras_slowfast.models.variants import VARIANTS
+    from keras_slowfast.weights import registry
+
+    spec = VARIANTS[args.variant]
+    kw = spec["kwargs"]
+    frames, rate = kw["num_frames"], spec["sampling_rate"]
+    detector = spec["kind"] == "detector"
+    model = registry.build(args.variant, None)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    statistics = sum(math.prod(w.shape) for w in model.non_trainable_weights)
+    if kw.get("single_pathway"):
+        arch, pathways = "Slow", "one pathway"
+    else:
+        arch, alpha = "SlowFast", kw["alpha"]
+        pathways = f"Slow pathway {frames // alpha} frames, Fast {frames} (alpha {alpha})"
+    rows = [("parameters", f"{trainable:,} (+ {statistics:,} BatchNorm statistics)")]
+    if spec["config"]:
+        rows.insert(0, ("config", f"PySlowFast {spec['config']}"))
+    rows.append(("clip", f"{frames} frames, sampling rate {rate}; {pathways}"))
+    for size in (224, 256):
+        shape = (frames, size, size, 3)
+        if detector:
+            shape = {"clip": shape, "boxes": (1, 4)}
+        macs = model_flops(model, shape).gmacs
+        with_bn = model_flops(model, shape, batchnorm="inference").gmacs
+        text = f"{macs:.2f} ({with_bn:.2f} with BatchNorm, as fvcore counts it today)"
+        rows.append((f"GMACs {size}x{size}", text))
+    if detector:
+        rows.append(("", "for one person box; RoIAlign not counted (as fvcore)"))
+    published = [w for w in registry.PUBLISHED.values() if w.variant == args.variant]
+    for w in published:
+        rows.append(("published", f"{w.name} weights: {w.dataset} {w.metric} {w.value}"))
+    if not published:
+        rows.append(("published", "no weights"))
+    classes = kw.get("classes", 400)
+    print(f"{args.variant}: {arch} R{kw['depth']} {spec['kind']}, {classes} classes")
+    for label, text in rows:
+        print(f"  {label + ':' if label else '':<15}{text}")
     return 0
 
 
@@ -663,6 +708,16 @@ def build_parser():
 
     p = sub.add_parser("weights", help="list the published weights and the cache folder")
     p.set_defaults(func=_list_weights)
+
+    p = sub.add_parser(
+        "info",
+        help="print a variant's parameters, GMACs, clip sampling and published accuracy",
+        description="Builds the variant (no weights, no forward pass) and prints its parameter "
+        "count, its multiply-accumulates per clip at 224x224 and 256x256 (counted as fvcore "
+        "counts, see keras_slowfast.model_flops), its clip sampling and its published metric.",
+    )
+    p.add_argument("variant", choices=_variants(), help="the variant")
+    p.set_defaults(func=_info)
 
     if _has_tfrecords_cli():
         # Listed for --help; main() hands its arguments to the data package's command.
