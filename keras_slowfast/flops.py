@@ -89,18 +89,19 @@ class FlopCount:
             >>> inputs = keras.Input((8,))
             >>> model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(inputs))
             >>> print(model_flops(model).summary())
-            fc  0.000 GMACs  100.0%
-            total  0.000 GMACs
+            fc     32 MACs  100.0%
+            total  32 MACs  (0.000 GMACs)
         """
         rows = sorted(self.per_layer.items(), key=lambda kv: -kv[1])
         if top is not None:
             rows = rows[:top]
         width = max([len(name) for name, _ in rows] + [5])
+        digits = len(f"{self.macs:,}")
         lines = []
         for name, macs in rows:
             share = 100.0 * macs / self.macs if self.macs else 0.0
-            lines.append(f"{name:<{width}}  {macs / 1e9:.3f} GMACs  {share:5.1f}%")
-        lines.append(f"{'total':<{width}}  {self.gmacs:.3f} GMACs")
+            lines.append(f"{name:<{width}}  {macs:>{digits},} MACs  {share:5.1f}%")
+        lines.append(f"{'total':<{width}}  {self.macs:>{digits},} MACs  ({self.gmacs:.3f} GMACs)")
         return "\n".join(lines)
 
 
