@@ -456,6 +456,25 @@ def _positive(value):
     return number
 
 
+def _add_detector_args(parser):
+    """`--model` / `--weights` of the commands that run an AVA detector."""
+    parser.add_argument(
+        "--model",
+        default=None,
+        choices=_variants(),
+        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
+        "PySlowFast --weights file)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
+        ".pyth alone gives the architecture), or none",
+    )
+    parser.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+
+
 def build_parser():
     """The `argparse` parser of the `keras-slowfast` command."""
     parser = argparse.ArgumentParser(
@@ -528,21 +547,7 @@ def build_parser():
         "detections.csv and metrics.json, and prints the frame-mAP.",
     )
     p.add_argument("data_dir", help="the AVA-layout dataset folder")
-    p.add_argument(
-        "--model",
-        default=None,
-        choices=_variants(),
-        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
-        "PySlowFast --weights file)",
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
-        ".pyth alone gives the architecture), or none",
-    )
-    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    _add_detector_args(p)
     p.add_argument(
         "--mode",
         choices=("test", "val"),
@@ -639,21 +644,7 @@ def build_parser():
     p.add_argument("video", help="the video file")
     p.add_argument("--output", default=None, help="the annotated video to write (e.g. .mp4)")
     p.add_argument("--csv", default=None, help="the detections CSV to write")
-    p.add_argument(
-        "--model",
-        default=None,
-        choices=_variants(),
-        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
-        "PySlowFast --weights file)",
-    )
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
-        ".pyth alone gives the architecture), or none",
-    )
-    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    _add_detector_args(p)
     p.add_argument(
         "--boxes",
         default=None,
