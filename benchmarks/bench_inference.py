@@ -29,6 +29,8 @@ folder by `keras_slowfast.export` and run from there:
 * `pytorch`: a minimal PyTorch SlowFast written here (PySlowFast's module names), loaded
   with the same weights, under `torch.inference_mode()` with `torch.set_num_threads(cores)`.
   Its output is checked against the Keras model's on one clip (relative 1e-3) first.
+  `pytorch_channels_last`: the same with the model and clip in `torch.channels_last_3d`
+  memory format (oneDNN's preferred layout on CPUs).
 
 Each runtime row is printed again as a ratio to PyTorch when that row ran.
 
@@ -85,6 +87,7 @@ PATHS = {
     "openvino_bf16": "OpenVINO, default precision (bf16)",
     "tflite": "TFLite float32 (export_tflite)",
     "pytorch": "PyTorch inference_mode (reference model)",
+    "pytorch_channels_last": "PyTorch inference_mode, channels_last_3d",
 }
 
 # Paths that run an exported file (or the PyTorch model) rather than the Keras model; the
@@ -95,6 +98,7 @@ EXPORTED = {
     "openvino_bf16": "openvino",
     "tflite": "tflite",
     "pytorch": "torch",
+    "pytorch_channels_last": "torch",
 }
 
 # The package each exported path needs to run.
@@ -104,6 +108,7 @@ RUNTIME_PACKAGES = {
     "openvino_bf16": "openvino",
     "tflite": "tensorflow",
     "pytorch": "torch",
+    "pytorch_channels_last": "torch",
 }
 
 # The package each artifact needs to be written.
@@ -487,7 +492,7 @@ def _torch_slowfast(torch, crop, frames=32, alpha=4, classes=400):
 
 def _torch_input(torch, clip):
     """uint8 NTHWC clip -> the normalised float32 NCTHW tensor (ClipNormalization's)."""
-    x = torch.from_numpy(clip).float().permute(0, 4, 1, 2, 3)
+    x = torch.from_numpy(clip).float().permute(0, 4, 1, 2, 3).contiguous()
     return (x / 255.0 - 0.45) / 0.225
 
 
@@ -568,6 +573,9 @@ def runtime_worker(args):
         model.load_state_dict(state, strict=False)
         model.eval()
         x = _torch_input(torch, clip)
+        if path == "pytorch_channels_last":
+            model = model.to(memory_format=torch.channels_last_3d)
+            x = x.to(memory_format=torch.channels_last_3d)
 
         def call():
             with torch.inference_mode():
@@ -590,6 +598,8 @@ def runtime_worker(args):
         matmul_gflops=matmul_gflops(dtype="float32"),
         **extra,
     )
+    if path == "openvino_bf16":
+        result["bf16_matmul_gflops"] = matmul_gflops(dtype="bfloat16")
     print(json.dumps(result), flush=True)
 
 
@@ -807,18 +817,28 @@ def run_paths(args, folder):
                 f"{r['first_s'] / base['first_s']:.2f}x, peak RSS "
                 f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}x"
             )
-    for batch, crop in args.configs:
-        base = results.get((batch, crop, "pytorch"))
-        if not base or "error" in base:
-            continue
-        for path in args.paths:
-            r = results[(batch, crop, path)]
-            if path == "pytorch" or "error" in r:
-                continue
+    for (batch, crop, path), r in results.items():
+        if "bf16_matmul_gflops" in r:
+            gflops = 2 * r["macs"] * batch / r["median_s"] / 1e9
             print(
-                f"{batch}x{crop} {path} vs PyTorch: {base['median_s'] / r['median_s']:.2f}x "
-                f"the speed, peak RSS {r['peak_rss_gib'] / base['peak_rss_gib']:.2f}x"
+                f"{batch}x{crop} {path} (compiled precision {r.get('precision')}): "
+                f"{100 * gflops / r['bf16_matmul_gflops']:.0f}% of the same-run bfloat16 "
+                f"matmul's {r['bf16_matmul_gflops']:.1f} GFLOP/s"
             )
+    for baseline in ("pytorch", "pytorch_channels_last"):
+        for batch, crop in args.configs:
+            base = results.get((batch, crop, baseline))
+            if not base or "error" in base:
+                continue
+            for path in args.paths:
+                r = results[(batch, crop, path)]
+                if path == baseline or "error" in r:
+                    continue
+                print(
+                    f"{batch}x{crop} {path} vs {baseline}: "
+                    f"{base['median_s'] / r['median_s']:.2f}x the speed, "
+                    f"peak RSS {r['peak_rss_gib'] / base['peak_rss_gib']:.2f}x"
+                )
 
 
 def run_classify(args):
