@@ -85,7 +85,9 @@ def video_views(video, num_frames, sampling_rate, views=30, size=256):
         yield np.stack([_crop(clip, size, k) for k in range(_SPATIAL_CROPS)])
 
 
-def classify_video(model, video, variant=None, views=30, num_frames=None, sampling_rate=None):
+def classify_video(
+    model, video, variant=None, views=30, num_frames=None, sampling_rate=None, batch_size=None
+):
     """Scores a video with a classifier: mean softmax probabilities over the test views.
 
     Args:
@@ -97,6 +99,9 @@ def classify_video(model, video, variant=None, views=30, num_frames=None, sampli
         views: `30` (10 clips x 3 crops, PySlowFast's protocol) or `1` (centre view).
         num_frames: frames per clip (default: the variant's).
         sampling_rate: frame stride at 30 fps (default: the variant's).
+        batch_size: views per model call; `None` (the default) calls the model once per
+            temporal clip, i.e. with its 3 spatial crops (1 view for `views=1`). The scores
+            do not depend on it; a larger batch trades memory for speed.
 
     Returns:
         A float32 array `(classes,)`: the per-view probabilities summed over the views and
@@ -117,10 +122,36 @@ def classify_video(model, video, variant=None, views=30, num_frames=None, sampli
             f"Received: variant={variant!r}, num_frames={num_frames!r}, "
             f"sampling_rate={sampling_rate!r}"
         )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be None or a positive integer. Received: batch_size={batch_size!r}"
+        )
     total = None
     count = 0
-    for batch in video_views(video, num_frames, sampling_rate, views=views):
+    for batch in _batched(video_views(video, num_frames, sampling_rate, views=views), batch_size):
         probs = np.asarray(model.predict_on_batch(batch), dtype=np.float64)
         total = probs.sum(axis=0) if total is None else total + probs.sum(axis=0)
         count += len(batch)
     return (total / count).astype(np.float32)
+
+
+def _batched(groups, batch_size):
+    """Regroups arrays of views into batches of `batch_size` views (`None`: as given)."""
+    if batch_size is None:
+        yield from groups
+        return
+    pending = []
+    size = 0
+    for group in groups:
+        pending.append(group)
+        size += len(group)
+        while size >= batch_size:
+            views = np.concatenate(pending)
+            yield views[:batch_size]
+            rest = views[batch_size:]
+            pending = [rest] if len(rest) else []
+            size = len(rest)
+    if size:
+        yield np.concatenate(pending)
