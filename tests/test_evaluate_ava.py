@@ -107,3 +107,21 @@ def test_evaluate_ava_command_errors(tmp_path):
     assert "detector variant" in result.stderr and "Received: model='slowfast_8x8_r50'" in (
         result.stderr
     )
+
+
+def test_a_plain_keras_detector_gives_the_same_scores(e2e):
+    """Any Keras detector works (here the same graph as a plain functional model)."""
+    import keras
+
+    import keras_slowfast
+    from keras_slowfast.evaluation.ava_detector import evaluate_ava_detector
+
+    root, expected = e2e
+    lean = keras_slowfast.load_pyslowfast(root / "ava_e2e_model.pyth")
+    plain = keras.Model(lean.input, lean.output)
+    assert type(plain) is not type(lean)
+    result = evaluate_ava_detector(
+        plain, root / "dataset", test_crop_size=128, full_test_on_val=True, progress=False
+    )
+    np.testing.assert_allclose(result.scores, np.load(root / "expected_scores.npy"), atol=1e-4)
+    assert abs(result.mean_ap - expected["metrics"][MAP_KEY]) <= 1e-6

@@ -15,8 +15,10 @@ from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from keras_slowfast.evaluation import ava as ava_eval
+from keras_slowfast.models.functional import LeanFunctional
 
 __all__ = ["AVADetectorEvaluation", "default_ava_labelmap", "evaluate_ava_detector"]
 
@@ -200,10 +202,16 @@ def evaluate_ava_detector(
         import keras
 
         bar = keras.utils.Progbar(len(ann.keyframes), unit_name="keyframe")
+    if isinstance(model, LeanFunctional):
+        # Its eager inference call is one cached, shape-relaxed tf.function: no trace per
+        # batch or frame size, as `predict_on_batch` would make.
+        forward = model
+    else:
+        forward = tf.function(model, autograph=False, reduce_retracing=True, jit_compile=False)
     scores, videos, seconds, boxes = [], [], [], []
     done = 0
     for batch_inputs, _, meta in ds:
-        out = np.asarray(model.predict_on_batch(batch_inputs), np.float32)
+        out = np.asarray(forward(batch_inputs, training=False), np.float32)
         num = meta["num_boxes"].numpy()
         ori = meta["ori_boxes"].numpy()
         for b in range(len(num)):
