@@ -473,6 +473,22 @@ def _add_detector_args(parser):
     )
     parser.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--test-crop-size",
+        type=_positive,
+        default=256,
+        help="short side of the clips (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sampling-rate",
+        type=_positive,
+        default=None,
+        help="frame stride of the clips at 30 fps (default: the variant's or the checkpoint's "
+        "config, else 2)",
+    )
+    parser.add_argument(
+        "--bgr", action="store_true", help="feed BGR clips (default: the config's AVA.BGR)"
+    )
 
 
 def build_parser():
@@ -553,21 +569,6 @@ def build_parser():
         choices=("test", "val"),
         default="test",
         help="test: every keyframe, no crop (default); val: centre crops",
-    )
-    p.add_argument(
-        "--test-crop-size",
-        type=_positive,
-        default=256,
-        help="short side of the clips (default: %(default)s)",
-    )
-    p.add_argument(
-        "--sampling-rate",
-        type=_positive,
-        default=None,
-        help="frame stride of the clips (default: the checkpoint's config, or 2)",
-    )
-    p.add_argument(
-        "--bgr", action="store_true", help="feed BGR clips (default: the config's AVA.BGR)"
     )
     p.add_argument(
         "--full-test-on-val",
@@ -677,22 +678,6 @@ def build_parser():
         help="minimum action score to keep (default: %(default)s)",
     )
     p.add_argument("--top-k", type=_positive, default=3, help="actions per box (default: 3)")
-    p.add_argument(
-        "--test-crop-size",
-        type=_positive,
-        default=256,
-        help="short side of the clips (default: %(default)s)",
-    )
-    p.add_argument(
-        "--sampling-rate",
-        type=_positive,
-        default=None,
-        help="frame stride of the clips at 30 fps (default: the variant's or the checkpoint's "
-        "config, else 2)",
-    )
-    p.add_argument(
-        "--bgr", action="store_true", help="feed BGR clips (default: the config's AVA.BGR)"
-    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_detect)

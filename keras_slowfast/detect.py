@@ -20,12 +20,12 @@ import dataclasses
 import math
 import os
 import time
-import uuid
 import warnings
 
 import cv2
 import numpy as np
 
+from keras_slowfast.atomic import atomic_path
 from keras_slowfast.data.ava_video import (
     _check_timeout,
     count_frames_at_fps,
@@ -680,12 +680,6 @@ def detect_actions(
 # Outputs.
 
 
-def _temp_beside(path):
-    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
-    stem, ext = os.path.splitext(base)
-    return os.path.join(folder, f".{stem}.partial-{uuid.uuid4().hex}{ext}")
-
-
 def write_detections_csv(detections, path):
     """Writes `detections.rows()` as AVA's CSV (no header), atomically.
 
@@ -694,20 +688,13 @@ def write_detections_csv(detections, path):
     >>> write_detections_csv(found, "actions.csv")  # doctest: +SKIP
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             for video, sec, x1, y1, x2, y2, action, score in detections.rows():
                 writer.writerow(
                     [video, sec, *(f"{v:.6g}" for v in (x1, y1, x2, y2)), action, f"{score:.9g}"]
                 )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 _PALETTE = (
@@ -820,7 +807,6 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
     from keras_slowfast.progress import ProgressBar
 
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     deadline = time.monotonic() + _check_timeout(timeout)
     by_second = {}
     for i, second in enumerate(detections.seconds.tolist()):
@@ -828,52 +814,49 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
         by_second.setdefault(second, ([], []))
         by_second[second][0].append(detections.boxes[i])
         by_second[second][1].append(lines)
-    tmp = _temp_beside(path)
     container, stream = video_lib._open(video, 1)
     try:
-        info = video_lib._stream_info(video, stream)
-        slots = _Slots(container, stream, fractions.Fraction(AVA_FPS))
-        total = info.header_frames or None
-        first_slot = None
-        last_pts = None
-        with (
-            av.open(tmp, "w") as out,
-            ProgressBar(
-                total, f"{detections.video}: writing", unit="frames", enabled=progress
-            ) as bar,
-        ):
-            encoder = None
-            for frame in video_lib._frames(video, container, stream, deadline):
-                pts = video_lib._checked_pts(video, frame)
-                slot = slots.slot(pts)
-                if first_slot is None:
-                    first_slot = slot
-                position = (slot - first_slot) / AVA_FPS
-                second = min(max(0, math.floor(position + 0.5)), max(0, detections.keyframes - 1))
-                rgb = video_lib._to_rgb(frame)
-                if second in by_second:
-                    rgb = np.ascontiguousarray(rgb)
-                    draw_detections(rgb, np.array(by_second[second][0]), by_second[second][1])
+        # The temporary file keeps the extension: PyAV picks the container format by it.
+        with atomic_path(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
+            info = video_lib._stream_info(video, stream)
+            slots = _Slots(container, stream, fractions.Fraction(AVA_FPS))
+            total = info.header_frames or None
+            first_slot = None
+            last_pts = None
+            with (
+                av.open(tmp, "w") as out,
+                ProgressBar(
+                    total, f"{detections.video}: writing", unit="frames", enabled=progress
+                ) as bar,
+            ):
+                encoder = None
+                for frame in video_lib._frames(video, container, stream, deadline):
+                    pts = video_lib._checked_pts(video, frame)
+                    slot = slots.slot(pts)
+                    if first_slot is None:
+                        first_slot = slot
+                    position = (slot - first_slot) / AVA_FPS
+                    last = max(0, detections.keyframes - 1)
+                    second = min(max(0, math.floor(position + 0.5)), last)
+                    rgb = video_lib._to_rgb(frame)
+                    if second in by_second:
+                        rgb = np.ascontiguousarray(rgb)
+                        draw_detections(rgb, np.array(by_second[second][0]), by_second[second][1])
+                    if encoder is None:
+                        encoder = _encoder(out, stream, rgb.shape[1], rgb.shape[0])
+                    new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                    # Keep the input's timing when its timestamps increase, else count frames.
+                    if last_pts is not None and pts <= last_pts:
+                        pts = last_pts + 1
+                    new.pts, new.time_base = pts, stream.time_base
+                    last_pts = pts
+                    for packet in encoder.encode(new):
+                        out.mux(packet)
+                    bar.update()
                 if encoder is None:
-                    encoder = _encoder(out, stream, rgb.shape[1], rgb.shape[0])
-                new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                # Keep the input's timing when its timestamps increase, else count frames.
-                if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1
-                new.pts, new.time_base = pts, stream.time_base
-                last_pts = pts
-                for packet in encoder.encode(new):
+                    raise video_lib.VideoReadError(video, "no decodable frame")
+                for packet in encoder.encode(None):
                     out.mux(packet)
-                bar.update()
-            if encoder is None:
-                raise video_lib.VideoReadError(video, "no decodable frame")
-            for packet in encoder.encode(None):
-                out.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     finally:
         container.close()
     return path

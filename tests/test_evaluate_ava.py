@@ -83,7 +83,7 @@ def test_evaluate_ava_command(e2e, tmp_path):
     for a, b in zip(ours, reference):
         assert a[:7] == b[:7]
         assert abs(float(a[7]) - float(b[7])) <= 1.5e-4
-    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
+    assert sorted(p.name for p in out.iterdir()) == ["detections.csv", "metrics.json"]
 
 
 def test_evaluate_ava_command_errors(tmp_path):

@@ -32,7 +32,14 @@ import numpy as np
 import tensorflow as tf
 
 from keras_slowfast.data import video as video_lib
-from keras_slowfast.data.kinetics import _GATE, _check_positive_int, _report
+from keras_slowfast.data.kinetics import (
+    _GATE,
+    _as_read_error,
+    _check_positive_int,
+    _drop_last,
+    _last_is_ok,
+    _report,
+)
 from keras_slowfast.data.transforms import short_side_scale_size
 
 __all__ = [
@@ -1053,14 +1060,6 @@ def ava_dataset(
     return ds
 
 
-def _last_is_ok(*element):
-    return element[-1]
-
-
-def _drop_last(*element):
-    return element[:-1]
-
-
 def _video_names_from_boxes(data_dir, mode, annotation_dir, train_gt, train_pred, test_pred):
     ann_dir = annotation_dir or os.path.join(os.fspath(data_dir), "annotations")
     names = list(train_gt) + list(train_pred) if mode == "train" else list(test_pred)
@@ -1074,11 +1073,3 @@ def _video_names_from_boxes(data_dir, mode, annotation_dir, train_gt, train_pred
                 if row and row[0].strip() and row[0].strip() not in seen:
                     seen.append(row[0].strip())
     return seen
-
-
-def _as_read_error(where, error):
-    if isinstance(error, video_lib.VideoReadError):
-        return error
-    wrapped = video_lib.VideoReadError(where, f"{type(error).__name__}: {error}")
-    wrapped.__cause__ = error
-    return wrapped

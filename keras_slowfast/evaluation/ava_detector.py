@@ -7,16 +7,17 @@ and the official evaluator compares them with the ground truth.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-import tempfile
 from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast.atomic import write_text_atomically
 from keras_slowfast.evaluation import ava as ava_eval
 from keras_slowfast.models.functional import LeanFunctional
 
@@ -61,20 +62,6 @@ def default_ava_labelmap():
     """
     path = resources.files("keras_slowfast") / "resources" / DEFAULT_LABELMAP_RESOURCE
     return path.read_text("utf-8")
-
-
-def _write_atomically(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_safe(metrics):
@@ -245,12 +232,10 @@ def evaluate_ava_detector(
         (gt.boxes, gt.labels), rows, (categories, class_ids), excluded_timestamps=excluded
     )
     if output_dir is not None:
-        _write_atomically(
-            os.path.join(output_dir, "detections.csv"),
-            lambda f: ava_eval.write_detections_csv(rows, f),
-        )
-        _write_atomically(
-            os.path.join(output_dir, "metrics.json"),
-            lambda f: json.dump(_json_safe(metrics), f, indent=2),
+        text = io.StringIO()
+        ava_eval.write_detections_csv(rows, text)
+        write_text_atomically(os.path.join(output_dir, "detections.csv"), text.getvalue())
+        write_text_atomically(
+            os.path.join(output_dir, "metrics.json"), json.dumps(_json_safe(metrics), indent=2)
         )
     return AVADetectorEvaluation(metrics, rows, scores, videos, seconds, boxes)

@@ -7,9 +7,10 @@ learning rate in the epoch logs, automatic resume (`backup/`), weights per epoch
 
 import math
 import os
-import tempfile
 
 import keras
+
+from keras_slowfast.weights import registry
 
 __all__ = [
     "AvaFrameMAP",
@@ -80,16 +81,7 @@ def save_weights_atomically(model, path):
     path = os.fspath(path)
     if not path.endswith(".weights.h5"):
         raise ValueError(f"`path` must end with '.weights.h5'. Received: path={path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=folder)
-    os.close(fd)
-    try:
-        model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    registry.save_weights_atomically(model, path)
 
 
 class AvaFrameMAP(keras.callbacks.Callback):

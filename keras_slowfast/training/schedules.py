@@ -48,6 +48,12 @@ def _check_steps_per_epoch(steps_per_epoch):
     return steps_per_epoch
 
 
+def _linear_warmup(epoch, lr, warmup_epochs, start_lr, end_lr):
+    """PySlowFast's warm-up: `start_lr` rising linearly to the policy's `end_lr`, then `lr`."""
+    slope = (end_lr - start_lr) / warmup_epochs
+    return ops.where(epoch < warmup_epochs, start_lr + epoch * slope, lr)
+
+
 def scale_learning_rate(learning_rate, global_batch_size, base_batch_size=REFERENCE_BATCH_SIZE):
     """Scales a learning rate linearly with the global batch (the linear scaling rule).
 
@@ -153,8 +159,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         lr = self._cosine(epoch)
         if self.warmup_epochs > 0:
             warmup_end = self._cosine(self.warmup_epochs, cos=math.cos)
-            slope = (warmup_end - self.warmup_start_lr) / self.warmup_epochs
-            lr = ops.where(epoch < self.warmup_epochs, self.warmup_start_lr + epoch * slope, lr)
+            lr = _linear_warmup(epoch, lr, self.warmup_epochs, self.warmup_start_lr, warmup_end)
         return lr
 
     def get_config(self):
@@ -260,8 +265,7 @@ class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
         lr = ops.take(rates, self._index(epoch))
         if self.warmup_epochs > 0:
             warmup_end = self._policy_at(self.warmup_epochs)
-            slope = (warmup_end - self.warmup_start_lr) / self.warmup_epochs
-            lr = ops.where(epoch < self.warmup_epochs, self.warmup_start_lr + epoch * slope, lr)
+            lr = _linear_warmup(epoch, lr, self.warmup_epochs, self.warmup_start_lr, warmup_end)
         return lr
 
     def get_config(self):

@@ -35,6 +35,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_slowfast.atomic import atomic_path, write_text_atomically
 from keras_slowfast.weights.loading import (
     CHECKPOINT_SUFFIXES,
     CheckpointMismatchError,
@@ -241,30 +242,19 @@ def _build(variant, **kwargs):
     return _build_variant(variant, **kwargs)
 
 
-def _save_atomically(model, path):
-    """Writes `model`'s weights to `path` through a temporary file in the same folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+def save_weights_atomically(model, path):
+    """Writes `model.save_weights(path)` through a temporary file beside it (see `atomic_path`).
+
+    Example:
+        >>> save_weights_atomically(model, "runs/demo/final.weights.h5")  # doctest: +SKIP
+    """
     # Keras insists on the `.weights.h5` suffix, so the temporary name keeps it.
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _write_json_atomically(data, path):
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text_atomically(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def convert_checkpoint(checkpoint, output, variant, **kwargs):
@@ -307,7 +297,7 @@ def convert_checkpoint(checkpoint, output, variant, **kwargs):
     kwargs.pop("weights", None)
     model = _build(variant, **kwargs)
     transfer_state(model, state)
-    _save_atomically(model, output)
+    save_weights_atomically(model, output)
     used = sum(1 for k in state if not k.endswith(".num_batches_tracked"))
     summary = dict(
         format=info.get("format"),

@@ -1,0 +1,56 @@
+"""Atomic file writes: a temporary file beside the target, renamed onto it on success.
+
+A reader never sees a half-written file, and an interrupted write leaves nothing behind.
+"""
+
+import contextlib
+import os
+import tempfile
+
+__all__ = ["atomic_path", "write_text_atomically"]
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a temporary file name beside `path`; renames it onto `path` when the block ends.
+
+    The temporary file is in the same folder (so `os.replace` is atomic) and ends with
+    `suffix` (for writers that insist on an extension, such as Keras' `.weights.h5`). If the
+    block raises, the temporary file is removed and `path` is left as it was.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+        >>> with atomic_path(target) as tmp:
+        ...     _ = pathlib.Path(tmp).write_text("done")
+        >>> target.read_text(), len(list(target.parent.iterdir()))
+        ('done', 1)
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
+    )
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text_atomically(path, text):
+    """Writes `text` (UTF-8) to `path` atomically.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+        >>> write_text_atomically(target, "{}")
+        >>> target.read_text()
+        '{}'
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
