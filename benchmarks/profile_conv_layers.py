@@ -26,8 +26,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_slowfast import model_flops  # noqa: E402
-from keras_slowfast.weights import registry  # noqa: E402
+from keras_slowfast import (
+    hub,  # noqa: E402
+    model_flops,  # noqa: E402
+)
 
 
 def _median(fn, repeats):
@@ -60,10 +62,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    frames = registry.build(args.model, None).input.shape[1]
+    frames = hub.build(args.model, None).input.shape[1]
     shape = (frames, args.size, args.size, 3)
     # A static input shape gives every layer's input a static shape.
-    model = registry.build(args.model, None, input_shape=shape)
+    model = hub.build(args.model, None, input_shape=shape)
     count = model_flops(model, shape)
     peak = _matmul_gflops(args.repeats)
     x = tf.constant(np.random.default_rng(0).integers(0, 256, (1, *shape)), tf.uint8)

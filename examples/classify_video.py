@@ -12,24 +12,31 @@ import time
 from absl import app, flags
 
 import keras_slowfast
-from keras_slowfast.inference import SAMPLING, classify_video
-from keras_slowfast.weights import registry
+from keras_slowfast import hub, presets
+from keras_slowfast.inference import classify_video
 
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("video", "examples/data/sample.mp4", "The video file.")
-flags.DEFINE_enum("model", "slowfast_8x8_r50", sorted(SAMPLING), "The classifier variant.")
+flags.DEFINE_enum(
+    "model",
+    "slowfast_8x8_r50",
+    presets.architecture_names("classifier"),
+    "The classifier architecture.",
+)
 flags.DEFINE_string("weights", "k400", "A published weights name or a checkpoint path.")
-flags.DEFINE_enum("views", "30", ["1", "30"], "30: 10 clips x 3 crops; 1: one centred view.")
+flags.DEFINE_enum("views", None, ["1"], "Default: the preset's protocol; 1: one centred view.")
 flags.DEFINE_integer("top", 5, "How many classes to print.")
 
 
 def main(argv):
     del argv
-    model = registry.build(FLAGS.model, FLAGS.weights)
+    model = hub.build(FLAGS.model, FLAGS.weights)
     start = time.perf_counter()
-    probabilities = classify_video(model, FLAGS.video, FLAGS.model, views=int(FLAGS.views))
-    print(f"{FLAGS.video}: {FLAGS.views} view(s) in {time.perf_counter() - start:.1f} s")
+    probabilities = classify_video(
+        model, FLAGS.video, FLAGS.model, views=int(FLAGS.views) if FLAGS.views else None
+    )
+    print(f"{FLAGS.video}: {FLAGS.views or 'all'} view(s) in {time.perf_counter() - start:.1f} s")
     for index, name, score in keras_slowfast.decode_predictions(probabilities[None], FLAGS.top)[0]:
         print(f"{score:8.4f}  {name}  (class {index})")
 

@@ -19,14 +19,12 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from keras_slowfast import data, evaluation
-from keras_slowfast.models.variants import VARIANTS, clip_sampling
-from keras_slowfast.weights import registry
+from keras_slowfast import data, evaluation, hub, presets
 
 FLAGS = flags.FLAGS
 
-# Classifier variants: keys of keras_slowfast.models.VARIANTS.
-ARCHS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "classifier")
+# Classifier architectures of the presets table.
+ARCHS = presets.architecture_names("classifier")
 
 flags.DEFINE_string("test_list", None, "Test list file (`path label` per line).")
 flags.DEFINE_list("test_tfrecords", None, "Test JPEG-frame TFRecord patterns (instead of a list).")
@@ -59,7 +57,7 @@ def build_model(num_frames):
     )
     if FLAGS.width_per_group:
         kwargs["width_per_group"] = FLAGS.width_per_group
-    return registry.build(FLAGS.arch, FLAGS.weights, **kwargs)
+    return hub.build(FLAGS.arch, FLAGS.weights, **kwargs)
 
 
 def main(argv):
@@ -68,7 +66,8 @@ def main(argv):
         raise app.UsageError("Give exactly one of --test_list and --test_tfrecords.")
     if not FLAGS.weights:
         raise app.UsageError("--weights is required.")
-    default_frames, default_rate = clip_sampling(FLAGS.arch)
+    protocol = presets.get_preset(FLAGS.arch).protocol
+    default_frames, default_rate = protocol.num_frames, protocol.sampling_rate
     num_frames = FLAGS.num_frames or default_frames
     kwargs = dict(
         mode="test",

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import keras_slowfast
-from keras_slowfast.weights import registry
+from keras_slowfast import hub
 
 FLAGS = flags.FLAGS
 
@@ -35,7 +35,7 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing version folder.")
 def main(argv):
     del argv
     weights = None if FLAGS.weights.lower() == "none" else FLAGS.weights
-    model = registry.build(FLAGS.model, weights)
+    model = hub.build(FLAGS.model, weights)
     path = keras_slowfast.export_saved_model(
         model,
         FLAGS.export_dir,

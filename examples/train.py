@@ -30,14 +30,12 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_slowfast import data, training
-from keras_slowfast.models.variants import VARIANTS, clip_sampling
-from keras_slowfast.weights import registry
+from keras_slowfast import data, hub, presets, training
 
 FLAGS = flags.FLAGS
 
-# Classifier variants: keys of keras_slowfast.models.VARIANTS.
-ARCHS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "classifier")
+# Classifier architectures of the presets table.
+ARCHS = presets.architecture_names("classifier")
 
 # Data.
 flags.DEFINE_string("train_list", None, "Training list file (`path label` per line).")
@@ -153,7 +151,7 @@ def build_model(num_frames):
     """The classifier, with --init_weights loaded (through a new head if needed)."""
 
     def builder(**kw):
-        return registry.build(FLAGS.arch, **kw)
+        return hub.build(FLAGS.arch, **kw)
 
     kwargs = dict(
         num_frames=num_frames,
@@ -228,7 +226,8 @@ def main(argv):
             f"--global_batch_size ({FLAGS.global_batch_size}) must be divisible by the "
             f"number of replicas ({replicas})."
         )
-    default_frames, default_rate = clip_sampling(FLAGS.arch)
+    protocol = presets.get_preset(FLAGS.arch).protocol
+    default_frames, default_rate = protocol.num_frames, protocol.sampling_rate
     num_frames = FLAGS.num_frames or default_frames
     sampling_rate = FLAGS.sampling_rate or default_rate
     steps_per_epoch = FLAGS.steps_per_epoch

@@ -34,15 +34,13 @@ import keras
 import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_slowfast import data, training
-from keras_slowfast.models.variants import VARIANTS, clip_sampling
-from keras_slowfast.weights import registry
+from keras_slowfast import data, hub, presets, training
 
 FLAGS = flags.FLAGS
 
-# Detector variants: keys of keras_slowfast.models.VARIANTS.
-ARCHS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "detector")
-CLASSIFIERS = sorted(name for name, spec in VARIANTS.items() if spec["kind"] == "classifier")
+# Architectures of the presets table.
+ARCHS = presets.architecture_names("detector")
+CLASSIFIERS = presets.architecture_names("classifier")
 
 # Data.
 flags.DEFINE_string("data_dir", None, "AVA-layout folder: frames/, frame_lists/, annotations/.")
@@ -196,8 +194,8 @@ def build_detector(num_frames):
     if FLAGS.width_per_group:
         kwargs["width_per_group"] = FLAGS.width_per_group
     if FLAGS.init_detector:
-        return registry.build(FLAGS.arch, weights=FLAGS.init_weights, **kwargs)
-    model = registry.build(FLAGS.arch, **kwargs)
+        return hub.build(FLAGS.arch, weights=FLAGS.init_weights, **kwargs)
+    model = hub.build(FLAGS.arch, **kwargs)
     if FLAGS.init_weights:
         report = training.load_classifier_backbone(
             model,
@@ -225,7 +223,8 @@ def main(argv):
             f"--global_batch_size ({FLAGS.global_batch_size}) must be divisible by the "
             f"number of replicas ({replicas})."
         )
-    default_frames, default_rate = clip_sampling(FLAGS.arch)
+    protocol = presets.get_preset(FLAGS.arch).protocol
+    default_frames, default_rate = protocol.num_frames, protocol.sampling_rate
     num_frames = FLAGS.num_frames or default_frames
     sampling_rate = FLAGS.sampling_rate or default_rate
     train, keyframes = train_dataset(num_frames, sampling_rate)

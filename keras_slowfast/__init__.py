@@ -9,6 +9,13 @@ Example:
 
 __version__ = "0.1.0"
 
+from keras_slowfast.applications import (
+    SlowFastR50,
+    SlowFastR50AVA,
+    SlowFastR101,
+    SlowFastR101AVA,
+    SlowR50,
+)
 from keras_slowfast.export import (
     export_onnx,
     export_openvino,
@@ -16,6 +23,7 @@ from keras_slowfast.export import (
     export_tflite,
 )
 from keras_slowfast.flops import model_flops
+from keras_slowfast.hub import from_preset, list_presets, load_pyslowfast, load_pytorchvideo
 from keras_slowfast.labels import decode_predictions
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.layers import (
@@ -25,21 +33,12 @@ from keras_slowfast.models.layers import (
     TemporalSubsample,
 )
 from keras_slowfast.models.roi_align import RoIAlign
-from keras_slowfast.models.slowfast import SlowFast
-from keras_slowfast.models.variants import (
-    SlowFastR50,
-    SlowFastR50AVA,
-    SlowFastR101,
-    SlowFastR101AVA,
-    SlowR50,
-)
-from keras_slowfast.weights.loading import (
-    CheckpointMismatchError,
-    load_pyslowfast,
-    load_pytorchvideo,
-)
+from keras_slowfast.models.slowfast import Backbone, SlowFast
+from keras_slowfast.presets import get_preset
+from keras_slowfast.weights.transfer import CheckpointMismatchError
 
 __all__ = [
+    "Backbone",
     "CheckpointMismatchError",
     "ClipNormalization",
     "NonLocalAttention",
@@ -58,6 +57,9 @@ __all__ = [
     "export_openvino",
     "export_saved_model",
     "export_tflite",
+    "from_preset",
+    "get_preset",
+    "list_presets",
     "load_pyslowfast",
     "load_pytorchvideo",
     "model_flops",

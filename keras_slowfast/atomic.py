@@ -7,7 +7,7 @@ import contextlib
 import os
 import tempfile
 
-__all__ = ["atomic_path", "write_text_atomically"]
+__all__ = ["atomic_path", "save_weights_atomically", "write_text_atomically"]
 
 
 @contextlib.contextmanager
@@ -54,3 +54,17 @@ def write_text_atomically(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+
+
+def save_weights_atomically(model, path):
+    """Writes `model.save_weights(path)` through a temporary file beside it (see `atomic_path`).
+
+    Example:
+        >>> save_weights_atomically(model, "runs/demo/final.weights.h5")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"`path` must end with '.weights.h5'. Received: path={path!r}")
+    # Keras insists on the `.weights.h5` suffix, so the temporary name keeps it.
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp, overwrite=True)

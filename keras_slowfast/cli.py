@@ -25,24 +25,26 @@ import warnings
 _TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
 
 
-def _variants():
-    from keras_slowfast.models.variants import VARIANTS
+def _models(kind=None):
+    from keras_slowfast import presets
 
-    return sorted(VARIANTS)
+    return presets.preset_names(kind) + presets.architecture_names(kind)
 
 
 def _add_model_args(parser):
     parser.add_argument(
         "--model",
-        default="slowfast_8x8_r50",
-        choices=_variants(),
-        help="the variant (default: %(default)s)",
+        default="slowfast_8x8_r50_kinetics400",
+        choices=_models(),
+        metavar="PRESET",
+        help="a preset name or architecture key, see `keras-slowfast weights` "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--weights",
         default=None,
-        help="a published weights name (k400, ava), a .weights.h5 / .pyth / .pkl path, or "
-        "none (default: the variant's published weights)",
+        help="a published weights name of the architecture (k400, ava, ...), a .weights.h5 / "
+        ".pyth / .pkl path, or none (default: the preset's published weights)",
     )
     parser.add_argument(
         "--width-per-group",
@@ -82,64 +84,68 @@ def _model_kwargs(args):
 
 
 def _build_model(args):
-    from keras_slowfast.weights import registry
+    from keras_slowfast import hub, presets
 
+    preset = presets.get_preset(args.model)
     weights = args.weights
+    kwargs = _model_kwargs(args)
     if weights is None:
-        # The variant's own published weights (k400 for classifiers, ava for detectors).
-        published = [n for (v, n) in registry.PUBLISHED if v == args.model]
-        if not published:
+        if preset.checkpoint is None:
             raise ValueError(
-                f"{args.model} has no published weights: pass --weights PATH or "
+                f"{preset.name} has no published weights: pass --weights PATH or "
                 f"--weights none. Received: model={args.model!r}"
             )
-        weights = published[0]
-    elif weights in ("", "none", "None"):
-        weights = None
-    return registry.build(args.model, weights, **_model_kwargs(args))
+        return hub.from_preset(preset.name, **kwargs)
+    if weights in ("", "none", "None"):
+        return hub.from_preset(preset.name, load_weights=False, **kwargs)
+    if weights.endswith((".pyth", ".pkl", ".pth", ".pt", ".h5")):
+        # A file: converted with this preset's conventions and head.
+        return hub.build(preset.name, weights, **kwargs)
+    return hub.build(preset.architecture, weights, **kwargs)
 
 
 def _classify(args):
-    from keras_slowfast.inference import classify_video, sampling_for
+    from keras_slowfast import presets
+    from keras_slowfast.inference import classify_video, describe_protocol
     from keras_slowfast.labels import decode_predictions
-    from keras_slowfast.models.variants import VARIANTS
 
-    if VARIANTS[args.model]["kind"] != "classifier":
+    preset = presets.get_preset(args.model)
+    if preset.kind != presets.CLASSIFIER:
         raise ValueError(
-            "`classify` needs a classifier variant; AVA detectors also need person boxes. "
+            "`classify` needs a classifier preset; AVA detectors also need person boxes. "
             f"Received: model={args.model!r}"
         )
     if not os.path.isfile(args.video):
         raise ValueError(f"No video file at this path. Received: video={args.video!r}")
-    num_frames, rate = sampling_for(args.model)
     model = _build_model(args)
     start = time.perf_counter()
-    probs = classify_video(model, args.video, variant=args.model, views=args.views)
+    probs = classify_video(model, args.video, preset=preset.name, views=args.views)
     elapsed = time.perf_counter() - start
-    protocol = "1 view (centre clip, centre crop)" if args.views == 1 else "30 views (10x3)"
     print(
-        f"{os.path.basename(args.video)}: {args.model}, weights {args.weights}, "
-        f"{num_frames} frames every {rate}, {protocol}, {args.precision}, {elapsed:.1f} s"
+        f"{os.path.basename(args.video)}: {preset.name}, weights {args.weights or preset.weights}, "
+        f"{describe_protocol(preset.name, args.views)}, {args.precision}, {elapsed:.1f} s"
     )
-    for rank, (index, name, score) in enumerate(decode_predictions(probs[None], args.top)[0]):
+    names = preset.labels if model.output_shape[-1] == preset.classes else None
+    top = decode_predictions(probs[None], args.top, class_names=names)[0]
+    for rank, (index, name, score) in enumerate(top):
         print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")
     return 0
 
 
 def _convert(args):
-    from keras_slowfast.weights import registry
+    from keras_slowfast import hub
 
     kwargs = _model_kwargs(args)
-    model, summary = registry.convert_checkpoint(args.checkpoint, args.output, args.model, **kwargs)
+    model, summary = hub.convert_checkpoint(args.checkpoint, args.output, args.model, **kwargs)
     print(f"checkpoint: {args.checkpoint}")
     print(f"format:     {summary['format']}")
-    print(f"variant:    {summary['variant']}")
+    print(f"preset:     {summary['preset']}")
     print(f"tensors:    {summary['tensors']}")
     print(f"parameters: {summary['params']:,}")
     print(f"width:      {summary['width_per_group']}, classes: {summary['classes']}")
     print(f"written:    {args.output}")
     if not args.skip_check:
-        check = registry.check_weights_file(
+        check = hub.check_weights_file(
             model,
             args.output,
             args.model,
@@ -209,28 +215,43 @@ def _export(args):
 
 
 def _list_weights(args):
-    from keras_slowfast.weights import registry
+    from keras_slowfast import hub, presets
 
-    print(f"base URL: {registry.base_url()}  (set ${registry.MIRROR_ENV} to use a mirror)")
-    print(f"cache:    {registry.cache_dir()}")
-    for entry in registry.PUBLISHED.values():
-        print(
-            f"{entry.variant:<30} {entry.name:<5} {entry.format:<13} {entry.dataset:<12} "
-            f"{entry.metric} {entry.value:<6} {entry.path}"
+    print(f"base URL: {hub.base_url()}  (set ${hub.MIRROR_ENV} to use a mirror)")
+    print(f"cache:    {hub.cache_dir()}")
+    header = ("preset", "weights", "format", "dataset", "metric", "protocol", "checkpoint")
+    rows = [header]
+    for p in presets.PRESETS:
+        proto = p.protocol
+        views = f"{proto.temporal_views}x{proto.spatial_crops}"
+        rows.append(
+            (
+                p.name,
+                p.weights or "-",
+                p.checkpoint.format if p.checkpoint else "-",
+                p.dataset or "-",
+                f"{p.metric} {p.value}" if p.value is not None else "-",
+                f"{proto.num_frames}x{proto.sampling_rate} {views} {proto.ensemble}"
+                + (" bgr" if proto.channel_order == "bgr" else "")
+                + (" segment" if proto.sampling == "segment" else ""),
+                p.checkpoint.path if p.checkpoint else "(architecture only)",
+            )
         )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
     return 0
 
 
 def _info(args):
+    from keras_slowfast import hub, presets
     from keras_slowfast.flops import model_flops
-    from keras_slowfast.models.variants import VARIANTS
-    from keras_slowfast.weights import registry
 
-    spec = VARIANTS[args.variant]
-    kw = spec["kwargs"]
-    frames, rate = kw["num_frames"], spec["sampling_rate"]
-    detector = spec["kind"] == "detector"
-    model = registry.build(args.variant, None)
+    preset = presets.get_preset(args.variant)
+    kw = preset.kwargs
+    frames, rate = preset.protocol.num_frames, preset.protocol.sampling_rate
+    detector = preset.kind == presets.DETECTOR
+    model = hub.from_preset(preset.name, load_weights=False)
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     statistics = sum(math.prod(w.shape) for w in model.non_trainable_weights)
     if kw.get("single_pathway"):
@@ -239,8 +260,8 @@ def _info(args):
         arch, alpha = "SlowFast", kw["alpha"]
         pathways = f"Slow pathway {frames // alpha} frames, Fast {frames} (alpha {alpha})"
     rows = [("parameters", f"{trainable:,} (+ {statistics:,} BatchNorm statistics)")]
-    if spec["config"]:
-        rows.insert(0, ("config", f"PySlowFast {spec['config']}"))
+    if preset.config:
+        rows.insert(0, ("config", f"{preset.source} {preset.config}"))
     rows.append(("clip", f"{frames} frames, sampling rate {rate}; {pathways}"))
     for size in (224, 256):
         shape = (frames, size, size, 3)
@@ -252,26 +273,30 @@ def _info(args):
         rows.append((f"GMACs {size}x{size}", text))
     if detector:
         rows.append(("", "for one person box; RoIAlign not counted (as fvcore)"))
-    published = [w for w in registry.PUBLISHED.values() if w.variant == args.variant]
-    for w in published:
-        rows.append(("published", f"{w.name} weights: {w.dataset} {w.metric} {w.value}"))
-    if not published:
+    if preset.checkpoint is not None:
+        rows.append(
+            (
+                "published",
+                f"{preset.weights} weights: {preset.dataset} {preset.metric} {preset.value}",
+            )
+        )
+        rows.append(("checkpoint", f"{preset.checkpoint.format} {preset.checkpoint.path}"))
+    else:
         rows.append(("published", "no weights"))
-    classes = kw.get("classes", 400)
-    print(f"{args.variant}: {arch} R{kw['depth']} {spec['kind']}, {classes} classes")
+    print(f"{preset.name}: {arch} R{kw['depth']} {preset.kind}, {preset.classes} classes")
     for label, text in rows:
         print(f"  {label + ':' if label else '':<15}{text}")
     return 0
 
 
 _PYSLOWFAST_SUFFIXES = (".pyth", ".pkl", ".pt")
-_DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50"
+_DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50_ava"
 
 
 def _pyslowfast_data_settings(path):
     """Clip settings from a PySlowFast checkpoint's embedded config ({} if it has none)."""
-    from keras_slowfast.weights.loading import checkpoint_to_pyslowfast_state
     from keras_slowfast.weights.pyslowfast_config import read_pyslowfast_config
+    from keras_slowfast.weights.transfer import checkpoint_to_pyslowfast_state
 
     _, info = checkpoint_to_pyslowfast_state(path)
     if not info.get("cfg"):
@@ -290,24 +315,19 @@ def _build_detector(args):
     A PySlowFast checkpoint alone gives the architecture and the clip settings (sampling
     rate, BGR input, person-box threshold) from its embedded config.
     """
-    from keras_slowfast.models.variants import VARIANTS
+    from keras_slowfast import presets
 
     weights = args.weights
     if args.model is None and weights and weights.lower().endswith(_PYSLOWFAST_SUFFIXES):
-        from keras_slowfast.weights.loading import load_pyslowfast
+        from keras_slowfast.hub import load_pyslowfast
 
         if not os.path.isfile(weights):
             raise ValueError(f"No checkpoint file at this path. Received: weights={weights!r}")
         model = load_pyslowfast(weights, **_model_kwargs(args))
         return model, _pyslowfast_data_settings(weights)
     args.model = args.model or _DEFAULT_DETECTOR
-    if VARIANTS.get(args.model, {}).get("kind") != "detector":
-        raise ValueError(
-            "This command needs an AVA detector variant, one of "
-            f"{sorted(v for v, spec in VARIANTS.items() if spec['kind'] == 'detector')}. "
-            f"Received: model={args.model!r}"
-        )
-    return _build_model(args), {"sampling_rate": VARIANTS[args.model]["sampling_rate"]}
+    preset = presets.get_preset(args.model, kind=presets.DETECTOR)
+    return _build_model(args), {"sampling_rate": preset.protocol.sampling_rate}
 
 
 def _setting(args, settings, name, default):
@@ -461,8 +481,9 @@ def _add_detector_args(parser):
     parser.add_argument(
         "--model",
         default=None,
-        choices=_variants(),
-        help=f"the detector variant (default: {_DEFAULT_DETECTOR}, or the architecture in a "
+        choices=_models("detector"),
+        metavar="PRESET",
+        help=f"the detector preset (default: {_DEFAULT_DETECTOR}, or the architecture in a "
         "PySlowFast --weights file)",
     )
     parser.add_argument(
@@ -506,8 +527,9 @@ def build_parser():
         "--views",
         type=int,
         choices=(1, 30),
-        default=30,
-        help="30: the published 10 clips x 3 crops protocol (default); 1: one centred view",
+        default=None,
+        help="default: the preset's published protocol (10 clips x 3 crops for Kinetics); "
+        "1: one centred view",
     )
     p.add_argument("--top", type=_positive, default=5, help="how many classes to print")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
@@ -516,7 +538,13 @@ def build_parser():
     p = sub.add_parser("convert", help="convert a .pyth/.pkl checkpoint to .weights.h5")
     p.add_argument("checkpoint", help="PySlowFast / PyTorchVideo .pyth or Caffe2 .pkl file")
     p.add_argument("output", help="the .weights.h5 file to write")
-    p.add_argument("--model", default="slowfast_8x8_r50", choices=_variants())
+    p.add_argument(
+        "--model",
+        default="slowfast_8x8_r50",
+        choices=_models(),
+        metavar="PRESET",
+        help="the preset or architecture the checkpoint belongs to (default: %(default)s)",
+    )
     p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument(
@@ -682,7 +710,7 @@ def build_parser():
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_detect)
 
-    p = sub.add_parser("weights", help="list the published weights and the cache folder")
+    p = sub.add_parser("weights", help="list every preset, its checkpoint and the cache folder")
     p.set_defaults(func=_list_weights)
 
     p = sub.add_parser(
@@ -692,7 +720,7 @@ def build_parser():
         "count, its multiply-accumulates per clip at 224x224 and 256x256 (counted as fvcore "
         "counts, see keras_slowfast.model_flops), its clip sampling and its published metric.",
     )
-    p.add_argument("variant", choices=_variants(), help="the variant")
+    p.add_argument("variant", choices=_models(), metavar="PRESET", help="a preset or architecture")
     p.set_defaults(func=_info)
 
     if _has_tfrecords_cli():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_cli import _reference_views
 
+from keras_slowfast import hub as registry
 from keras_slowfast.inference import classify_video
-from keras_slowfast.weights import registry
 
 pytest.importorskip("av")
 

@@ -19,9 +19,9 @@ import pytest
 from weights_mirror import make_mirror
 
 import keras_slowfast as ks
-from keras_slowfast import cli
+from keras_slowfast import cli, presets
+from keras_slowfast import hub as registry
 from keras_slowfast.inference import classify_video
-from keras_slowfast.weights import registry
 
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
@@ -171,7 +171,7 @@ def test_user_errors_exit_with_status_2(golden, tmp_path, capsys):
     assert "does not match" in capsys.readouterr().err
     assert not Path(out).exists()
     assert cli.main(["classify", str(SAMPLE), "--model", "ava_slowfast_32x2_r101_50_50"]) == 2
-    assert "needs a classifier variant" in capsys.readouterr().err
+    assert "needs a classifier preset" in capsys.readouterr().err
     assert cli.main(["classify", str(tmp_path / "missing.mp4")]) == 2
     assert "Received: video=" in capsys.readouterr().err
 
@@ -179,8 +179,10 @@ def test_user_errors_exit_with_status_2(golden, tmp_path, capsys):
 def test_weights_listing(capsys):
     assert cli.main(["weights"]) == 0
     out = capsys.readouterr().out
-    for entry in registry.PUBLISHED.values():
-        assert entry.path in out
+    for preset in presets.PRESETS:
+        assert preset.name in out
+        if preset.checkpoint is not None:
+            assert preset.checkpoint.path in out
 
 
 def test_write_tfrecords_is_handed_over(capsys):
@@ -212,7 +214,7 @@ def test_conversion_script_from_the_published_name(golden, tmp_path, monkeypatch
     assert f"source:     {mirror.url}/pyslowfast/model_zoo/kinetics400/SLOWONLY_8x8_R50.pkl" in out
     assert "check:" in out and out.count("  class_") == 5
     # The copy is the cached conversion, byte for byte.
-    cached = registry.cache_paths(registry.published_weights("slow_8x8_r50", "k400"))[0]
+    cached = registry.cache_paths("slow_8x8_r50_kinetics400")[0]
     assert output.read_bytes() == Path(cached).read_bytes()
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from weights_mirror import make_mirror
 
+from keras_slowfast import hub as registry
 from keras_slowfast import training
-from keras_slowfast.weights import registry
-from keras_slowfast.weights.loading import CheckpointMismatchError, load_pyslowfast
+from keras_slowfast.hub import load_pyslowfast
+from keras_slowfast.weights.transfer import CheckpointMismatchError
 
 R101_DETECTOR = "ava_slowfast_32x2_r101_50_50"
 R50_DETECTOR = "ava_slowfast_r50_detection"
@@ -129,7 +130,7 @@ def test_keras_classifier_weights_file_and_model(golden, tmp_path):
     detector = _detector(R50_DETECTOR)
     report = training.load_classifier_backbone(detector, path, classifier_kwargs={"classes": 10})
     _assert_backbone_is_blobs(detector, r50_blobs)
-    assert report.source == f"{path} (slowfast_8x8_r50)"
+    assert report.source == f"{path} (slowfast_8x8_r50_kinetics400)"
     other = _detector(R50_DETECTOR)
     training.load_classifier_backbone(other, classifier)
     _assert_backbone_is_blobs(other, r50_blobs)
@@ -254,7 +255,7 @@ def test_a_classifier_is_not_a_detector():
 def test_docstring_examples():
     import doctest
 
-    from keras_slowfast.weights import backbone
+    from keras_slowfast.training import backbone
 
     result = doctest.testmod(backbone, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

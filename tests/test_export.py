@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import keras_slowfast as ks
-from keras_slowfast.weights import registry
+from keras_slowfast import hub as registry
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ import pytest
 import keras_slowfast as ks
 from keras_slowfast import cli
 from keras_slowfast import export as export_module
+from keras_slowfast import hub as registry
 from keras_slowfast.inference import video_views
-from keras_slowfast.weights import registry
 
 CLASSIFIER = "slowfast_8x8_r50"
 DETECTOR = "ava_slowfast_32x2_r101_50_50"

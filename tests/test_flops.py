@@ -21,10 +21,10 @@ import pytest
 
 import keras_slowfast as ks
 from keras_slowfast import cli
+from keras_slowfast import hub as registry
 from keras_slowfast.flops import FlopCount, model_flops
 from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import NonLocalAttention
-from keras_slowfast.weights import registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -229,12 +229,12 @@ def test_zoo_published_figures(variant, frames, batchnorm, published):
 
 
 @pytest.mark.large
-@pytest.mark.parametrize("variant", sorted(ks.models.VARIANTS))
+@pytest.mark.parametrize("variant", ks.presets.architecture_names())
 def test_zoo_counts_every_variant(variant):
-    spec = ks.models.VARIANTS[variant]
+    spec = ks.presets.get_preset(variant)
     model = registry.build(variant, None)
-    shape = (spec["kwargs"]["num_frames"], 224, 224, 3)
-    if spec["kind"] == "detector":
+    shape = (spec.protocol.num_frames, 224, 224, 3)
+    if spec.kind == "detector":
         shape = {"clip": shape, "boxes": (1, 4)}
     count = model_flops(model, shape)
     assert count.macs > 0 and not any(v <= 0 for v in count.per_layer.values())

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_slowfast
-from keras_slowfast.weights import loading
+from keras_slowfast.weights import transfer as loading
 
 # SPEC.md: parameter counts of the full-size PyTorch models (400 classes, 80 for AVA).
 FULL_SIZE_PARAMS = [

@@ -13,7 +13,8 @@ import pytest
 from weights_mirror import GOLDEN_FOR_PUBLISHED, make_mirror
 
 import keras_slowfast as ks
-from keras_slowfast.weights import registry
+from keras_slowfast import hub as registry
+from keras_slowfast import presets
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +90,21 @@ def _entry_params(cases):
 
 
 def test_every_variant_with_published_weights_is_covered():
-    assert {v for v, _ in registry.PUBLISHED} == (
-        set(_CLASSIFIER_CASES) | set(_DETECTOR_CASES) | {"slow_4x16_r50"}
-    )
-    assert {e.path for e in registry.PUBLISHED.values()} == set(GOLDEN_FOR_PUBLISHED)
+    served = {p.architecture for p in presets.PRESETS if p.url_path in GOLDEN_FOR_PUBLISHED}
+    assert served == set(_CLASSIFIER_CASES) | set(_DETECTOR_CASES) | {"slow_4x16_r50"}
 
 
 @pytest.mark.parametrize("variant", _entry_params(_CLASSIFIER_CASES))
 def test_classifier_by_name_matches_fixture(served, golden, variant):
-    entry = registry.published_weights(variant, "k400")
+    entry = presets.find_preset(variant, "k400")
     model = _CLASSIFIER_CASES[variant](
         weights="k400", train_crop_size=64, include_preprocessing=False
     )
-    assert served.requests == [f"/{entry.path}"]
-    io = _io(golden, entry.path)
+    assert served.requests == [f"/{entry.checkpoint.path}"]
+    io = _io(golden, entry.checkpoint.path)
     expected = io["train_crop/output"]
-    if entry.format == "pytorchvideo" and "ptv_" in GOLDEN_FOR_PUBLISHED[entry.path]:
+    source = GOLDEN_FOR_PUBLISHED[entry.checkpoint.path]
+    if entry.checkpoint.format == "pytorchvideo" and "ptv_" in source:
         # PyTorchVideo's reference outputs logits; named weights give probabilities.
         expected = _softmax(expected.astype(np.float64))
     got = model.predict_on_batch(_clip(io))
@@ -113,10 +113,10 @@ def test_classifier_by_name_matches_fixture(served, golden, variant):
 
 @pytest.mark.parametrize("variant", _entry_params(_DETECTOR_CASES))
 def test_detector_by_name_matches_fixture(served, golden, variant):
-    entry = registry.published_weights(variant, "ava")
+    entry = presets.find_preset(variant, "ava")
     model = _DETECTOR_CASES[variant](weights="ava", include_preprocessing=False)
-    assert served.requests == [f"/{entry.path}"]
-    io = _io(golden, entry.path)
+    assert served.requests == [f"/{entry.checkpoint.path}"]
+    io = _io(golden, entry.checkpoint.path)
     boxes, counts = _boxes(io)
     got = model.predict_on_batch({"clip": _clip(io), "boxes": boxes})
     got = np.concatenate([got[b, :n] for b, n in enumerate(counts)])
@@ -143,8 +143,8 @@ def test_second_load_neither_downloads_nor_converts(served, golden):
     io = np.load(golden / "models/slow_8x8_r50/io.npz")
     first = ks.SlowR50(weights="k400", train_crop_size=64, include_preprocessing=False)
     assert len(served.requests) == 1
-    entry = registry.published_weights("slow_8x8_r50", "k400")
-    weights_path, info_path = registry.cache_paths(entry)
+    entry = presets.find_preset("slow_8x8_r50", "k400")
+    weights_path, info_path = registry.cache_paths(entry.name)
     assert _cache_files() == sorted(os.path.basename(p) for p in (weights_path, info_path))
     info = json.loads(open(info_path).read())
     assert info["url"] == f"{served.url}/pyslowfast/model_zoo/kinetics400/SLOWONLY_8x8_R50.pkl"
@@ -197,7 +197,7 @@ def test_class_count_and_width_must_match_the_checkpoint(served):
 
 
 def test_unknown_names_are_rejected_before_any_request(served):
-    with pytest.raises(ValueError, match=r"one of \['k400', 'kinetics', 'kinetics400'\]"):
+    with pytest.raises(ValueError, match=r"one of \['charades_ptv', 'k400', 'k400_multigrid'"):
         ks.SlowFastR50(weights="imagenet")
     with pytest.raises(ValueError, match=r"no weights are published.*weights='k400'"):
         ks.SlowFastR50(nonlocal_blocks=True, weights="k400")
@@ -209,7 +209,7 @@ def test_unknown_names_are_rejected_before_any_request(served):
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_a_bad_download_is_never_cached(served, damage):
-    path = served.root / registry.published_weights("slow_8x8_r50", "k400").path
+    path = served.root / presets.find_preset("slow_8x8_r50", "k400").checkpoint.path
     original = path.read_bytes()
     try:
         path.write_bytes(original[: len(original) // 2] if damage == "truncated" else b"<html>")
@@ -237,16 +237,16 @@ def test_a_missing_file_names_the_url(served, monkeypatch):
 
 
 def test_base_url_and_cache_location(monkeypatch, tmp_path):
-    entry = registry.published_weights("slowfast_8x8_r50", "k400")
+    entry = presets.find_preset("slowfast_8x8_r50", "k400")
     monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
-    assert registry.url_for(entry) == (
+    assert registry.url_for(entry.name) == (
         "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/kinetics400/SLOWFAST_8x8_R50.pkl"
     )
     monkeypatch.setenv(registry.MIRROR_ENV, "http://mirror.example/fb/")
-    assert registry.url_for(entry) == f"http://mirror.example/fb/{entry.path}"
+    assert registry.url_for(entry.name) == f"http://mirror.example/fb/{entry.checkpoint.path}"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    assert registry.cache_paths(entry)[0] == str(
-        tmp_path / "models" / "keras_slowfast" / "slowfast_8x8_r50_k400.weights.h5"
+    assert registry.cache_paths(entry.name)[0] == str(
+        tmp_path / "models" / "keras_slowfast" / "slowfast_8x8_r50_kinetics400.weights.h5"
     )
 
 
@@ -261,5 +261,5 @@ def test_build_reads_width_and_classes_from_a_checkpoint_file(golden):
     np.testing.assert_allclose(
         model.predict_on_batch(_clip(io)), io["train_crop/output"], atol=1e-4
     )
-    with pytest.raises(ValueError, match="Received: variant='slowfast_9x9'"):
+    with pytest.raises(ValueError, match="Received: preset='slowfast_9x9'"):
         registry.build("slowfast_9x9")

@@ -119,7 +119,7 @@ def test_training_loss_falls(finetuned, golden):
     import keras
 
     from keras_slowfast import data, training
-    from keras_slowfast.weights import registry
+    from keras_slowfast import hub as registry
 
     losses = [float(r["loss"]) for r in finetuned["rows"]]
     assert [int(r["epoch"]) for r in finetuned["rows"]] == list(range(EPOCHS))

@@ -1,6 +1,6 @@
-"""Model builders and layers."""
+"""Model builders and layers (imports nothing of `keras_slowfast.weights` or `data`)."""
 
-from keras_slowfast.models.detection import SlowFastDetector
+from keras_slowfast.models.detection import DETECTOR_BACKBONE, SlowFastDetector
 from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import (
     ClipNormalization,
@@ -12,18 +12,11 @@ from keras_slowfast.models.layers import (
     TemporalSubsample,
 )
 from keras_slowfast.models.roi_align import RoIAlign
-from keras_slowfast.models.slowfast import SlowFast
-from keras_slowfast.models.variants import (
-    VARIANTS,
-    SlowFastR50,
-    SlowFastR50AVA,
-    SlowFastR101,
-    SlowFastR101AVA,
-    SlowR50,
-)
+from keras_slowfast.models.slowfast import Backbone, SlowFast
 
 __all__ = [
-    "VARIANTS",
+    "DETECTOR_BACKBONE",
+    "Backbone",
     "ClipNormalization",
     "LeanFunctional",
     "MaskPaddedBoxes",
@@ -33,11 +26,6 @@ __all__ = [
     "SlidingAveragePooling3D",
     "SlowFast",
     "SlowFastDetector",
-    "SlowFastR50",
-    "SlowFastR50AVA",
-    "SlowFastR101",
-    "SlowFastR101AVA",
-    "SlowR50",
     "TemporalMean",
     "TemporalSubsample",
 ]

@@ -7,37 +7,30 @@ from keras_slowfast.models.layers import MaskPaddedBoxes, NormalizedBoxesToPixel
 from keras_slowfast.models.roi_align import RoIAlign
 from keras_slowfast.models.slowfast import (
     HEAD_DTYPE,
+    Backbone,
     _check_input_shape,
     _error,
-    backbone_config,
     backbone_features,
     check_dtype,
     check_head_arguments,
     dtype_policy_scope,
+    load_keras_weights,
     pathway_inputs,
+)
+
+#: The detector's default backbone: PySlowFast's AVA settings on the 8x8 R50, res5 at
+#: spatial stride 1 with dilation 2 (features at stride 16 for the RoI head).
+DETECTOR_BACKBONE = Backbone(
+    fusion_kernel_size=7, spatial_strides=(1, 2, 2, 1), spatial_dilations=(1, 1, 1, 2)
 )
 
 
 def SlowFastDetector(
-    depth=50,
-    num_frames=32,
-    alpha=4,
-    beta_inv=8,
-    fusion_kernel_size=7,
-    fusion_conv_channel_ratio=2,
-    width_per_group=64,
-    num_block_temp_kernel=None,
-    temporal_kernels=None,
-    nonlocal_location=None,
-    nonlocal_pool=None,
-    nonlocal_instantiation="dot_product",
-    spatial_strides=(1, 2, 2, 1),
-    spatial_dilations=(1, 1, 1, 2),
-    single_pathway=False,
+    backbone=None,
+    *,
     aligned=True,
     roi_resolution=7,
     spatial_scale_factor=16,
-    sync_bn=False,
     dtype=None,
     weights=None,
     input_shape=None,
@@ -47,6 +40,7 @@ def SlowFastDetector(
     include_preprocessing=True,
     dropout_rate=0.5,
     name=None,
+    **backbone_settings,
 ):
     """Builds a SlowFast action detector (PySlowFast's AVA model) as a Keras model.
 
@@ -62,17 +56,18 @@ def SlowFastDetector(
     zero for padding rows.
 
     Args:
-        depth, num_frames, alpha, beta_inv, fusion_kernel_size, fusion_conv_channel_ratio,
-        width_per_group, num_block_temp_kernel, temporal_kernels, nonlocal_location,
-        nonlocal_pool, nonlocal_instantiation, spatial_strides, spatial_dilations,
-        single_pathway, sync_bn: as in :func:`keras_slowfast.SlowFast`.
+        backbone: a :class:`keras_slowfast.models.Backbone`; `None` takes
+            :data:`DETECTOR_BACKBONE` (fusion kernel 7, res5 at stride 1 and dilation 2).
+        **backbone_settings: fields of the backbone overriding those of `backbone`, as in
+            :func:`keras_slowfast.SlowFast`.
         dtype: the dtype policy of the backbone, as in :func:`keras_slowfast.SlowFast`; the
             head (RoIAlign, pooling, projection, sigmoid) always computes in float32.
         aligned: RoIAlign's pixel model: True shifts boxes by -0.5 px (detectron2
             `aligned=True`); the released Caffe2 AVA model uses False.
         roi_resolution: RoIAlign output size (7).
         spatial_scale_factor: the stride of the res5 features (16).
-        weights: `None` or the path of a `.weights.h5`, `.pyth` or `.pkl` file.
+        weights: `None` or the path of a Keras `.weights.h5` file (checkpoints and published
+            weights load through :func:`keras_slowfast.from_preset` and the loaders).
         input_shape: the clip's `(frames, height, width, 3)`; default
             `(num_frames, None, None, 3)`.
         max_boxes: static number of box slots, or `None` (any).
@@ -90,8 +85,8 @@ def SlowFastDetector(
         >>> sorted(model.input.keys()) if isinstance(model.input, dict) else None
         ['boxes', 'clip']
     """
-    arguments = dict(locals(), train_crop_size=None)
-    cfg = backbone_config(arguments)
+    spec = Backbone.from_settings(backbone, backbone_settings, default=DETECTOR_BACKBONE)
+    cfg = spec.resolved()
     check_head_arguments(classes, dropout_rate)
     if not isinstance(roi_resolution, int) or roi_resolution < 1:
         raise _error("`roi_resolution` must be a positive integer.", roi_resolution=roi_resolution)
@@ -102,7 +97,7 @@ def SlowFastDetector(
         )
     if max_boxes is not None and (not isinstance(max_boxes, int) or max_boxes < 1):
         raise _error("`max_boxes` must be a positive integer or None.", max_boxes=max_boxes)
-    input_shape = _check_input_shape(input_shape, num_frames)
+    input_shape = _check_input_shape(input_shape, spec.num_frames)
     dtype = check_dtype(dtype)
 
     clip = keras.Input(shape=input_shape, name="clip")
@@ -150,8 +145,4 @@ def SlowFastDetector(
     if name is None:
         name = "slowfast_detector"
     model = LeanFunctional({"clip": clip, "boxes": boxes}, outputs, name=name)
-    if weights is not None:
-        from keras_slowfast.weights.loading import load_weights_into
-
-        load_weights_into(model, weights)
-    return model
+    return load_keras_weights(model, weights)

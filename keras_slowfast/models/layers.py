@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_slowfast.data.sampling import slow_pathway_indices
+from keras_slowfast.frame_indices import slow_pathway_indices
 
 _PACKAGE = "keras_slowfast"
 

@@ -6,6 +6,8 @@ conversion is a mechanical name map (see :mod:`keras_slowfast.weights.name_maps`
 """
 
 import contextlib
+import dataclasses
+import os
 
 import keras
 
@@ -442,86 +444,16 @@ def classification_head(features, cfg, classes, classifier_activation, dropout_r
     return keras.layers.GlobalAveragePooling3D(name="head_mean", dtype=HEAD_DTYPE)(x)
 
 
-BACKBONE_ARGUMENTS = (
-    "depth",
-    "num_frames",
-    "alpha",
-    "beta_inv",
-    "fusion_kernel_size",
-    "fusion_conv_channel_ratio",
-    "width_per_group",
-    "num_block_temp_kernel",
-    "temporal_kernels",
-    "nonlocal_location",
-    "nonlocal_pool",
-    "nonlocal_instantiation",
-    "spatial_strides",
-    "spatial_dilations",
-    "single_pathway",
-    "train_crop_size",
-    "sync_bn",
-)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Backbone:
+    """The architecture of a SlowFast / Slow-only backbone (stem, lateral connections, res2-5).
 
+    One definition serves the classifier (:func:`SlowFast`) and the detector
+    (:func:`keras_slowfast.SlowFastDetector`); the presets table holds one per published
+    network. The fields follow the paper and PySlowFast's config (`RESNET.*`, `SLOWFAST.*`,
+    `NONLOCAL.*`).
 
-def backbone_config(arguments):
-    """Picks the backbone settings out of a builder's arguments and validates them."""
-    cfg = {key: arguments.get(key) for key in BACKBONE_ARGUMENTS}
-    cfg["single_pathway"] = bool(cfg["single_pathway"])
-    cfg["sync_bn"] = bool(cfg["sync_bn"])
-    return _parse_config(cfg)
-
-
-def check_head_arguments(classes, dropout_rate):
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise _error("`classes` must be a positive integer.", classes=classes)
-    if not 0 <= float(dropout_rate) < 1:
-        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
-
-
-def SlowFast(
-    depth=50,
-    num_frames=32,
-    alpha=4,
-    beta_inv=8,
-    fusion_kernel_size=5,
-    fusion_conv_channel_ratio=2,
-    width_per_group=64,
-    num_block_temp_kernel=None,
-    temporal_kernels=None,
-    nonlocal_location=None,
-    nonlocal_pool=None,
-    nonlocal_instantiation="dot_product",
-    spatial_strides=None,
-    spatial_dilations=None,
-    single_pathway=False,
-    train_crop_size=224,
-    sync_bn=False,
-    dtype=None,
-    include_top=True,
-    weights=None,
-    input_shape=None,
-    pooling=None,
-    classes=400,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    dropout_rate=0.5,
-    name=None,
-):
-    """Builds a SlowFast (or Slow-only) network as a functional Keras model.
-
-    The model takes one clip `(batch, num_frames, height, width, 3)` at the fast pathway's
-    frame rate and takes the slow pathway's frames from it itself
-    (`trunc(linspace(0, T - 1, T // alpha))`). The architecture arguments follow the paper
-    and PySlowFast's config (`RESNET.*`, `SLOWFAST.*`, `NONLOCAL.*`).
-
-    The default head reproduces PySlowFast's fully-convolutional testing: features are
-    average-pooled with the window of the training crop (`train_crop_size // 32`) at
-    stride 1, every position is classified, and the per-position probabilities are averaged.
-    At the training crop this is plain global pooling; on the 256x256 crops of the published
-    3-crop x 10-clip protocol it gives exactly the reference's scores. Set
-    `train_crop_size=None` to pool globally at any input size.
-
-    Args:
+    Attributes:
         depth: ResNet depth, 50 or 101 (152 also builds).
         num_frames: frames of the fast pathway (`T * alpha`); for `single_pathway` models,
             the frames of the single pathway.
@@ -544,10 +476,119 @@ def SlowFast(
         nonlocal_instantiation: `"dot_product"` or `"softmax"`.
         spatial_strides: per stage (and pathway) spatial stride; default `(1, 2, 2, 2)`.
         spatial_dilations: per stage (and pathway) spatial dilation; default all 1.
-        single_pathway: build a Slow-only network (one pathway, no fusion).
+        single_pathway: a Slow-only network (one pathway, no fusion).
+        sync_bn: synchronized BatchNormalization (for multi-replica training).
+
+    Example:
+        >>> spec = Backbone(depth=101, num_frames=64)
+        >>> spec.replace(width_per_group=8).width_per_group
+        8
+        >>> Backbone.from_settings(None, {"alpha": 8}).alpha
+        8
+    """
+
+    depth: int = 50
+    num_frames: int = 32
+    alpha: int = 4
+    beta_inv: int = 8
+    fusion_kernel_size: int = 5
+    fusion_conv_channel_ratio: int = 2
+    width_per_group: int = 64
+    num_block_temp_kernel: object = None
+    temporal_kernels: object = None
+    nonlocal_location: object = None
+    nonlocal_pool: object = None
+    nonlocal_instantiation: str = "dot_product"
+    spatial_strides: object = None
+    spatial_dilations: object = None
+    single_pathway: bool = False
+    sync_bn: bool = False
+
+    @classmethod
+    def field_names(cls):
+        """The names of the settings, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def replace(self, **changes):
+        """A copy with `changes` applied; an unknown name is a `TypeError` naming it."""
+        unknown = sorted(set(changes) - set(self.field_names()))
+        if unknown:
+            raise TypeError(
+                f"Unknown backbone setting {unknown[0]!r}; the settings are "
+                f"{', '.join(self.field_names())}. Received: {unknown[0]}={changes[unknown[0]]!r}"
+            )
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_settings(cls, backbone, settings, default=None):
+        """`backbone` (or `default`, or the plain defaults) with `settings` applied.
+
+        Args:
+            backbone: a `Backbone`, or `None`.
+            settings: a dict of field overrides (a builder's `**backbone_settings`).
+            default: the `Backbone` used when `backbone` is `None`.
+        """
+        if backbone is None:
+            backbone = default if default is not None else cls()
+        elif not isinstance(backbone, cls):
+            raise TypeError(
+                f"`backbone` must be a keras_slowfast.models.Backbone or None. "
+                f"Received: backbone={backbone!r}"
+            )
+        return backbone.replace(**settings)
+
+    def resolved(self):
+        """The validated settings as a dict, every per-stage value expanded per pathway."""
+        cfg = dataclasses.asdict(self)
+        cfg["single_pathway"] = bool(cfg["single_pathway"])
+        cfg["sync_bn"] = bool(cfg["sync_bn"])
+        return _parse_config(cfg)
+
+
+def check_head_arguments(classes, dropout_rate):
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise _error("`classes` must be a positive integer.", classes=classes)
+    if not 0 <= float(dropout_rate) < 1:
+        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
+
+
+def SlowFast(
+    backbone=None,
+    *,
+    train_crop_size=224,
+    dtype=None,
+    include_top=True,
+    weights=None,
+    input_shape=None,
+    pooling=None,
+    classes=400,
+    classifier_activation="softmax",
+    include_preprocessing=True,
+    dropout_rate=0.5,
+    name=None,
+    **backbone_settings,
+):
+    """Builds a SlowFast (or Slow-only) network as a functional Keras model.
+
+    The model takes one clip `(batch, num_frames, height, width, 3)` at the fast pathway's
+    frame rate and takes the slow pathway's frames from it itself
+    (`trunc(linspace(0, T - 1, T // alpha))`). The architecture arguments follow the paper
+    and PySlowFast's config (`RESNET.*`, `SLOWFAST.*`, `NONLOCAL.*`).
+
+    The default head reproduces PySlowFast's fully-convolutional testing: features are
+    average-pooled with the window of the training crop (`train_crop_size // 32`) at
+    stride 1, every position is classified, and the per-position probabilities are averaged.
+    At the training crop this is plain global pooling; on the 256x256 crops of the published
+    3-crop x 10-clip protocol it gives exactly the reference's scores. Set
+    `train_crop_size=None` to pool globally at any input size.
+
+    Args:
+        backbone: a :class:`Backbone` (the architecture); `None` takes the defaults.
+        **backbone_settings: fields of :class:`Backbone` overriding those of `backbone`
+            (`depth`, `num_frames`, `alpha`, `fusion_kernel_size`, `width_per_group`, ...).
         train_crop_size: the crop the network was trained at; fixes the head's pooling
-            window. `None` pools globally.
-        sync_bn: use synchronized BatchNormalization (for multi-replica training).
+            window. `None` pools globally (PyTorch's `AdaptiveAvgPool3d`, as the multigrid
+            models do).
         dtype: the Keras dtype policy of the backbone: `None` (the global policy),
             `"float32"`, `"mixed_bfloat16"` (float32 weights, bfloat16 computation: faster
             inference on CPUs with AVX-512 BF16 or AMX and on recent accelerators),
@@ -555,8 +596,10 @@ def SlowFast(
             `keras.DTypePolicy`. The head (pooling, projection, activation) and
             `pooling` always compute in float32, so probabilities are float32.
         include_top: include the classification head.
-        weights: `None` (random initialisation) or the path of a `.weights.h5`, PySlowFast
-            `.pyth` or Caffe2 `.pkl` file whose weights match this architecture.
+        weights: `None` (random initialisation) or the path of a Keras `.weights.h5` file
+            saved from this architecture. Published weights and PySlowFast / PyTorchVideo /
+            Caffe2 checkpoints load through :func:`keras_slowfast.from_preset`, the named
+            builders or :func:`keras_slowfast.load_pyslowfast`.
         input_shape: `(frames, height, width, 3)`; frames must equal `num_frames`; height and
             width may be `None`. Default `(num_frames, None, None, 3)`.
         pooling: with `include_top=False`, `None` (the res5 feature maps, a list of one per
@@ -578,9 +621,13 @@ def SlowFast(
         >>> model.output_shape
         (None, 10)
     """
-    cfg = backbone_config(locals())
+    spec = Backbone.from_settings(backbone, backbone_settings)
+    cfg = spec.resolved()
+    cfg["train_crop_size"] = train_crop_size
     if train_crop_size is not None and (
-        not isinstance(train_crop_size, int) or train_crop_size < 32
+        isinstance(train_crop_size, bool)
+        or not isinstance(train_crop_size, int)
+        or train_crop_size < 32
     ):
         raise _error(
             "`train_crop_size` must be an integer >= 32 or None.", train_crop_size=train_crop_size
@@ -589,7 +636,7 @@ def SlowFast(
         raise _error("`pooling` must be None, 'avg' or 'max'.", pooling=pooling)
     if include_top:
         check_head_arguments(classes, dropout_rate)
-    input_shape = _check_input_shape(input_shape, num_frames)
+    input_shape = _check_input_shape(input_shape, spec.num_frames)
     dtype = check_dtype(dtype)
 
     inputs = keras.Input(shape=input_shape, name="clip")
@@ -616,12 +663,38 @@ def SlowFast(
     else:
         outputs = features[0] if len(features) == 1 else features
     if name is None:
-        name = "slow" if single_pathway else "slowfast"
+        name = "slow" if spec.single_pathway else "slowfast"
     model = LeanFunctional(inputs, outputs, name=name)
-    if weights is not None:
-        from keras_slowfast.weights.loading import load_weights_into
+    load_keras_weights(model, weights)
+    return model
 
-        load_weights_into(model, weights)
+
+def load_keras_weights(model, weights):
+    """Loads a Keras `.weights.h5` file into a freshly built model (`None`: nothing).
+
+    PySlowFast / PyTorchVideo / Caffe2 checkpoints are converted above the builders (by
+    :func:`keras_slowfast.from_preset`, :func:`keras_slowfast.load_pyslowfast` and the named
+    builders such as :func:`keras_slowfast.SlowFastR50`), which know the checkpoint's
+    conventions.
+    """
+    if weights is None:
+        return model
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            "`weights` must be None or the path of a .weights.h5 file. "
+            f"Received: weights={weights!r}"
+        )
+    path = os.fspath(weights)
+    if not path.endswith(".weights.h5"):
+        raise ValueError(
+            "The generic builders take `weights` as a Keras .weights.h5 file; load "
+            "PySlowFast / PyTorchVideo / Caffe2 checkpoints and published weights with "
+            "keras_slowfast.from_preset, load_pyslowfast, load_pytorchvideo or a named "
+            f"builder such as SlowFastR50(weights=...). Received: weights={weights!r}"
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"No weights file at this path. Received: weights={weights!r}")
+    model.load_weights(path)
     return model
 
 

@@ -12,6 +12,7 @@ Example:
     >>> model.compile(opt, "sparse_categorical_crossentropy")
 """
 
+from keras_slowfast.training.backbone import BackboneLoadReport, load_classifier_backbone
 from keras_slowfast.training.callbacks import (
     AvaFrameMAP,
     LearningRateLogger,
@@ -40,7 +41,6 @@ from keras_slowfast.training.strategy import (
     set_mixed_precision,
     transfer_weights,
 )
-from keras_slowfast.weights.backbone import BackboneLoadReport, load_classifier_backbone
 
 __all__ = [
     "STRATEGIES",

@@ -10,7 +10,7 @@ import os
 
 import keras
 
-from keras_slowfast.weights import registry
+from keras_slowfast.atomic import save_weights_atomically
 
 __all__ = [
     "AvaFrameMAP",
@@ -66,22 +66,6 @@ def standard_callbacks(model_dir, extra=()):
         ),
         keras.callbacks.CSVLogger(os.path.join(d, "history.csv"), append=True),
     ]
-
-
-def save_weights_atomically(model, path):
-    """Writes `model.save_weights(path)` through a temporary file and `os.replace`.
-
-    Args:
-        model: the model.
-        path: a `.weights.h5` path.
-
-    Example:
-        >>> save_weights_atomically(model, "runs/demo/final.weights.h5")  # doctest: +SKIP
-    """
-    path = os.fspath(path)
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"`path` must end with '.weights.h5'. Received: path={path!r}")
-    registry.save_weights_atomically(model, path)
 
 
 class AvaFrameMAP(keras.callbacks.Callback):

@@ -5,7 +5,7 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_slowfast.weights.loading import transfer_weights
+from keras_slowfast.weights.transfer import transfer_weights
 
 __all__ = [
     "STRATEGIES",

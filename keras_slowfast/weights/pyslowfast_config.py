@@ -35,7 +35,13 @@ _DEFAULTS = {
         "FUSION_CONV_CHANNEL_RATIO": 2,
         "FUSION_KERNEL_SZ": 5,
     },
-    "DATA": {"NUM_FRAMES": 8, "TRAIN_CROP_SIZE": 224, "TEST_CROP_SIZE": 256},
+    "DATA": {
+        "NUM_FRAMES": 8,
+        "TRAIN_CROP_SIZE": 224,
+        "TEST_CROP_SIZE": 256,
+        "REVERSE_INPUT_CHANNEL": False,
+    },
+    "MULTIGRID": {"SHORT_CYCLE": False, "LONG_CYCLE": False},
     "DETECTION": {
         "ENABLE": False,
         "ALIGNED": True,
@@ -161,7 +167,10 @@ def builder_kwargs_from_config(config):
             spatial_scale_factor=int(det["SPATIAL_SCALE_FACTOR"]),
         )
         return "detector", kwargs
-    kwargs["train_crop_size"] = int(data["TRAIN_CROP_SIZE"])
+    # Short-cycle multigrid training (and contrastive models) pool globally
+    # (AdaptiveAvgPool3d) instead of over the training crop's window.
+    global_pool = cfg["MULTIGRID"]["SHORT_CYCLE"] or model.get("MODEL_NAME") == "ContrastiveModel"
+    kwargs["train_crop_size"] = None if global_pool else int(data["TRAIN_CROP_SIZE"])
     return "classifier", kwargs
 
 

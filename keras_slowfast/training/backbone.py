@@ -15,26 +15,18 @@ import os
 import re
 
 import keras
-import numpy as np
 
-from keras_slowfast.weights.loading import (
+from keras_slowfast import hub, presets
+from keras_slowfast.weights.transfer import (
     CHECKPOINT_SUFFIXES,
     CheckpointMismatchError,
-    _weight_specs,
     checkpoint_to_pyslowfast_state,
     convert_state,
+    model_state,
+    weight_specs,
 )
 
-__all__ = ["DETECTOR_BACKBONES", "BackboneLoadReport", "load_classifier_backbone"]
-
-#: Classifier variants whose backbone fits each detector variant, preferred first. The
-#: R101_50_50 detector has non-local blocks after res4 blocks 6, 13, 20 like the NLN
-#: classifier (their pooling differs but has no weights); the published Kinetics-400
-#: R101_50_50 classifier has none, so its detector needs `new_layers=("nonlocal",)`.
-DETECTOR_BACKBONES = {
-    "ava_slowfast_32x2_r101_50_50": ("slowfast_nln_16x8_r101_50_50", "slowfast_16x8_r101_50_50"),
-    "ava_slowfast_r50_detection": ("slowfast_8x8_r50",),
-}
+__all__ = ["BackboneLoadReport", "load_classifier_backbone"]
 
 _HEAD_PREFIX = "head."
 
@@ -65,17 +57,6 @@ class BackboneLoadReport:
         )
 
 
-def _state_of_model(model):
-    """PySlowFast-keyed tensors of a Keras SlowFast model (the inverse of loading)."""
-    state = {}
-    for weight, key, transform in _weight_specs(model):
-        value = keras.ops.convert_to_numpy(weight.value)
-        if transform is not None:
-            value = np.transpose(value, np.argsort(transform))
-        state[key] = value
-    return state
-
-
 def _detector_width(detector):
     try:
         return int(detector.get_layer("s1_pathway0_stem_conv").kernel.shape[-1])
@@ -84,31 +65,35 @@ def _detector_width(detector):
 
 
 def _classifier_for(detector, classifier, weights):
+    """The classifier presets whose backbone may fit `detector`, preferred first."""
     if classifier is not None:
-        from keras_slowfast.models.variants import VARIANTS
-
-        if VARIANTS.get(classifier, {}).get("kind") != "classifier":
-            names = sorted(k for k, v in VARIANTS.items() if v["kind"] == "classifier")
+        try:
+            return [presets.get_preset(classifier, kind=presets.CLASSIFIER).name]
+        except ValueError:
             raise ValueError(
-                f"`classifier` must be one of {names}. Received: classifier={classifier!r}"
-            )
-        return [classifier]
-    candidates = DETECTOR_BACKBONES.get(detector.name)
-    if candidates is None:
+                "`classifier` must be a classifier preset or architecture, one of "
+                f"{presets.architecture_names(presets.CLASSIFIER)} or their presets. "
+                f"Received: classifier={classifier!r}"
+            ) from None
+    try:
+        # Detectors built from a preset are named after its architecture.
+        candidates = presets.get_preset(detector.name, kind=presets.DETECTOR).backbone_of
+    except ValueError:
+        candidates = ()
+    if not candidates:
         raise ValueError(
-            "Give `classifier` (the classifier variant of the weights) for a detector named "
-            f"{detector.name!r}: its backbone classifier is known only for "
-            f"{sorted(DETECTOR_BACKBONES)}. Received: weights={weights!r}, classifier=None"
+            "Give `classifier` (the classifier preset of the weights) for a detector named "
+            f"{detector.name!r}: its backbone classifier is known only for the detector "
+            f"presets {presets.preset_names(presets.DETECTOR)}. Received: "
+            f"weights={weights!r}, classifier=None"
         )
     return list(candidates)
 
 
 def _read_state(detector, weights, classifier, classifier_kwargs):
     """`(state, description)` of `weights`: PySlowFast keys -> NumPy arrays."""
-    from keras_slowfast.weights import registry
-
     if isinstance(weights, keras.Model):
-        return _state_of_model(weights), f"model {weights.name!r}"
+        return model_state(weights), f"model {weights.name!r}"
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
     if not isinstance(weights, str) or not weights:
@@ -132,15 +117,18 @@ def _read_state(detector, weights, classifier, classifier_kwargs):
         if width is not None:
             kwargs.setdefault("width_per_group", width)
         kwargs.setdefault("classes", 400)
-        model = registry.build(variant, weights=weights, **kwargs)
-        return _state_of_model(model), f"{weights} ({variant})"
+        model = hub.build(variant, weights=weights, **kwargs)
+        return model_state(model), f"{weights} ({variant})"
     candidates = _classifier_for(detector, classifier, weights)
-    for variant in candidates:
-        if weights in registry.available_weights(variant):
+    for name in candidates:
+        architecture = presets.get_preset(name).architecture
+        if weights in presets.weights_names(architecture):
             # Published weights fix the width and the class count.
-            model = registry.build(variant, weights=weights)
-            return _state_of_model(model), f"{variant} {weights!r} weights"
-    names = sorted({n for v in candidates for n in registry.available_weights(v)})
+            model = hub.build(architecture, weights=weights)
+            return model_state(model), f"{architecture} {weights!r} weights"
+    names = sorted(
+        {n for c in candidates for n in presets.weights_names(presets.get_preset(c).architecture)}
+    )
     raise ValueError(
         f"`weights` must be a checkpoint path or one of the published names of "
         f"{candidates} ({names}). Received: weights={weights!r}"
@@ -163,9 +151,10 @@ def load_classifier_backbone(
         weights: the classifier's weights: a PySlowFast `.pyth` (any PyTorch `.pth`/`.pt`),
             a Caffe2 `.pkl`, a PyTorchVideo `.pyth`, a Keras `.weights.h5` of a classifier
             variant, a published name such as `"k400"`, or a Keras classifier model.
-        classifier: the classifier variant (a key of
-            `keras_slowfast.models.VARIANTS`) for `.weights.h5` files and published names;
-            default: the first of `DETECTOR_BACKBONES[detector.name]` that has the weights.
+        classifier: the classifier preset or architecture (see
+            :func:`keras_slowfast.list_presets`) for `.weights.h5` files and published
+            names; default: the first of the detector preset's `backbone_of` rows that has
+            the weights.
         classifier_kwargs: builder arguments of that classifier for a `.weights.h5` file
             (default: the detector's `width_per_group` and 400 classes); not used otherwise
             (checkpoints and published weights carry their width and class count).
@@ -210,7 +199,7 @@ def load_classifier_backbone(
         ) from None
     state, source = _read_state(detector, weights, classifier, classifier_kwargs)
 
-    specs = _weight_specs(detector)
+    specs = weight_specs(detector)
     backbone, new, new_modules = [], [], set()
     for spec in specs:
         weight, key, _ = spec

@@ -1,9 +1,10 @@
-"""Building Keras models from PySlowFast / PyTorchVideo checkpoints, with strict accounting.
+"""Strict transfer of checkpoint tensors onto a built Keras model.
 
 Every checkpoint format is first translated to PySlowFast state-dict keys (pure functions in
 :mod:`keras_slowfast.weights.name_maps`); :func:`convert_state` then maps those tensors onto
 the Keras model's weights and fails, listing the names, if any checkpoint tensor is left
-unused or any Keras weight unassigned.
+unused or any Keras weight unassigned. The model is given: this package builds none (the
+presets and loaders above it do), and imports nothing of `keras_slowfast.models`.
 """
 
 import os
@@ -13,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_slowfast.weights import name_maps
-from keras_slowfast.weights.pyslowfast_config import builder_kwargs_from_config
+from keras_slowfast.weights.readers import load_state_dict
 
 # PyTorch layouts -> Keras layouts.
 _CONV_T = (2, 3, 4, 1, 0)  # (O, I, T, H, W) -> (T, H, W, I, O)
@@ -35,7 +36,7 @@ class CheckpointMismatchError(ValueError):
     """Raised when a checkpoint and a model do not correspond one to one."""
 
 
-def _weight_specs(model):
+def weight_specs(model):
     """Lists `(keras_weight, torch_key, transform)` for every weight of `model`."""
     specs = []
     unmapped = []
@@ -136,10 +137,21 @@ def convert_state(state, specs):
 
 def transfer_state(model, state):
     """Loads PySlowFast-keyed tensors into `model`, all or nothing."""
-    pairs = convert_state(state, _weight_specs(model))
+    pairs = convert_state(state, weight_specs(model))
     for weight, value in pairs:
         weight.assign(value)
     return model
+
+
+def model_state(model):
+    """PySlowFast-keyed NumPy tensors of a Keras SlowFast model (the inverse of loading)."""
+    state = {}
+    for weight, key, transform in weight_specs(model):
+        value = keras.ops.convert_to_numpy(weight.value)
+        if transform is not None:
+            value = np.transpose(value, np.argsort(transform))
+        state[key] = value
+    return state
 
 
 def caffe2_blobs_to_state(blobs):
@@ -182,9 +194,8 @@ def pytorchvideo_state_to_pyslowfast(state):
     return out
 
 
-def _read(path):
-    from keras_slowfast.weights.readers import load_state_dict
-
+def read_checkpoint(path):
+    """`(tensors, info)` of a checkpoint file, with its own key names (see `readers`)."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a file path. Received: path={path!r}")
     if not os.path.isfile(path):
@@ -196,9 +207,32 @@ def _is_pytorchvideo(state):
     return any(re.match(r"^(model\.)?(blocks\.\d|detection_head\.)", k) for k in state)
 
 
+_STEM_KEYS = ("s1.pathway0_stem.conv.weight", "s1.pathway1_stem.conv.weight")
+_HEAD_KEY = "head.projection.weight"
+
+
+def checkpoint_head(state):
+    """`(width_per_group, classes)` of PySlowFast-keyed checkpoint tensors.
+
+    `classes` is `None` for a checkpoint without a classification head.
+
+    Example:
+        >>> state = {"s1.pathway0_stem.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...          "head.projection.weight": np.zeros((10, 72))}
+        >>> checkpoint_head(state)
+        (8, 10)
+    """
+    if _STEM_KEYS[0] not in state:
+        raise CheckpointMismatchError(
+            f"The checkpoint has no tensor {_STEM_KEYS[0]}: it is not a SlowFast checkpoint."
+        )
+    classes = int(np.shape(state[_HEAD_KEY])[0]) if _HEAD_KEY in state else None
+    return int(np.shape(state[_STEM_KEYS[0]])[0]), classes
+
+
 def checkpoint_to_pyslowfast_state(path):
     """Reads any supported checkpoint and returns `(state, info)` with PySlowFast keys."""
-    tensors, info = _read(path)
+    tensors, info = read_checkpoint(path)
     if info.get("format") == "caffe2":
         state = caffe2_blobs_to_state(tensors)
     else:
@@ -223,183 +257,6 @@ def load_weights_into(model, weights):
         "`weights` must be None, a known weights name, or the path of a .weights.h5, .pyth "
         f"or .pkl file. Received: weights={weights!r}"
     )
-
-
-def _build(kind, kwargs):
-    if kind == "detector":
-        from keras_slowfast.models.detection import SlowFastDetector
-
-        return SlowFastDetector(**kwargs)
-    from keras_slowfast.models.slowfast import SlowFast
-
-    return SlowFast(**kwargs)
-
-
-def load_pyslowfast(path, config=None, **overrides):
-    """Builds the Keras model of a PySlowFast checkpoint and loads all its weights.
-
-    The architecture comes from the checkpoint's embedded config (the `cfg` YAML text that
-    PySlowFast writes into `.pyth` files) or from `config`: a PySlowFast YAML file or text,
-    a dict, or a variant name such as `"slowfast_8x8_r50"` (needed for Caffe2 `.pkl`
-    files, which carry no config). Loading is strict: a checkpoint tensor left unused or a
-    Keras weight left unassigned is an error listing them. No PyTorch is needed and the file
-    is read with restricted unpickling.
-
-    Args:
-        path: `.pyth` (PySlowFast output, zip or legacy format) or Caffe2 `.pkl`.
-        config: optional config overriding the embedded one.
-        **overrides: builder arguments, e.g. `include_preprocessing=False`.
-
-    Returns:
-        A `keras.Model` reproducing the reference's outputs (softmax for classifiers,
-        sigmoid for AVA detectors, as `MODEL.HEAD_ACT` says).
-
-    Example:
-        >>> model = load_pyslowfast("SLOWFAST_8x8_R50.pkl", config="slowfast_8x8_r50")
-        ... # doctest: +SKIP
-    """
-    state, info = checkpoint_to_pyslowfast_state(path)
-    if config is None:
-        config = info.get("cfg")
-        if not config:
-            raise ValueError(
-                "This checkpoint carries no PySlowFast config (Caffe2 .pkl files never do): "
-                "pass `config=` a PySlowFast YAML file or a variant name. "
-                f"Received: path={str(path)!r}, config=None"
-            )
-    kind, kwargs = _kwargs_for_config(config)
-    kwargs.update(overrides)
-    model = _build(kind, kwargs)
-    return transfer_state(model, state)
-
-
-def _kwargs_for_config(config):
-    from keras_slowfast.models import variants
-
-    if isinstance(config, str) and config in variants.VARIANTS:
-        spec = variants.VARIANTS[config]
-        return spec["kind"], dict(spec["kwargs"])
-    return builder_kwargs_from_config(config)
-
-
-# PyTorchVideo hub architectures: what the weights do not tell.
-PYTORCHVIDEO_ARCHS = {
-    "slowfast_r50": dict(depth=50, num_frames=32, alpha=4, detection=False),
-    "slowfast_r101": dict(depth=101, num_frames=32, alpha=4, detection=False),
-    "slowfast_16x8_r101_50_50": dict(depth=101, num_frames=64, alpha=4, detection=False),
-    "slowfast_r50_detection": dict(depth=50, num_frames=32, alpha=4, detection=True),
-}
-
-
-def infer_pytorchvideo_kwargs(state, arch):
-    """Infers builder arguments from PySlowFast-keyed PyTorchVideo tensors and `arch`."""
-    if arch not in PYTORCHVIDEO_ARCHS:
-        raise ValueError(
-            f"`arch` must be one of {sorted(PYTORCHVIDEO_ARCHS)}. Received: arch={arch!r}"
-        )
-    spec = PYTORCHVIDEO_ARCHS[arch]
-
-    def shape(key):
-        if key not in state:
-            raise CheckpointMismatchError(
-                f"The checkpoint lacks {key}, needed for arch={arch!r}; is it a {arch} checkpoint?"
-            )
-        return np.asarray(state[key]).shape
-
-    slow_w = shape("s1.pathway0_stem.conv.weight")[0]
-    fast_w = shape("s1.pathway1_stem.conv.weight")[0]
-    fuse = shape("s1_fuse.conv_f2s.weight")
-    classes = shape("head.projection.weight")[0]
-    from keras_slowfast.models.slowfast import STAGE_DEPTHS
-
-    blocks = STAGE_DEPTHS[spec["depth"]]
-    temporal = [
-        [shape("s1.pathway0_stem.conv.weight")[2], shape("s1.pathway1_stem.conv.weight")[2]]
-    ]
-    counts = []
-    for s in range(4):
-        stage_k, stage_n = [], []
-        for p in range(2):
-            ks = [
-                shape(f"s{s + 2}.pathway{p}_res{i}.branch2.a.weight")[2] for i in range(blocks[s])
-            ]
-            k = ks[0]
-            n = sum(1 for v in ks if v == k) if k > 1 else blocks[s]
-            if ks != [k] * n + [1] * (blocks[s] - n):
-                raise CheckpointMismatchError(
-                    f"Unsupported temporal kernel pattern in res{s + 2}: {ks}"
-                )
-            stage_k.append(k)
-            stage_n.append(n)
-        temporal.append(stage_k)
-        counts.append(stage_n)
-    kwargs = dict(
-        depth=spec["depth"],
-        num_frames=spec["num_frames"],
-        alpha=spec["alpha"],
-        beta_inv=slow_w // fast_w,
-        fusion_kernel_size=fuse[2],
-        fusion_conv_channel_ratio=fuse[0] // fast_w,
-        width_per_group=slow_w,
-        temporal_kernels=temporal,
-        num_block_temp_kernel=counts,
-        classes=classes,
-    )
-    if spec["detection"]:
-        kwargs.update(
-            spatial_strides=[1, 2, 2, 1],
-            spatial_dilations=[1, 1, 1, 2],
-            # torchvision's RoIAlign, which PyTorchVideo's head builds with its defaults,
-            # is not aligned (measured against the reference outputs).
-            aligned=False,
-            roi_resolution=7,
-            spatial_scale_factor=16,
-            classifier_activation="sigmoid",
-        )
-        return "detector", kwargs
-    # PyTorchVideo's hub classifiers have no final activation: the output is the logits
-    # averaged over the head's positions.
-    kwargs.update(classifier_activation=None, train_crop_size=224)
-    return "classifier", kwargs
-
-
-def load_pytorchvideo(path, arch, **overrides):
-    """Builds the Keras model of a PyTorchVideo SlowFast checkpoint and loads its weights.
-
-    Widths, the fusion kernel, temporal kernels and the class count are read from the
-    tensor shapes; `arch` supplies what shapes cannot tell (frames, alpha, depth, head).
-    Keys prefixed with `model.` (PySlowFast-hosted copies) are accepted. By default the model
-    reproduces the reference: raw logits for the hub classifiers (no softmax), sigmoid scores
-    for the detector; pass `classifier_activation="softmax"` to get probabilities.
-
-    Args:
-        path: the `.pyth` file (`{"model_state": ...}`).
-        arch: `"slowfast_r50"`, `"slowfast_r101"`, `"slowfast_16x8_r101_50_50"` or
-            `"slowfast_r50_detection"`.
-        **overrides: builder arguments, e.g. `include_preprocessing=False`.
-
-    Returns:
-        A `keras.Model`.
-
-    Example:
-        >>> model = load_pytorchvideo("SLOWFAST_8x8_R50.pyth", arch="slowfast_r50")
-        ... # doctest: +SKIP
-    """
-    if arch not in PYTORCHVIDEO_ARCHS:
-        raise ValueError(
-            f"`arch` must be one of {sorted(PYTORCHVIDEO_ARCHS)}. Received: arch={arch!r}"
-        )
-    tensors, info = _read(path)
-    if info.get("format") == "caffe2":
-        raise ValueError(
-            "This is a Caffe2 .pkl file, not a PyTorchVideo checkpoint: use load_pyslowfast. "
-            f"Received: path={str(path)!r}"
-        )
-    state = pytorchvideo_state_to_pyslowfast(name_maps.strip_prefix(tensors, "model."))
-    kind, kwargs = infer_pytorchvideo_kwargs(state, arch)
-    kwargs.update(overrides)
-    model = _build(kind, kwargs)
-    return transfer_state(model, state)
 
 
 def transfer_weights(source, target, skip=()):

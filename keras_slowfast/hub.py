@@ -1,0 +1,680 @@
+"""From presets and checkpoints to Keras models: building, converting, downloading, caching.
+
+This layer sits above both :mod:`keras_slowfast.models` (the builders) and
+:mod:`keras_slowfast.weights` (readers, name maps, strict transfer), which know nothing of
+each other, and reads every variant from :mod:`keras_slowfast.presets`.
+
+Published weights: the first use downloads the preset's checkpoint with
+:func:`keras.utils.get_file` into a private temporary folder under the cache, checks it
+(every member's CRC-32 for `.pyth` zip files; the sha256 where the table records one,
+which no upstream publishes today), converts it strictly (every tensor used once, every
+Keras weight assigned) and writes `<KERAS_HOME>/models/keras_slowfast/<preset>.weights.h5`
+atomically next to a small JSON description; the raw download is then deleted. Later
+loads read the cached file only. A download that fails, is truncated, fails a CRC or does
+not convert leaves nothing in the cache.
+
+`KERAS_SLOWFAST_MIRROR` replaces the base URL `https://dl.fbaipublicfiles.com` (mirrors,
+air-gapped sites); the relative paths stay the same. `KERAS_HOME` (default `~/.keras`)
+chooses the cache's root.
+
+Example:
+    >>> import keras_slowfast
+    >>> model = keras_slowfast.from_preset("slowfast_8x8_r50_kinetics400")  # doctest: +SKIP
+    >>> model = from_preset("slow_8x8_r50_kinetics400", load_weights=False,
+    ...                     width_per_group=8, classes=10)
+    >>> model.output_shape
+    (None, 10)
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+
+import keras
+import numpy as np
+
+from keras_slowfast import presets as presets_table
+from keras_slowfast.atomic import save_weights_atomically, write_text_atomically
+from keras_slowfast.models.detection import SlowFastDetector
+from keras_slowfast.models.slowfast import STAGE_DEPTHS, SlowFast
+from keras_slowfast.weights import name_maps
+from keras_slowfast.weights.pyslowfast_config import builder_kwargs_from_config
+from keras_slowfast.weights.transfer import (
+    CHECKPOINT_SUFFIXES,
+    CheckpointMismatchError,
+    checkpoint_head,
+    checkpoint_to_pyslowfast_state,
+    pytorchvideo_state_to_pyslowfast,
+    read_checkpoint,
+    transfer_state,
+    transfer_weights,
+)
+
+__all__ = [
+    "WeightsDownloadError",
+    "build",
+    "check_weights_file",
+    "convert_checkpoint",
+    "fetch",
+    "from_preset",
+    "list_presets",
+    "load_pyslowfast",
+    "load_pytorchvideo",
+]
+
+MIRROR_ENV = "KERAS_SLOWFAST_MIRROR"
+CACHE_SUBDIR = os.path.join("models", "keras_slowfast")
+# Bump when the layer structure of a preset changes: cached files of another version are
+# converted again (Keras' `.weights.h5` matches layers by their order).
+CACHE_VERSION = 2
+
+#: The builder of each preset kind: the one place a kind becomes a function.
+BUILDERS = {presets_table.CLASSIFIER: SlowFast, presets_table.DETECTOR: SlowFastDetector}
+
+
+class WeightsDownloadError(OSError):
+    """A published checkpoint could not be downloaded or did not convert; nothing was cached."""
+
+
+def list_presets(kind=None):
+    """The names of every preset (of one `kind`: `"classifier"` or `"detector"`).
+
+    Each is a row of :data:`keras_slowfast.presets.PRESETS`; see
+    :func:`keras_slowfast.presets.get_preset` for its details.
+
+    Example:
+        >>> "slowfast_8x8_r50_kinetics400" in list_presets()
+        True
+    """
+    if kind not in (None, *presets_table._KINDS):
+        raise ValueError(
+            f"`kind` must be None, 'classifier' or 'detector'. Received: kind={kind!r}"
+        )
+    return presets_table.preset_names(kind)
+
+
+def _build(preset, kwargs):
+    return BUILDERS[preset.kind](**preset.builder_kwargs(**kwargs))
+
+
+def _state_for_preset(preset, path):
+    """PySlowFast-keyed tensors of a checkpoint of `preset`."""
+    del preset  # Every published checkpoint converts by its tensor names alone.
+    return checkpoint_to_pyslowfast_state(path)
+
+
+def _match(kwargs, key, expected, weights):
+    value = kwargs.get(key)
+    if value is None:
+        kwargs[key] = expected
+    elif value != expected:
+        if key == "classes":
+            raise ValueError(
+                f"If using `weights={weights!r}` with `include_top=True`, `classes` must be "
+                f"{expected} (the classes of its checkpoint). Received: classes={value!r}"
+            )
+        raise ValueError(
+            f"`{key}` must be {expected} (that of the checkpoint of `weights={weights!r}`). "
+            f"Received: {key}={value!r}"
+        )
+
+
+def _build_loaded(preset, kwargs, classes, load):
+    """Builds `preset` with `kwargs` and calls `load(model)`; without the top, loads a full
+    model and copies its weights by layer name."""
+    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    if include_top:
+        model = _build(preset, kwargs)
+        load(model)
+        return model
+    full = _build(preset, dict(kwargs, include_top=True, pooling=None, classes=classes))
+    load(full)
+    model = _build(preset, kwargs)
+    missing = transfer_weights(full, model)
+    if missing:
+        raise CheckpointMismatchError(
+            f"The pretrained model has no layer {missing[0]}, which this model has."
+        )
+    return model
+
+
+def _build_from_checkpoint(preset, path, kwargs, weights_arg):
+    state, _ = _state_for_preset(preset, path)
+    width, classes = checkpoint_head(state)
+    kwargs = dict(kwargs)
+    _match(kwargs, "width_per_group", width, weights_arg)
+    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    if classes is None:
+        if include_top:
+            raise CheckpointMismatchError(
+                f"The checkpoint has no classification head: build {preset.name} with "
+                f"include_top=False. Received: weights={weights_arg!r}"
+            )
+        # A published backbone without a head (self-supervised pre-training).
+        return transfer_state(_build(preset, kwargs), state)
+    if include_top:
+        _match(kwargs, "classes", classes, weights_arg)
+    return _build_loaded(preset, kwargs, classes, lambda m: transfer_state(m, state))
+
+
+def from_preset(preset, *, load_weights=True, checkpoint=None, **overrides):
+    """Builds a preset's network, with its published weights by default.
+
+    Args:
+        preset: a preset name (see :func:`list_presets`), e.g.
+            `"slowfast_8x8_r50_kinetics400"`, or an architecture key such as
+            `"slowfast_8x8_r50"` (its first row).
+        load_weights: download (once), convert and load the published weights. With
+            `False` the network starts from its initialisers.
+        checkpoint: the path of this preset's checkpoint already on disk (the published
+            file, or a fine-tuned one in the same format): converted with the preset's
+            conventions instead of downloading. Its width and class count are read from the file.
+        **overrides: builder arguments replacing the preset's (`include_top`, `pooling`,
+            `input_shape`, `include_preprocessing`, `dtype`, `classifier_activation`, ...).
+            With weights, `width_per_group` and `classes` must equal the checkpoint's.
+
+    Returns:
+        A `keras.Model` taking RGB clips (uint8 or float in [0, 255] unless
+        `include_preprocessing=False`).
+
+    Raises:
+        ValueError: for an unknown preset, arguments that contradict the checkpoint, or
+            `load_weights=True` on a preset without published weights.
+        WeightsDownloadError: when the download fails or does not convert.
+
+    Example:
+        >>> model = from_preset("slowfast_8x8_r50_kinetics400")  # doctest: +SKIP
+        >>> model = from_preset("ava_slowfast_32x2_r101_50_50_ava", load_weights=False,
+        ...                     width_per_group=8)
+        >>> model.output_shape
+        (None, None, 80)
+    """
+    p = presets_table.get_preset(preset)
+    if "weights" in overrides:
+        raise TypeError(
+            "from_preset takes `load_weights` and `checkpoint`, not `weights`. "
+            f"Received: weights={overrides['weights']!r}"
+        )
+    if checkpoint is not None:
+        path = _checked_path(checkpoint, "checkpoint")
+        return _build_from_checkpoint(p, path, overrides, checkpoint)
+    if not load_weights:
+        return _build(p, overrides)
+    if p.checkpoint is None:
+        raise ValueError(
+            f"No weights are published for the preset {p.name}: pass load_weights=False, or "
+            f"checkpoint= the path of a checkpoint. Received: preset={preset!r}, "
+            "load_weights=True"
+        )
+    return _build_published(p, p.weights, overrides)
+
+
+def _build_published(preset, weights_arg, kwargs):
+    path, info = fetch(preset.name)
+    kwargs = dict(kwargs)
+    _match(kwargs, "width_per_group", info["width_per_group"], weights_arg)
+    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    if include_top:
+        _match(kwargs, "classes", info["classes"], weights_arg)
+    return _build_loaded(preset, kwargs, info["classes"], lambda m: m.load_weights(path))
+
+
+def _checked_path(value, arg):
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"`{arg}` must be a file path. Received: {arg}={value!r}")
+    if not os.path.isfile(value):
+        raise ValueError(f"No checkpoint file at this path. Received: {arg}={value!r}")
+    return value
+
+
+def build(architecture, weights=None, **kwargs):
+    """Builds an architecture (or preset) by key, with weights given by name or by file.
+
+    This is what the named builders (:func:`keras_slowfast.SlowFastR50`, ...) call.
+
+    Args:
+        architecture: an architecture key (`"slowfast_8x8_r50"`) or a preset name.
+        weights: `None`; a published weights name of the architecture (`"k400"`, `"ava"`,
+            an alias such as `"kinetics400"`, see
+            :func:`keras_slowfast.presets.weights_names`); a checkpoint path (`.pyth`,
+            `.pkl`, `.pth`, `.pt`), whose width and class count are read from the file;
+            or a Keras `.weights.h5` file, which needs the builder arguments it was saved
+            with.
+        **kwargs: builder arguments replacing the preset's.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = build("slow_8x8_r50", width_per_group=8, classes=10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    preset = presets_table.get_preset(architecture)
+    if weights is None:
+        return _build(preset, kwargs)
+    path = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
+    if not isinstance(path, str):
+        raise TypeError(
+            "`weights` must be None, a published weights name or a file path. "
+            f"Received: weights={weights!r}"
+        )
+    if path.endswith(CHECKPOINT_SUFFIXES):
+        return _build_from_checkpoint(preset, _checked_path(path, "weights"), kwargs, weights)
+    if path.endswith(".weights.h5"):
+        try:
+            return _build(preset, dict(kwargs, weights=path))
+        except ValueError as e:
+            if not os.path.isfile(path):
+                raise
+            first_line = str(e).strip().splitlines()[0]
+            raise ValueError(
+                f"The weights file does not fit {preset.architecture} built with "
+                f"{kwargs or 'its defaults'}: pass the builder arguments it was saved with "
+                f"(e.g. `width_per_group`, `classes`). Keras said: {first_line} "
+                f"Received: weights={path!r}"
+            ) from e
+    row = presets_table.find_preset(preset.architecture, path)
+    return _build_published(row, weights, kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Loading checkpoints by their own description.
+
+
+def load_pyslowfast(path, config=None, **overrides):
+    """Builds the Keras model of a PySlowFast checkpoint and loads all its weights.
+
+    The architecture comes from the checkpoint's embedded config (the `cfg` YAML text that
+    PySlowFast writes into `.pyth` files) or from `config`: a PySlowFast YAML file or text,
+    a dict, or a preset name / architecture key such as `"slowfast_8x8_r50"` (needed for
+    Caffe2 `.pkl` files, which carry no config). Loading is strict: a checkpoint tensor left
+    unused or a Keras weight left unassigned is an error listing them. No PyTorch is needed
+    and the file is read with restricted unpickling.
+
+    Args:
+        path: `.pyth` (PySlowFast output, zip or legacy format) or Caffe2 `.pkl`.
+        config: optional config overriding the embedded one.
+        **overrides: builder arguments, e.g. `include_preprocessing=False`.
+
+    Returns:
+        A `keras.Model` reproducing the reference's outputs (softmax for classifiers,
+        sigmoid for AVA detectors, as `MODEL.HEAD_ACT` says).
+
+    Example:
+        >>> model = load_pyslowfast("SLOWFAST_8x8_R50.pkl", config="slowfast_8x8_r50")
+        ... # doctest: +SKIP
+    """
+    state, info = checkpoint_to_pyslowfast_state(path)
+    if config is None:
+        config = info.get("cfg")
+        if not config:
+            raise ValueError(
+                "This checkpoint carries no PySlowFast config (Caffe2 .pkl files never do): "
+                "pass `config=` a PySlowFast YAML file or a preset name. "
+                f"Received: path={str(path)!r}, config=None"
+            )
+    if isinstance(config, str) and _is_preset_key(config):
+        preset = presets_table.get_preset(config)
+        kind, kwargs = preset.kind, dict(preset.kwargs)
+    else:
+        kind, kwargs = builder_kwargs_from_config(config)
+    kwargs.update(overrides)
+    model = BUILDERS[kind](**kwargs)
+    return transfer_state(model, state)
+
+
+def _is_preset_key(value):
+    try:
+        presets_table.get_preset(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _pytorchvideo_presets():
+    out = {}
+    for p in presets_table.PRESETS:
+        if p.hub_name is not None:
+            out.setdefault(p.hub_name, p)
+    return out
+
+
+def infer_pytorchvideo_kwargs(state, arch):
+    """Builder arguments of PySlowFast-keyed PyTorchVideo tensors of hub architecture `arch`.
+
+    Widths, the fusion kernel, the temporal kernels and the class count come from the
+    tensor shapes; the rest (frames, alpha, depth, the head) from the preset whose
+    `hub_name` is `arch`.
+
+    Returns:
+        `(preset, kwargs)`.
+    """
+    table = _pytorchvideo_presets()
+    if arch not in table:
+        raise ValueError(f"`arch` must be one of {sorted(table)}. Received: arch={arch!r}")
+    preset = table[arch]
+    kwargs = dict(preset.kwargs)
+
+    def shape(key):
+        if key not in state:
+            raise CheckpointMismatchError(
+                f"The checkpoint lacks {key}, needed for arch={arch!r}; is it a {arch} checkpoint?"
+            )
+        return np.asarray(state[key]).shape
+
+    single = bool(kwargs.get("single_pathway"))
+    pathways = 1 if single else 2
+    blocks = STAGE_DEPTHS[kwargs["depth"]]
+    temporal = [[shape(f"s1.pathway{p}_stem.conv.weight")[2] for p in range(pathways)]]
+    counts = []
+    for s in range(4):
+        stage_k, stage_n = [], []
+        for p in range(pathways):
+            ks = [
+                shape(f"s{s + 2}.pathway{p}_res{i}.branch2.a.weight")[2] for i in range(blocks[s])
+            ]
+            k = ks[0]
+            n = sum(1 for v in ks if v == k) if k > 1 else blocks[s]
+            if ks != [k] * n + [1] * (blocks[s] - n):
+                raise CheckpointMismatchError(
+                    f"Unsupported temporal kernel pattern in res{s + 2}: {ks}"
+                )
+            stage_k.append(k)
+            stage_n.append(n)
+        temporal.append(stage_k)
+        counts.append(stage_n)
+    slow_w = shape("s1.pathway0_stem.conv.weight")[0]
+    kwargs.update(width_per_group=slow_w, temporal_kernels=temporal, num_block_temp_kernel=counts)
+    if not single:
+        fast_w = shape("s1.pathway1_stem.conv.weight")[0]
+        fuse = shape("s1_fuse.conv_f2s.weight")
+        kwargs.update(
+            beta_inv=slow_w // fast_w,
+            fusion_kernel_size=fuse[2],
+            fusion_conv_channel_ratio=fuse[0] // fast_w,
+        )
+    if "head.projection.weight" in state:
+        kwargs["classes"] = shape("head.projection.weight")[0]
+    if preset.kind == presets_table.CLASSIFIER:
+        # PyTorchVideo's hub classifiers have no final activation: the output is the logits
+        # averaged over the head's positions.
+        kwargs["classifier_activation"] = None
+    return preset, kwargs
+
+
+def load_pytorchvideo(path, arch, **overrides):
+    """Builds the Keras model of a PyTorchVideo checkpoint and loads its weights.
+
+    Widths, the fusion kernel, temporal kernels and the class count are read from the
+    tensor shapes; `arch` (PyTorchVideo's hub name) supplies what shapes cannot tell
+    (frames, alpha, depth, head). Keys prefixed with `model.` (PySlowFast-hosted copies) are
+    accepted. By default the model reproduces the reference: raw logits for the hub
+    classifiers (no softmax), sigmoid scores for the detector; pass
+    `classifier_activation="softmax"` to get probabilities.
+
+    Args:
+        path: the `.pyth` file (`{"model_state": ...}`).
+        arch: a PyTorchVideo hub name: one of the `hub_name` values of the presets, e.g.
+            `"slowfast_r50"`, `"slowfast_r101"`, `"slowfast_16x8_r101_50_50"`,
+            `"slowfast_r50_detection"`.
+        **overrides: builder arguments, e.g. `include_preprocessing=False`.
+
+    Returns:
+        A `keras.Model`.
+
+    Example:
+        >>> model = load_pytorchvideo("SLOWFAST_8x8_R50.pyth", arch="slowfast_r50")
+        ... # doctest: +SKIP
+    """
+    table = _pytorchvideo_presets()
+    if arch not in table:
+        raise ValueError(f"`arch` must be one of {sorted(table)}. Received: arch={arch!r}")
+    tensors, info = read_checkpoint(path)
+    if info.get("format") == "caffe2":
+        raise ValueError(
+            "This is a Caffe2 .pkl file, not a PyTorchVideo checkpoint: use load_pyslowfast. "
+            f"Received: path={str(path)!r}"
+        )
+    state = pytorchvideo_state_to_pyslowfast(name_maps.strip_prefix(tensors, "model."))
+    preset, kwargs = infer_pytorchvideo_kwargs(state, arch)
+    kwargs.update(overrides)
+    model = BUILDERS[preset.kind](**kwargs)
+    return transfer_state(model, state)
+
+
+# ---------------------------------------------------------------------------------------
+# Download, conversion and the cache.
+
+
+def base_url():
+    """The download base URL: `$KERAS_SLOWFAST_MIRROR` or `https://dl.fbaipublicfiles.com`."""
+    return (os.environ.get(MIRROR_ENV) or presets_table.BASE_URL).rstrip("/")
+
+
+def url_for(preset):
+    """The URL a preset's checkpoint is downloaded from (honouring the mirror)."""
+    return f"{base_url()}/{presets_table.get_preset(preset).checkpoint.path}"
+
+
+def cache_dir():
+    """The folder holding converted weights: `<KERAS_HOME>/models/keras_slowfast`."""
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        # Keras' own default, including its fallback for a read-only home folder.
+        home = os.path.expanduser(os.path.join("~", ".keras"))
+        parent = os.path.dirname(home)
+        if not os.access(home if os.path.isdir(home) else parent, os.W_OK):
+            home = os.path.join(tempfile.gettempdir(), ".keras")
+    return os.path.join(os.path.expanduser(home), CACHE_SUBDIR)
+
+
+def cache_paths(preset):
+    """`(weights_path, info_path)` of the converted weights of a preset."""
+    stem = os.path.join(cache_dir(), presets_table.get_preset(preset).name)
+    return f"{stem}.weights.h5", f"{stem}.json"
+
+
+def _read_cache(preset):
+    weights_path, info_path = cache_paths(preset)
+    if not (os.path.isfile(weights_path) and os.path.isfile(info_path)):
+        return None
+    try:
+        with open(info_path) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if info.get("cache_version") != CACHE_VERSION:
+        return None
+    return weights_path, info
+
+
+def verify_zip_members(path):
+    """Reads every member of a zip checkpoint and checks its CRC-32 (no-op for non-zips).
+
+    Raises:
+        ValueError: naming the first member whose data does not match its CRC, or the
+            file when the archive itself is damaged.
+
+    Example:
+        >>> verify_zip_members("SLOWFAST_8x8_R101.pyth")  # doctest: +SKIP
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ValueError(f"The zip archive is damaged ({e}). Received: path={path!r}") from e
+    if bad is not None:
+        raise ValueError(f"The zip member {bad!r} fails its CRC-32 check. Received: path={path!r}")
+
+
+def convert_checkpoint(checkpoint, output, preset, **kwargs):
+    """Converts a PySlowFast / PyTorchVideo / Caffe2 checkpoint to a Keras `.weights.h5`.
+
+    The Keras model of `preset` is built with the width and class count found in the
+    checkpoint (unless given in `kwargs`), every tensor is transferred strictly, and the
+    weights are written to `output` atomically.
+
+    Args:
+        checkpoint: path of a `.pyth` (PySlowFast or PyTorchVideo) or Caffe2 `.pkl` file.
+        output: the `.weights.h5` path to write.
+        preset: a preset name or architecture key, e.g. `"slowfast_8x8_r50"`.
+        **kwargs: further builder arguments (they must match the checkpoint).
+
+    Returns:
+        `(model, summary)`: the converted Keras model and a dict with `format`, `preset`,
+        `architecture`, `tensors` (checkpoint tensors used), `params` (trainable
+        parameters, PyTorch's count), `width_per_group` and `classes`.
+
+    Raises:
+        CheckpointMismatchError: when the checkpoint does not match the preset.
+
+    Example:
+        >>> model, summary = convert_checkpoint(
+        ...     "SLOWFAST_8x8_R50.pkl", "slowfast_8x8_r50.weights.h5", "slowfast_8x8_r50"
+        ... )  # doctest: +SKIP
+        >>> summary["params"]  # doctest: +SKIP
+        34566488
+    """
+    output = os.fspath(output)
+    if not output.endswith(".weights.h5"):
+        raise ValueError(f"`output` must end with '.weights.h5'. Received: output={output!r}")
+    p = presets_table.get_preset(preset)
+    path = _checked_path(checkpoint, "checkpoint")
+    state, info = _state_for_preset(p, path)
+    width, classes = checkpoint_head(state)
+    kwargs.pop("weights", None)
+    kwargs.setdefault("width_per_group", width)
+    if classes is None:
+        kwargs["include_top"] = False
+    else:
+        kwargs.setdefault("classes", classes)
+    model = transfer_state(_build(p, kwargs), state)
+    save_weights_atomically(model, output)
+    used = sum(1 for k in state if not k.endswith(".num_batches_tracked"))
+    summary = dict(
+        format=info.get("format"),
+        preset=p.name,
+        architecture=p.architecture,
+        tensors=used,
+        # PyTorch's convention (and the published counts): BatchNorm statistics excluded.
+        params=int(sum(np.prod(w.shape) for w in model.trainable_weights)),
+        width_per_group=int(kwargs["width_per_group"]),
+        classes=None if classes is None else int(kwargs["classes"]),
+    )
+    return model, summary
+
+
+def check_weights_file(model, path, preset, **kwargs):
+    """Plumbing check that a written `.weights.h5` reproduces `model`: reload and compare.
+
+    A fresh model of `preset` (built with `kwargs`) loads `path`; both models score the
+    same seeded random uint8 clip (224x224 for classifiers, 64x64 with one box for
+    detectors). It proves the file was written and read back, not that the conversion is
+    right (the golden-fixture tests do that).
+
+    Returns:
+        A dict with `output_shape`, `max_abs_diff` between the two models, and `finite`.
+
+    Example:
+        >>> check_weights_file(model, "w.weights.h5", "slowfast_8x8_r50")  # doctest: +SKIP
+        {'output_shape': (1, 400), 'max_abs_diff': 0.0, 'finite': True}
+    """
+    p = presets_table.get_preset(preset)
+    kwargs.pop("weights", None)
+    reloaded = _build(p, kwargs)
+    reloaded.load_weights(path)
+    detector = p.kind == presets_table.DETECTOR
+    frames = (model.input["clip"] if detector else model.input).shape[1]
+    rng = np.random.default_rng(0)
+    if detector:
+        clip = rng.integers(0, 256, (1, frames, 64, 64, 3)).astype("float32")
+        x = {"clip": clip, "boxes": np.array([[[0.1, 0.2, 0.7, 0.9]]], "float32")}
+    else:
+        x = rng.integers(0, 256, (1, frames, 224, 224, 3)).astype("float32")
+    a = np.asarray(model.predict_on_batch(x))
+    b = np.asarray(reloaded.predict_on_batch(x))
+    return dict(
+        output_shape=tuple(a.shape),
+        max_abs_diff=float(np.max(np.abs(a - b))),
+        finite=bool(np.all(np.isfinite(a))),
+    )
+
+
+def fetch(preset):
+    """Returns the converted published weights of a preset, downloading on first use.
+
+    Args:
+        preset: a preset name with a checkpoint (or its architecture key).
+
+    Returns:
+        `(weights_path, info)`: the cached `.weights.h5` and its description (`url`,
+        `format`, `tensors`, `params`, `width_per_group`, `classes`, ...).
+
+    Raises:
+        ValueError: for an unknown preset or one without published weights.
+        WeightsDownloadError: when the download fails, fails a check or does not convert;
+            nothing is cached then.
+
+    Example:
+        >>> path, info = fetch("slowfast_8x8_r50_kinetics400")  # doctest: +SKIP
+        >>> info["classes"]  # doctest: +SKIP
+        400
+    """
+    p = presets_table.get_preset(preset)
+    if p.checkpoint is None:
+        raise ValueError(f"No weights are published for {p.name}. Received: preset={preset!r}")
+    cached = _read_cache(p.name)
+    if cached is not None:
+        return cached
+    weights_path, info_path = cache_paths(p.name)
+    os.makedirs(cache_dir(), exist_ok=True)
+    url = url_for(p.name)
+    # A private download folder: a partial file is never seen under the cache's names and
+    # is removed whatever happens.
+    tmp_dir = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
+    try:
+        try:
+            raw = keras.utils.get_file(
+                fname=os.path.basename(p.checkpoint.path),
+                origin=url,
+                cache_dir=tmp_dir,
+                cache_subdir="",
+                file_hash=p.checkpoint.sha256,
+            )
+        except Exception as e:
+            raise WeightsDownloadError(
+                f"Downloading the {p.weights} weights of {p.architecture} from {url} failed "
+                f"({e}). Check the network or set {MIRROR_ENV} to a mirror, or pass the path "
+                "of a downloaded checkpoint as `weights`."
+            ) from e
+        try:
+            verify_zip_members(raw)
+            _, summary = convert_checkpoint(raw, weights_path, p.name)
+        except Exception as e:
+            if os.path.exists(weights_path):
+                os.remove(weights_path)
+            raise WeightsDownloadError(
+                f"The file downloaded from {url} is not a valid {p.checkpoint.format} "
+                f"checkpoint of {p.architecture} (truncated or corrupt download?): {e}"
+            ) from e
+        info = dict(
+            summary,
+            name=p.weights,
+            url=url,
+            dataset=p.dataset,
+            metric=p.metric,
+            value=p.value,
+            cache_version=CACHE_VERSION,
+        )
+        # The JSON is written last: the cache is valid only once both files exist.
+        write_text_atomically(info_path, json.dumps(info, indent=1, sort_keys=True))
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return weights_path, info
