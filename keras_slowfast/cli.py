@@ -326,7 +326,14 @@ def _build_detector(args):
         model = load_pyslowfast(weights, **_model_kwargs(args))
         return model, _pyslowfast_data_settings(weights)
     args.model = args.model or _DEFAULT_DETECTOR
-    preset = presets.get_preset(args.model, kind=presets.DETECTOR)
+    try:
+        preset = presets.get_preset(args.model, kind=presets.DETECTOR)
+    except ValueError:
+        raise ValueError(
+            "This command needs an AVA detector preset, one of "
+            f"{presets.preset_names(presets.DETECTOR)} or an architecture of "
+            f"{presets.architecture_names(presets.DETECTOR)}. Received: model={args.model!r}"
+        ) from None
     return _build_model(args), {"sampling_rate": preset.protocol.sampling_rate}
 
 
@@ -481,7 +488,6 @@ def _add_detector_args(parser):
     parser.add_argument(
         "--model",
         default=None,
-        choices=_models("detector"),
         metavar="PRESET",
         help=f"the detector preset (default: {_DEFAULT_DETECTOR}, or the architecture in a "
         "PySlowFast --weights file)",

@@ -1,7 +1,9 @@
 """Class names of the published models and `decode_predictions`.
 
 Kinetics-400 names are in the index order of the released classifiers; AVA v2.2 action
-`id` `i` (1..80) is output index `i - 1` of the released detectors.
+`id` `i` (1..80) is output index `i - 1` of the released detectors; Something-Something v2
+(174 templates, brackets removed, the index order of its label file) and Charades (157
+actions `c000`..`c156`) for those presets.
 """
 
 import functools
@@ -10,7 +12,14 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["ava_class_names", "class_names_for", "decode_predictions", "kinetics400_class_names"]
+__all__ = [
+    "LABEL_SETS",
+    "ava_class_names",
+    "class_names",
+    "class_names_for",
+    "decode_predictions",
+    "kinetics400_class_names",
+]
 
 
 def _load_json(name):
@@ -26,6 +35,39 @@ def _kinetics400():
 def _ava():
     actions = sorted(_load_json("ava_v2.2_actions.json"), key=lambda a: a["id"])
     return tuple(a["name"] for a in actions)
+
+
+@functools.cache
+def _ssv2():
+    return tuple(_load_json("ssv2_classes.json"))
+
+
+@functools.cache
+def _charades():
+    return tuple(_load_json("charades_classes.json"))
+
+
+#: The label sets the presets name (`Preset.labels`), each a function returning the names.
+LABEL_SETS = {"kinetics400": _kinetics400, "ava": _ava, "ssv2": _ssv2, "charades": _charades}
+
+
+def class_names(label_set):
+    """The class names of a label set, in output order.
+
+    Args:
+        label_set: `"kinetics400"`, `"ava"`, `"ssv2"` or `"charades"`.
+
+    Example:
+        >>> class_names("charades")[:2]
+        ['Holding some clothes', 'Putting clothes somewhere']
+        >>> len(class_names("ssv2"))
+        174
+    """
+    if label_set not in LABEL_SETS:
+        raise ValueError(
+            f"`label_set` must be one of {sorted(LABEL_SETS)}. Received: label_set={label_set!r}"
+        )
+    return list(LABEL_SETS[label_set]())
 
 
 def kinetics400_class_names():
@@ -53,30 +95,31 @@ def class_names_for(num_classes, class_names=None):
 
     Args:
         num_classes: the size of the class axis.
-        class_names: `None` (Kinetics-400 names for 400 classes, AVA names for 80,
-            otherwise `class_<i>`), `"kinetics400"`, `"ava"`, or a sequence of names.
+        class_names: `None` (Kinetics-400 names for 400 classes, AVA names for 80, SSv2
+            names for 174, Charades names for 157, otherwise `class_<i>`), a label set name
+            (`"kinetics400"`, `"ava"`, `"ssv2"`, `"charades"`), or a sequence of names.
 
     Returns:
         A list of `num_classes` strings.
 
     Example:
+        >>> class_names_for(157)[0]
+        'Holding some clothes'
         >>> class_names_for(3)
         ['class_0', 'class_1', 'class_2']
     """
     if class_names is None:
-        if num_classes == 400:
-            return kinetics400_class_names()
-        if num_classes == 80:
-            return ava_class_names()
+        by_count = {len(f()): f for f in LABEL_SETS.values()}
+        if num_classes in by_count:
+            return list(by_count[num_classes]())
         return [f"class_{i}" for i in range(num_classes)]
     if isinstance(class_names, str):
-        tables = {"kinetics400": kinetics400_class_names, "ava": ava_class_names}
-        if class_names not in tables:
+        if class_names not in LABEL_SETS:
             raise ValueError(
-                "`class_names` must be None, 'kinetics400', 'ava' or a list of names. "
+                f"`class_names` must be None, one of {sorted(LABEL_SETS)} or a list of names. "
                 f"Received: class_names={class_names!r}"
             )
-        names = tables[class_names]()
+        names = list(LABEL_SETS[class_names]())
     else:
         names = [str(n) for n in class_names]
     if len(names) != num_classes:

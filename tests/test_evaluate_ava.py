@@ -104,7 +104,7 @@ def test_evaluate_ava_command_errors(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "detector variant" in result.stderr and "Received: model='slowfast_8x8_r50'" in (
+    assert "detector preset" in result.stderr and "Received: model='slowfast_8x8_r50'" in (
         result.stderr
     )
 
