@@ -51,6 +51,7 @@ __all__ = [
     "SlowFastR101",
     "SlowFastR101AVA",
     "SlowR50",
+    "SlowR50AVA",
     "TemporalSubsample",
     "decode_predictions",
     "export_onnx",

@@ -9,7 +9,14 @@ Caffe2 checkpoint path, or a Keras `.weights.h5` file.
 
 from keras_slowfast import hub
 
-__all__ = ["SlowFastR50", "SlowFastR50AVA", "SlowFastR101", "SlowFastR101AVA", "SlowR50"]
+__all__ = [
+    "SlowFastR50",
+    "SlowFastR50AVA",
+    "SlowFastR101",
+    "SlowFastR101AVA",
+    "SlowR50",
+    "SlowR50AVA",
+]
 
 
 def _check_choice(value, allowed, arg):
@@ -21,14 +28,17 @@ def SlowFastR50(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
     """SlowFast R50 (Kinetics-400 architecture).
 
     Args:
-        variant: `"8x8"` (T=8 slow frames, alpha 4, fusion kernel 7) or `"4x16"` (T=4,
-            alpha 8).
+        variant: `"8x8"` (T=8 slow frames, alpha 4, fusion kernel 7), `"4x16"` (T=4,
+            alpha 8) or `"16x8"` (the 8x8 network on 64 frames: the SSv2 and Charades
+            models).
         nonlocal_blocks: add PySlowFast's non-local blocks (8x8 only: res3 blocks 1, 3 and
             res4 blocks 1, 3, 5 of the slow pathway; fusion kernel 5). No weights are
             published for it.
-        weights: `None`, `"k400"` (alias `"kinetics400"`: the published Kinetics-400
-            weights, downloaded and converted on first use), `"k400_multigrid"` where
-            published, or a checkpoint / `.weights.h5` path.
+        weights: `None`, a published weights name of the variant (8x8: `"k400"`, alias
+            `"kinetics400"`, `"k400_ptv"`, `"k400_stepwise"`, `"k400_multigrid"`,
+            `"ssv2_ptv"`, `"charades_ptv"`; 4x16: `"k400"`, `"k400_ptv"`; 16x8: `"ssv2"`,
+            `"ssv2_multigrid"`, `"charades"`, `"charades_multigrid"`), downloaded and
+            converted on first use, or a checkpoint / `.weights.h5` path.
         **kwargs: any argument of :func:`keras_slowfast.SlowFast` (`include_top`,
             `classes`, `input_shape`, `pooling`, `dtype`, ...).
 
@@ -37,7 +47,7 @@ def SlowFastR50(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
         >>> model.input_shape
         (None, 32, None, None, 3)
     """
-    _check_choice(variant, ("8x8", "4x16"), "variant")
+    _check_choice(variant, ("8x8", "4x16", "16x8"), "variant")
     if nonlocal_blocks and variant != "8x8":
         raise ValueError(
             "The non-local SlowFast R50 is defined for the 8x8 variant only. "
@@ -83,8 +93,8 @@ def SlowR50(variant="8x8", weights=None, **kwargs):
 
     Args:
         variant: `"8x8"` (8 frames) or `"4x16"` (4 frames).
-        weights: `None`, `"k400"` (alias `"kinetics400"`), or a checkpoint / `.weights.h5`
-            path.
+        weights: `None`, `"k400"` (alias `"kinetics400"`), `"k400_ptv"`, and for 8x8
+            `"ssv2_ptv"` and `"charades_ptv"`, or a checkpoint / `.weights.h5` path.
         **kwargs: any argument of :func:`keras_slowfast.SlowFast`.
 
     Example:
@@ -97,7 +107,7 @@ def SlowR50(variant="8x8", weights=None, **kwargs):
 
 
 def SlowFastR101AVA(variant="32x2", weights=None, **kwargs):
-    """SlowFast 32x2 R101_50_50 AVA action detector (PySlowFast's released AVA model).
+    """SlowFast R101_50_50 AVA action detector (PySlowFast's released AVA models).
 
     Non-local blocks after res4 blocks 6, 13, 20 (slow pathway, pool `(2, 2, 2)`), res5 at
     stride 1 with dilation 2, RoIAlign 7x7 at stride 16 with `aligned=False`, 80 classes.
@@ -105,9 +115,9 @@ def SlowFastR101AVA(variant="32x2", weights=None, **kwargs):
     `[x1, y1, x2, y2]` normalised to [0, 1]; output `(batch, max_boxes, 80)` sigmoid scores.
 
     Args:
-        variant: `"32x2"`.
-        weights: `None`, `"ava"` (alias `"ava_v2.2"`: the published AVA v2.2 weights), or a
-            checkpoint / `.weights.h5` path.
+        variant: `"32x2"` or `"64x2"` (64 frames).
+        weights: `None`, `"ava"` (alias `"ava_v2.2"`: the published AVA v2.2 weights),
+            `"ava_v2.1"` (32x2), or a checkpoint / `.weights.h5` path.
         **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
 
     Example:
@@ -115,7 +125,7 @@ def SlowFastR101AVA(variant="32x2", weights=None, **kwargs):
         >>> model.output_shape
         (None, None, 10)
     """
-    _check_choice(variant, ("32x2",), "variant")
+    _check_choice(variant, ("32x2", "64x2"), "variant")
     return hub.build(f"ava_slowfast_{variant}_r101_50_50", weights, **kwargs)
 
 
@@ -136,3 +146,22 @@ def SlowFastR50AVA(weights=None, **kwargs):
         (None, None, 10)
     """
     return hub.build("ava_slowfast_r50_detection", weights, **kwargs)
+
+
+def SlowR50AVA(weights=None, **kwargs):
+    """Slow-only 4x16 R50 AVA action detector (PySlowFast's and PyTorchVideo's).
+
+    One pathway of 4 frames (stride 16), res5 at stride 1 and dilation 2, the RoI head of
+    :func:`SlowFastR101AVA` with `aligned=False`, 80 classes.
+
+    Args:
+        weights: `None`, `"ava"` (alias `"ava_v2.2"`: PySlowFast's file), `"ava_ptv"`
+            (PyTorchVideo's `slow_r50_detection`), or a checkpoint / `.weights.h5` path.
+        **kwargs: any argument of :func:`keras_slowfast.SlowFastDetector`.
+
+    Example:
+        >>> model = SlowR50AVA(width_per_group=8, classes=10)
+        >>> model.input["clip"].shape
+        (None, 4, None, None, 3)
+    """
+    return hub.build("ava_slow_4x16_r50", weights, **kwargs)
