@@ -578,7 +578,7 @@ def preset_names(kind=None):
 
     Example:
         >>> preset_names("detector")
-        ['ava_slowfast_32x2_r101_50_50_ava', 'ava_slowfast_r50_detection_ava']
+        ['ava_slowfast_32x2_r101_50_50_v2.2', ..., 'ava_slowfast_r50_detection_v2.2']
     """
     return [p.name for p in PRESETS if kind is None or p.kind == kind]
 
@@ -588,7 +588,7 @@ def architecture_names(kind=None):
 
     Example:
         >>> architecture_names("detector")
-        ['ava_slowfast_32x2_r101_50_50', 'ava_slowfast_r50_detection']
+        ['ava_slowfast_32x2_r101_50_50', ..., 'ava_slowfast_r50_detection']
     """
     out = []
     for p in PRESETS:
@@ -629,7 +629,7 @@ def presets_of(architecture):
 
     Example:
         >>> [p.weights for p in presets_of("slowfast_8x8_r50")]
-        ['k400', 'k400_multigrid']
+        ['k400', 'k400_ptv', 'k400_stepwise', 'k400_multigrid', ...]
     """
     return [p for p in PRESETS if p.architecture == architecture]
 
@@ -639,7 +639,7 @@ def weights_names(architecture):
 
     Example:
         >>> weights_names("ava_slowfast_32x2_r101_50_50")
-        ['ava', 'ava_v2.2']
+        ['ava', 'ava_v2.1', 'ava_v2.2']
     """
     names = []
     for p in presets_of(architecture):
