@@ -60,7 +60,13 @@ def save_weights_atomically(model, path):
     """Writes `model.save_weights(path)` through a temporary file beside it (see `atomic_path`).
 
     Example:
-        >>> save_weights_atomically(model, "runs/demo/final.weights.h5")  # doctest: +SKIP
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = os.path.join(tmp, "runs", "demo", "final.weights.h5")
+        ...     save_weights_atomically(model, path)
+        ...     sorted(os.listdir(os.path.dirname(path)))  # no temporary file left behind
+        ['final.weights.h5']
     """
     path = os.fspath(path)
     if not path.endswith(".weights.h5"):

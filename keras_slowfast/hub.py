@@ -186,7 +186,7 @@ def from_preset(preset, *, load_weights=True, checkpoint=None, **overrides):
 
     Example:
         >>> model = from_preset("slowfast_8x8_r50_kinetics400")  # doctest: +SKIP
-        >>> model = from_preset("ava_slowfast_32x2_r101_50_50_ava", load_weights=False,
+        >>> model = from_preset("ava_slowfast_r50_detection", load_weights=False,
         ...                     width_per_group=8)
         >>> model.output_shape
         (None, None, 80)

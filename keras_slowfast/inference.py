@@ -46,7 +46,10 @@ def video_views(
         spatial_crops: `1` or `3` crops per clip.
 
     Example:
-        >>> next(video_views("video.mp4", 32, 2)).shape  # doctest: +SKIP
+        >>> import os
+        >>> video = os.path.join(os.path.dirname(__file__), "..", "examples", "data",
+        ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+        >>> next(video_views(video, 32, 2)).shape
         (3, 32, 256, 256, 3)
     """
     if spatial_crops not in (1, 3):

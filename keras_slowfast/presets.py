@@ -577,8 +577,8 @@ def preset_names(kind=None):
     """The preset names, in table order (of one `kind` if given).
 
     Example:
-        >>> preset_names("detector")
-        ['ava_slowfast_32x2_r101_50_50_ava', 'ava_slowfast_r50_detection_ava']
+        >>> preset_names("detector")  # doctest: +ELLIPSIS
+        ['ava_slowfast_32x2_r101_50_50_v2.2', ..., 'ava_slowfast_r50_detection_v2.2']
     """
     return [p.name for p in PRESETS if kind is None or p.kind == kind]
 
@@ -587,8 +587,8 @@ def architecture_names(kind=None):
     """The architecture keys, in table order, each once (of one `kind` if given).
 
     Example:
-        >>> architecture_names("detector")
-        ['ava_slowfast_32x2_r101_50_50', 'ava_slowfast_r50_detection']
+        >>> architecture_names("detector")  # doctest: +ELLIPSIS
+        ['ava_slowfast_32x2_r101_50_50', ..., 'ava_slowfast_r50_detection']
     """
     out = []
     for p in PRESETS:
@@ -628,8 +628,8 @@ def presets_of(architecture):
     """The rows of an architecture key.
 
     Example:
-        >>> [p.weights for p in presets_of("slowfast_8x8_r50")]
-        ['k400', 'k400_multigrid']
+        >>> [p.weights for p in presets_of("slowfast_8x8_r50")]  # doctest: +ELLIPSIS
+        ['k400', 'k400_ptv', 'k400_stepwise', 'k400_multigrid', ...]
     """
     return [p for p in PRESETS if p.architecture == architecture]
 
@@ -639,7 +639,7 @@ def weights_names(architecture):
 
     Example:
         >>> weights_names("ava_slowfast_32x2_r101_50_50")
-        ['ava', 'ava_v2.2']
+        ['ava', 'ava_v2.1', 'ava_v2.2']
     """
     names = []
     for p in presets_of(architecture):

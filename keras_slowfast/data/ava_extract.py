@@ -91,8 +91,14 @@ def read_video_paths(list_file):
 
     Example:
 
-    >>> read_video_paths("videos.txt")  # doctest: +SKIP
-    ['/data/videos/k00.mp4', '/data/videos/bikes.mp4']
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     list_file = os.path.join(tmp, "videos.txt")
+    ...     with open(list_file, "w") as f:
+    ...         _ = f.write("# AVA videos\\nk00.mp4\\n\\nclips/bikes.mp4,train\\n")
+    ...     paths = read_video_paths(list_file)
+    ...     [os.path.relpath(p, tmp) for p in paths]
+    ['k00.mp4', 'clips/bikes.mp4']
     """
     list_file = os.fspath(list_file)
     if not os.path.isfile(list_file):

@@ -156,8 +156,13 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
 
     Example:
 
-    >>> count_frames_at_fps("bikes.mp4")  # 10 s at 25 fps  # doctest: +SKIP
+    >>> import os
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> count_frames_at_fps(video)  # 10 s at 30 fps
     300
+    >>> count_frames_at_fps(video, fps=25)
+    250
     """
     fps = _check_fps(fps)
     deadline = time.monotonic() + _check_timeout(timeout)
@@ -240,8 +245,11 @@ def iter_frames_at_fps(video_path, fps=30, timeout=None, convert=None, decode_th
 
     Example:
 
-    >>> frames = [f for _, f in iter_frames_at_fps("k00.mp4")]  # doctest: +SKIP
-    >>> len(frames), frames[0].shape  # doctest: +SKIP
+    >>> import os
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> frames = [f for _, f in iter_frames_at_fps(video)]
+    >>> len(frames), frames[0].shape
     (300, (256, 340, 3))
     """
     fps = _check_fps(fps)
@@ -348,9 +356,12 @@ def read_frames_at_fps(
 
     Example:
 
-    >>> clip = read_frames_at_fps("bikes.mp4", range(0, 64, 2))  # doctest: +SKIP
-    >>> clip.shape  # doctest: +SKIP
-    (32, 272, 640, 3)
+    >>> import os
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> clip = read_frames_at_fps(video, range(0, 64, 2))
+    >>> clip.shape
+    (32, 256, 340, 3)
     """
     fps = _check_fps(fps)
     indices = _check_indices(frame_indices)

@@ -302,6 +302,14 @@ def frame_indices_from_timestamps(
 
     Raises:
         ValueError: if no frame falls in the clip window.
+
+    Example:
+        >>> info = VideoInfo(fps=30.0, header_frames=300, duration=153600)  # 10 s
+        >>> pts = np.arange(300) * 512  # time base 1/15360
+        >>> frame_indices_from_timestamps(pts, info, 8, 8, view_index=0).tolist()
+        [0, 9, 18, 27, 36, 45, 54, 63]
+        >>> frame_indices_from_timestamps(pts, info, 8, 8, view_index=9).tolist()
+        [213, 222, 231, 240, 249, 258, 267, 276]
     """
     plan = plan_clip(info, num_frames, sampling_rate, view_index, num_views, target_fps, rng)
     segment = select_segment(pts, plan.start_pts, plan.end_pts)

@@ -287,6 +287,12 @@ def frame_indices_from_timestamps_tf(
 
     Returns:
         int64 `(num_frames,)` indices into `pts`.
+
+    Example:
+        >>> pts = tf.range(300, dtype=tf.int64) * 512  # 10 s at 30 fps, time base 1/15360
+        >>> indices = frame_indices_from_timestamps_tf(pts, 30.0, 300, 153600, 8, 8, 9)
+        >>> indices.numpy().tolist()  # as `sampling.frame_indices_from_timestamps`
+        [213, 222, 231, 240, 249, 258, 267, 276]
     """
     pts = tf.cast(pts, tf.int64)
     fps = tf.cast(fps, tf.float64)

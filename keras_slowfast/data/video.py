@@ -106,8 +106,10 @@ def probe_video(video_path):
 
     Example:
 
-    >>> info = probe_video("video.mp4")  # doctest: +SKIP
-    >>> info.fps, info.header_frames  # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> info = probe_video(video)
+    >>> info.fps, info.header_frames
     (30.0, 300)
     """
     container, stream = _open(video_path, 1)
@@ -382,9 +384,10 @@ def read_clip(
 
     Example:
 
-    >>> clip = read_clip("video.mp4", num_frames=32, sampling_rate=2, view_index=0)
-    ... # doctest: +SKIP
-    >>> clip.shape  # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> clip = read_clip(video, num_frames=32, sampling_rate=2, view_index=0)
+    >>> clip.shape
     (32, 256, 340, 3)
     """
     _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
@@ -441,8 +444,10 @@ def read_test_views(
 
     Example:
 
-    >>> frames, table = read_test_views("video.mp4", 32, 2)  # doctest: +SKIP
-    >>> frames[table[3]].shape  # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> frames, table = read_test_views(video, 32, 2)
+    >>> frames[table[3]].shape
     (32, 256, 340, 3)
     """
     _check_clip_args(num_frames, sampling_rate, num_views, target_fps)
@@ -477,8 +482,10 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
 
     Example:
 
-    >>> info, pts, frames = decode_all_frames("video.mp4")  # doctest: +SKIP
-    >>> frames[0].shape  # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> info, pts, frames = decode_all_frames(video)
+    >>> frames[0].shape
     (256, 340, 3)
     """
     convert = convert or (lambda x: x)
@@ -510,8 +517,10 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
 
     Example:
 
-    >>> info, pts = decode_timestamps("video.mp4")  # doctest: +SKIP
-    >>> len(pts)  # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> info, pts = decode_timestamps(video)
+    >>> len(pts)
     300
     """
     deadline = time.monotonic() + timeout
@@ -549,8 +558,9 @@ def clip_frame_indices(video_path, num_frames, sampling_rate, view, num_views=10
 
     Example:
 
-    >>> clip_frame_indices("k00.mp4", num_frames=8, sampling_rate=8, view=0)
-    ... # doctest: +SKIP
+    >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
+    ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
+    >>> clip_frame_indices(video, num_frames=8, sampling_rate=8, view=0)
     [0, 9, 18, 27, 36, 45, 54, 63]
     """
     _check_clip_args(num_frames, sampling_rate, num_views, target_fps)

@@ -54,6 +54,14 @@ class AVABoxes(NamedTuple):
     Each field maps an image key ``"video,%04d"`` to a NumPy array, in the order the rows
     were given: ``boxes`` ``(n, 4)`` float64 ``x1, y1, x2, y2`` (normalised), ``labels``
     ``(n,)`` int64 action ids, ``scores`` ``(n,)`` float64 (1.0 for ground truth).
+
+    Example:
+        >>> rows = "vid,902,0.1,0.2,0.5,0.9,12,0\\nvid,902,0.1,0.2,0.5,0.9,17,0\\n"
+        >>> gt = read_csv(io.StringIO(rows))
+        >>> gt.boxes["vid,0902"].tolist(), gt.labels["vid,0902"].tolist()
+        ([[0.1, 0.2, 0.5, 0.9], [0.1, 0.2, 0.5, 0.9]], [12, 17])
+        >>> gt.scores["vid,0902"].tolist()
+        [1.0, 1.0]
     """
 
     boxes: dict

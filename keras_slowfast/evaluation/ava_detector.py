@@ -37,6 +37,18 @@ class AVADetectorEvaluation(NamedTuple):
         videos: the video name of each box.
         seconds: int `(num_boxes,)`, the keyframe second of each box.
         boxes: float32 `(num_boxes, 4)`, each box as read (normalised).
+
+    Example:
+        >>> result = AVADetectorEvaluation(
+        ...     metrics={"PascalBoxes_Precision/mAP@0.5IOU": 0.25},
+        ...     detections=[("v", 902, 0.1, 0.2, 0.5, 0.9, 12, 0.75)],
+        ...     scores=np.full((1, 60), 0.75, "float32"),
+        ...     videos=["v"],
+        ...     seconds=np.array([902]),
+        ...     boxes=np.array([[0.1, 0.2, 0.5, 0.9]], "float32"),
+        ... )
+        >>> result.mean_ap
+        0.25
     """
 
     metrics: dict

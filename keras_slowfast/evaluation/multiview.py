@@ -111,6 +111,17 @@ class MultiViewResult(NamedTuple):
         scores: ``(V, num_classes)`` combined scores (float64).
         labels: ``(V,)`` class ids, or None when no labels were given.
         num_views: ``(V,)`` number of views received per video.
+
+    Example:
+        >>> agg = MultiViewAggregator(num_views=2)
+        >>> agg.update([5, 3, 3, 5], [[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]],
+        ...            labels=[0, 1, 1, 0])
+        >>> result = agg.result()
+        >>> result.video_indices, result.labels, result.num_views
+        (array([3, 5]), array([1, 0]), array([2, 2]))
+        >>> result.scores.round(3)
+        array([[0.6, 1.4],
+               [1.6, 0.4]])
     """
 
     video_indices: np.ndarray

@@ -25,7 +25,7 @@ class ClipNormalization(keras.layers.Layer):
 
     Example:
         >>> layer = ClipNormalization()
-        >>> layer(np.full((1, 2, 4, 4, 3), 255, np.uint8)).shape
+        >>> tuple(layer(np.full((1, 2, 4, 4, 3), 255, np.uint8)).shape)
         (1, 2, 4, 4, 3)
     """
 
@@ -69,7 +69,7 @@ class TemporalSubsample(keras.layers.Layer):
 
     Example:
         >>> layer = TemporalSubsample(alpha=4)
-        >>> layer(np.zeros((1, 32, 8, 8, 3), "float32")).shape
+        >>> tuple(layer(np.zeros((1, 32, 8, 8, 3), "float32")).shape)
         (1, 8, 8, 8, 3)
     """
 
@@ -122,7 +122,7 @@ class NonLocalAttention(keras.layers.Layer):
     Example:
         >>> theta = np.ones((1, 2, 4, 4, 8), "float32")
         >>> phi = g = np.ones((1, 2, 2, 2, 8), "float32")
-        >>> NonLocalAttention()([theta, phi, g]).shape
+        >>> tuple(NonLocalAttention()([theta, phi, g]).shape)
         (1, 2, 4, 4, 8)
     """
 
@@ -177,7 +177,7 @@ class SlidingAveragePooling3D(keras.layers.Layer):
 
     Example:
         >>> layer = SlidingAveragePooling3D((8, 7, 7))
-        >>> layer(np.ones((1, 8, 8, 8, 16), "float32")).shape
+        >>> tuple(layer(np.ones((1, 8, 8, 8, 16), "float32")).shape)
         (1, 1, 2, 2, 16)
     """
 
@@ -239,7 +239,7 @@ class TemporalMean(keras.layers.Layer):
     The AVA head's per-pathway average pooling over all remaining frames.
 
     Example:
-        >>> TemporalMean()(np.ones((1, 8, 4, 4, 16), "float32")).shape
+        >>> tuple(TemporalMean()(np.ones((1, 8, 4, 4, 16), "float32")).shape)
         (1, 4, 4, 16)
     """
 
@@ -259,7 +259,8 @@ class NormalizedBoxesToPixels(keras.layers.Layer):
 
     Example:
         >>> clip = np.zeros((1, 4, 64, 32, 3), "float32")
-        >>> NormalizedBoxesToPixels()([clip, np.array([[[0.5, 0.5, 1.0, 1.0]]])]).tolist()
+        >>> pixels = NormalizedBoxesToPixels()([clip, np.array([[[0.5, 0.5, 1.0, 1.0]]])])
+        >>> ops.convert_to_numpy(pixels).tolist()
         [[[16.0, 32.0, 32.0, 64.0]]]
     """
 
@@ -285,7 +286,7 @@ class MaskPaddedBoxes(keras.layers.Layer):
     Example:
         >>> scores = np.ones((1, 2, 3), "float32")
         >>> boxes = np.array([[[0.1, 0.1, 0.5, 0.5], [0, 0, 0, 0]]], "float32")
-        >>> MaskPaddedBoxes()([scores, boxes]).tolist()
+        >>> ops.convert_to_numpy(MaskPaddedBoxes()([scores, boxes])).tolist()
         [[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]
     """
 

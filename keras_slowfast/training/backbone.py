@@ -42,6 +42,14 @@ class BackboneLoadReport:
             matched by `new_layers`).
         skipped: checkpoint tensors not used (the classifier's head, and the tensors of
             `new_layers`).
+
+    Example:
+        >>> report = BackboneLoadReport(
+        ...     "a classifier", ["s1_pathway0_stem_conv/kernel"], ["head_projection/kernel"],
+        ...     ["head.projection.weight"])
+        >>> print(report)  # doctest: +NORMALIZE_WHITESPACE
+        Loaded 1 backbone weights from a classifier; new: head_projection/kernel;
+        skipped checkpoint tensors: head.projection.weight
     """
 
     source: str

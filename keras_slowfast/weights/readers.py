@@ -57,10 +57,15 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
 
     Example:
 
-    >>> try:
-    ...     read_checkpoint("suspicious.pkl")  # doctest: +SKIP
-    ... except UnsafeCheckpointError as err:
-    ...     print(err.global_name)  # doctest: +SKIP
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "suspicious.pkl")
+    ...     with open(path, "wb") as f:
+    ...         pickle.dump({"blobs": {"conv1_w": os.system}}, f)  # a reference, not a call
+    ...     try:
+    ...         read_checkpoint(path)
+    ...     except UnsafeCheckpointError as err:
+    ...         print(err.global_name)
     posix.system
     """
 
@@ -658,6 +663,17 @@ def read_checkpoint(path):
 
     Example:
 
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "tiny.pkl")
+    ...     with open(path, "wb") as f:
+    ...         pickle.dump({"blobs": {"conv1_w": np.ones((8, 3, 1, 7, 7), "float32")}}, f)
+    ...     ckpt = read_checkpoint(path)
+    >>> ckpt["blobs"]["conv1_w"].shape
+    (8, 3, 1, 7, 7)
+
+    A published checkpoint (downloaded first):
+
     >>> ckpt = read_checkpoint("SLOWFAST_8x8_R50.pyth")  # doctest: +SKIP
     >>> ckpt["model_state"]["s1.pathway0_stem.conv.weight"].shape  # doctest: +SKIP
     (64, 3, 1, 7, 7)
@@ -690,6 +706,17 @@ def load_state_dict(path):
         TypeError: ``path`` is not a str or path-like object.
 
     Example:
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = os.path.join(tmp, "tiny.pkl")
+    ...     with open(path, "wb") as f:
+    ...         pickle.dump({"blobs": {"conv1_w": np.ones((8, 3, 1, 7, 7), "float32")}}, f)
+    ...     tensors, info = load_state_dict(path)
+    >>> info["format"], tensors["conv1_w"].shape
+    ('caffe2', (8, 3, 1, 7, 7))
+
+    A published checkpoint (downloaded first):
 
     >>> tensors, info = load_state_dict("SLOWFAST_8x8_R50.pkl")  # doctest: +SKIP
     >>> info["format"], tensors["conv1_w"].shape  # doctest: +SKIP

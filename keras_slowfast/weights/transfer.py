@@ -33,7 +33,17 @@ CHECKPOINT_SUFFIXES = (".pyth", ".pkl", ".pth", ".pt")
 
 
 class CheckpointMismatchError(ValueError):
-    """Raised when a checkpoint and a model do not correspond one to one."""
+    """Raised when a checkpoint and a model do not correspond one to one.
+
+    A `ValueError`, so that one `except ValueError` catches it with bad arguments.
+
+    Example:
+        >>> try:
+        ...     checkpoint_head({"conv1.weight": np.zeros((64, 3, 7, 7))})
+        ... except CheckpointMismatchError as err:
+        ...     print(err)
+        The checkpoint has no tensor s1.pathway0_stem.conv.weight: it is not a SlowFast checkpoint.
+    """
 
 
 def weight_specs(model):
