@@ -26,7 +26,7 @@ from keras_slowfast import presets
 from keras_slowfast.data.ava_video import count_frames_at_fps, read_frames_at_fps
 from keras_slowfast.data.sampling import segment_indices
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
-from keras_slowfast.data.video import read_clip, read_test_views
+from keras_slowfast.data.video import VideoReadError, read_clip, read_test_views
 from keras_slowfast.detect import detect_actions
 
 __all__ = [
@@ -93,10 +93,7 @@ def segment_clip(video, num_frames, target_fps=30):
     """
     length = count_frames_at_fps(video, target_fps)
     if length < 1:
-        # count_frames_at_fps names the file in its own errors; an empty stream lands here.
-        raise ValueError(
-            f"The video has no frame at {target_fps} fps. Received: video={str(video)!r}"
-        )
+        raise VideoReadError(video, f"no frame at {target_fps} fps")
     indices = segment_indices(length, num_frames, mode="test")
     return read_frames_at_fps(video, indices, fps=target_fps), indices
 

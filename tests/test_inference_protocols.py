@@ -300,3 +300,58 @@ def test_video_views_bad_input(videos, kwargs, match):
 def test_classify_video_views_must_fit_the_protocol(videos, ssv2_model):
     with pytest.raises(ValueError, match=r"be 1 \(1 temporal x 1 spatial\). Received: views=30"):
         classify_video(ssv2_model, videos / "k00.mp4", SSV2, views=30)
+
+
+# --- examples/evaluate.py takes the preset's protocol ------------------------------------
+
+
+def test_evaluate_example_defaults_to_the_segment_protocol(videos, tmp_path):
+    """`evaluate.py --preset slow_8x8_r50_ssv2_ptv`: 1 segment clip x 3 crops, summed.
+
+    Only the crop size is overridden (64, to keep it fast); the frames, the sampling and
+    the views come from the preset. The reference scores the views built here.
+    """
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    kwargs = dict(width_per_group=8, classes=3, train_crop_size=64)
+    model = keras_slowfast.from_preset(SSV2_PTV, load_weights=False, **kwargs)
+    weights = tmp_path / "narrow.weights.h5"
+    model.save_weights(str(weights))
+    names = ("k00.mp4", "bikes.mp4")
+    test_list = tmp_path / "test.csv"
+    test_list.write_text("".join(f"{videos / n} {i}\n" for i, n in enumerate(names)))
+    out = tmp_path / "scores.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(repo), env.get("PYTHONPATH", "")])
+    args = [
+        sys.executable,
+        str(repo / "examples" / "evaluate.py"),
+        f"--test_list={test_list}",
+        "--arch=slow_8x8_r50",
+        f"--preset={SSV2_PTV}",
+        f"--weights={weights}",
+        "--width_per_group=8",
+        "--classes=3",
+        "--train_crop_size=64",
+        "--crop_size=64",
+        "--batch_size=4",
+        f"--output_json={out}",
+    ]
+    result = subprocess.run(args, env=env, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "8 frames by segment sampling at 30 fps, 1 clips x crops (0, 1, 2) of 64, sum" in (
+        result.stdout
+    )
+    report = json.loads(out.read_text())
+    assert report["preset"] == SSV2_PTV and report["num_views"] == 6
+    assert report["labels"] == [0, 1]
+    expected = [
+        np.asarray(model.predict_on_batch(_reference_segment_crops(videos / n, 8, 64, (0, 1, 2))))
+        .sum(axis=0)
+        for n in names
+    ]  # fmt: skip
+    np.testing.assert_allclose(report["scores"], expected, rtol=1e-4, atol=1e-5)
