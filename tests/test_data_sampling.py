@@ -212,3 +212,84 @@ def test_frame_indices_raise_when_window_is_empty():
     info = VideoInfo(fps=30.0, header_frames=300, duration=153600)
     with pytest.raises(ValueError, match="No decoded frame"):
         sampling.frame_indices_from_timestamps(_pts(50, 512), info, 8, 8, 9)
+
+
+# --- SSv2 segment sampling -------------------------------------------------------------
+
+
+def _reference_segments(length, n):
+    """The segment rule re-stated with Python's `round` (halves to even, as NumPy's)."""
+    seg = float(length - 1) / n
+    bounds = [(int(round(seg * i)), int(round(seg * (i + 1)))) for i in range(n)]
+    return [(a + b) // 2 for a, b in bounds], bounds
+
+
+# Written by hand from the rule: seg = (L - 1) / n, bounds round(seg * i), middle (a + b) // 2.
+@pytest.mark.parametrize(
+    "length, n, expected",
+    [
+        # seg 12.375: bounds 0 12 25 37 50 62 74 87 99 (49.5 -> 50, a tie to even).
+        (100, 8, [6, 18, 31, 43, 56, 68, 80, 93]),
+        # seg 0.5: bounds 0 0 1 2 2 (0.5 -> 0 and 1.5 -> 2, ties to even).
+        (3, 4, [0, 0, 1, 2]),
+        # seg 0.25: bounds 0 0 0 1 1.
+        (2, 4, [0, 0, 0, 1]),
+        # A single frame: every segment is frame 0.
+        (1, 4, [0, 0, 0, 0]),
+        (1, 1, [0]),
+        # seg 2.25: bounds 0 2 4 7 9 (4.5 -> 4).
+        (10, 4, [1, 3, 5, 8]),
+        # seg 1.25: bounds 0 1 2 4 5 (2.5 -> 2).
+        (6, 4, [0, 1, 3, 4]),
+        # seg 1: bounds 0..64, middles 0..63.
+        (65, 64, list(range(64))),
+        # One segment: the middle of the whole video.
+        (5, 1, [2]),
+    ],
+)
+def test_segment_indices_hand_derived(length, n, expected):
+    got = sampling.segment_indices(length, n)
+    assert got.dtype == np.int64
+    assert got.tolist() == expected
+    assert sampling.segment_indices(length, n, mode="val").tolist() == expected
+    assert _reference_segments(length, n)[0] == expected
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 7, 31, 63, 64, 65, 90, 127, 128, 129, 301, 1000])
+@pytest.mark.parametrize("n", [1, 8, 16, 32, 64])
+def test_segment_indices_match_an_independent_restatement(length, n):
+    expected, _ = _reference_segments(length, n)
+    got = sampling.segment_indices(length, n, mode="test")
+    assert got.tolist() == expected
+    assert 0 <= got.min() and got.max() <= length - 1
+
+
+@pytest.mark.parametrize("length, n", [(3, 4), (100, 8), (10, 4), (64, 64)])
+def test_segment_indices_train_draws_every_frame_of_each_segment_inclusive(length, n):
+    _, bounds = _reference_segments(length, n)
+    rng = np.random.default_rng(0)
+    draws = np.stack([sampling.segment_indices(length, n, "train", rng) for _ in range(600)])
+    for i, (a, b) in enumerate(bounds):
+        # randint(start, end) includes both ends: every frame of [a, b] is drawn.
+        assert set(draws[:, i].tolist()) == set(range(a, b + 1)), (i, a, b)
+
+
+def test_segment_indices_train_is_repeatable_with_a_seed():
+    a = sampling.segment_indices(300, 64, "train", np.random.default_rng(7))
+    b = sampling.segment_indices(300, 64, "train", np.random.default_rng(7))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(num_video_frames=0, num_segments=8), ValueError, "num_video_frames=0"),
+        (dict(num_video_frames=10, num_segments=0), ValueError, "num_segments=0"),
+        (dict(num_video_frames=10.0, num_segments=8), TypeError, "num_video_frames=10.0"),
+        (dict(num_video_frames=10, num_segments=True), TypeError, "num_segments=True"),
+        (dict(num_video_frames=10, num_segments=8, mode="eval"), ValueError, "mode='eval'"),
+    ],
+)
+def test_segment_indices_bad_input(kwargs, error, match):
+    with pytest.raises(error, match=f"Received: {match}"):
+        sampling.segment_indices(**kwargs)

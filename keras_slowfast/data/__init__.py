@@ -17,6 +17,7 @@ from keras_slowfast.data.kinetics import kinetics_dataset, read_video_list
 from keras_slowfast.data.sampling import (
     VideoInfo,
     frame_indices_from_timestamps,
+    segment_indices,
     slow_pathway_indices,
     start_end_index,
     temporal_sample_indices,
@@ -53,6 +54,7 @@ __all__ = [
     "ava_transform",
     "load_ava_annotations",
     "scale_short_side",
+    "segment_indices",
     "KINETICS_MEAN",
     "KINETICS_STD",
     "DecodeErrorCounter",

@@ -1,4 +1,4 @@
-"""Pure index math of PySlowFast's Kinetics sampling (NumPy, no decoding).
+"""Pure index math of PySlowFast's Kinetics and SSv2 sampling (NumPy, no decoding).
 
 Everything here is deterministic given its inputs (random choices take a
 `numpy.random.Generator`), so it is tested exactly against the reference
@@ -85,6 +85,60 @@ def temporal_sample_indices(start, end, num_samples, num_frames):
     return np.trunc(values).astype(np.int64)
 
 
+
+
+_SEGMENT_MODES = ("train", "val", "test")
+
+
+def segment_indices(num_video_frames, num_segments, mode="test", rng=None):
+    """Frame indices of PySlowFast's Something-Something v2 clips: one frame per segment.
+
+    The video's `L` frames are cut into `num_segments` equal segments of `(L - 1) / n`
+    frames. Segment `i` runs from `round(seg * i)` to `round(seg * (i + 1))` (NumPy
+    rounding, halves to even); a test (or val) clip takes the middle frame of each
+    segment, `(start + end) // 2`, a training clip a random frame in `[start, end]`
+    (both ends included). The whole video is covered whatever its length: a video
+    shorter than `num_segments` repeats frames.
+
+    SSv2 frames are the video resampled to 30 fps, so `num_video_frames` is the frame
+    count at 30 fps (:func:`keras_slowfast.data.count_frames_at_fps`).
+
+    Args:
+        num_video_frames: frames of the video, `>= 1`.
+        num_segments: frames per clip (`DATA.NUM_FRAMES`), `>= 1`.
+        mode: `"test"` or `"val"` (middle frames) or `"train"` (random frames).
+        rng: a `numpy.random.Generator` for `"train"` (default: a fresh unseeded one).
+
+    Returns:
+        An int64 array `(num_segments,)` of indices in `[0, num_video_frames)`.
+
+    Raises:
+        ValueError: for a non-positive count or an unknown mode.
+        TypeError: for a non-integer count.
+
+    Example:
+
+    >>> segment_indices(100, 8).tolist()
+    [6, 18, 31, 43, 56, 68, 80, 93]
+    >>> segment_indices(3, 4).tolist()
+    [0, 0, 1, 2]
+    """
+    for name, value in (("num_video_frames", num_video_frames), ("num_segments", num_segments)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        if value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    if mode not in _SEGMENT_MODES:
+        raise ValueError(f"`mode` must be one of {_SEGMENT_MODES}. Received: mode={mode!r}")
+    seg = float(num_video_frames - 1) / int(num_segments)
+    i = np.arange(int(num_segments) + 1, dtype=np.float64)
+    bounds = np.round(seg * i).astype(np.int64)
+    start, end = bounds[:-1], bounds[1:]
+    if mode != "train":
+        return (start + end) // 2
+    if rng is None:
+        rng = np.random.default_rng()
+    return np.asarray(rng.integers(start, end + 1), dtype=np.int64)
 
 
 def window_clip_size(num_frames, sampling_rate, fps, target_fps=30):
