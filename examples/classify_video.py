@@ -32,12 +32,23 @@ flags.DEFINE_integer("top", 5, "How many classes to print.")
 def main(argv):
     del argv
     model = hub.build(FLAGS.model, FLAGS.weights)
+    # The row of the named weights fixes the test protocol and the label set (a checkpoint
+    # file takes the architecture's first row).
+    try:
+        preset = presets.find_preset(FLAGS.model, FLAGS.weights)
+    except ValueError:
+        preset = presets.get_preset(FLAGS.model)
     start = time.perf_counter()
     probabilities = classify_video(
-        model, FLAGS.video, FLAGS.model, views=int(FLAGS.views) if FLAGS.views else None
+        model, FLAGS.video, preset.name, views=int(FLAGS.views) if FLAGS.views else None
     )
-    print(f"{FLAGS.video}: {FLAGS.views or 'all'} view(s) in {time.perf_counter() - start:.1f} s")
-    for index, name, score in keras_slowfast.decode_predictions(probabilities[None], FLAGS.top)[0]:
+    print(
+        f"{FLAGS.video}: {preset.name}, {FLAGS.views or 'all'} view(s) in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    names = preset.labels if model.output_shape[-1] == preset.classes else None
+    top = keras_slowfast.decode_predictions(probabilities[None], FLAGS.top, class_names=names)[0]
+    for index, name, score in top:
         print(f"{score:8.4f}  {name}  (class {index})")
 
 
