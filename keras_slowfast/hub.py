@@ -369,6 +369,14 @@ def infer_pytorchvideo_kwargs(state, arch):
 
     single = bool(kwargs.get("single_pathway"))
     pathways = 1 if single else 2
+    two_pathways = "s1.pathway1_stem.conv.weight" in state
+    if two_pathways == single:
+        have, want = ("two", "one") if two_pathways else ("one", "two")
+        raise CheckpointMismatchError(
+            f"The checkpoint has {have} pathway(s) but arch={arch!r} has {want}: pass the hub "
+            "name of the builder that wrote it (`create_resnet` checkpoints are Slow-only, "
+            "e.g. 'slow_r50'; `create_slowfast` ones e.g. 'slowfast_r50')."
+        )
     blocks = STAGE_DEPTHS[kwargs["depth"]]
     temporal = [[shape(f"s1.pathway{p}_stem.conv.weight")[2] for p in range(pathways)]]
     counts = []
@@ -421,7 +429,11 @@ def load_pytorchvideo(path, arch, **overrides):
         path: the `.pyth` file (`{"model_state": ...}`).
         arch: a PyTorchVideo hub name: one of the `hub_name` values of the presets, e.g.
             `"slowfast_r50"`, `"slowfast_r101"`, `"slowfast_16x8_r101_50_50"`,
-            `"slowfast_r50_detection"`.
+            `"slowfast_r50_detection"` (`create_slowfast*` checkpoints), `"slow_r50"` or
+            `"slow_r50_detection"` (`create_resnet*` checkpoints). A table-only checkpoint
+            loads with the hub name of its builder and frames (e.g. Slow 4x16 Kinetics:
+            `"slow_r50"` with `num_frames=4`), or through :func:`from_preset` with
+            `checkpoint=`.
         **overrides: builder arguments, e.g. `include_preprocessing=False`.
 
     Returns:

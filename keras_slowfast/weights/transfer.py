@@ -177,18 +177,48 @@ def caffe2_blobs_to_state(blobs):
 
 
 def pytorchvideo_state_to_pyslowfast(state):
-    """Translates a PyTorchVideo SlowFast state dict to PySlowFast keys (pure function)."""
+    """Translates a PyTorchVideo state dict to PySlowFast keys (pure function).
+
+    The builder is recognised by the stem: `create_slowfast` /
+    `create_slowfast_with_roi_head` (two pathways) or `create_resnet` /
+    `create_resnet_with_roi_head` (Slow-only). Every key must map, and no two keys may map
+    to the same name.
+
+    Raises:
+        CheckpointMismatchError: when no known stem is found, listing the keys that do not
+            belong to the recognised builder.
+
+    Example:
+        >>> state = {"blocks.0.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...          "blocks.5.proj.bias": np.zeros(10)}
+        >>> sorted(pytorchvideo_state_to_pyslowfast(state))
+        ['head.projection.bias', 's1.pathway0_stem.conv.weight']
+    """
+    builder = name_maps.pytorchvideo_builder(state)
+    if builder is None:
+        raise CheckpointMismatchError(
+            "Not a PyTorchVideo SlowFast or Slow checkpoint: it has neither "
+            + " nor ".join(repr(k) for k in name_maps.PYTORCHVIDEO_BUILDERS.values())
+            + " (with or without a `model.` prefix)."
+        )
+    mapper = (
+        name_maps.pytorchvideo_resnet_to_pyslowfast
+        if builder == "create_resnet"
+        else name_maps.pytorchvideo_to_pyslowfast
+    )
     out = {}
     unknown = []
     for key, value in state.items():
-        new = name_maps.pytorchvideo_to_pyslowfast(key)
+        new = mapper(key)
         if new is None:
             unknown.append(key)
+        elif new in out:
+            raise CheckpointMismatchError(f"Two PyTorchVideo keys map to {new}: one is {key}")
         else:
             out[new] = value
     if unknown:
         raise CheckpointMismatchError(
-            "Unknown PyTorchVideo keys (not part of a SlowFast network):\n  "
+            f"Unknown PyTorchVideo keys (not part of a {builder} network):\n  "
             + "\n  ".join(sorted(unknown))
         )
     return out
