@@ -121,11 +121,19 @@ def _match(kwargs, key, expected, weights):
         )
 
 
+def _include_top(preset, kwargs):
+    """Whether `preset` built with `kwargs` has its classifier (detectors always do)."""
+    if preset.kind == presets_table.DETECTOR:
+        return True
+    return bool(kwargs.get("include_top", preset.kwargs.get("include_top", True)))
+
+
 def _build_loaded(preset, kwargs, classes, load):
     """Builds `preset` with `kwargs` and calls `load(model)`; without the top, loads a full
     model and copies its weights by layer name."""
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
-    if include_top:
+    include_top = _include_top(preset, kwargs)
+    if include_top or classes is None:
+        # With the top, or a backbone published without one: the file fits as it is.
         model = _build(preset, kwargs)
         load(model)
         return model
@@ -145,7 +153,7 @@ def _build_from_checkpoint(preset, path, kwargs, weights_arg):
     width, classes = checkpoint_head(state)
     kwargs = dict(kwargs)
     _match(kwargs, "width_per_group", width, weights_arg)
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    include_top = _include_top(preset, kwargs)
     if classes is None:
         if include_top:
             raise CheckpointMismatchError(
@@ -215,7 +223,7 @@ def _build_published(preset, weights_arg, kwargs):
     path, info = fetch(preset.name)
     kwargs = dict(kwargs)
     _match(kwargs, "width_per_group", info["width_per_group"], weights_arg)
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    include_top = _include_top(preset, kwargs)
     if include_top:
         _match(kwargs, "classes", info["classes"], weights_arg)
     return _build_loaded(preset, kwargs, info["classes"], lambda m: m.load_weights(path))

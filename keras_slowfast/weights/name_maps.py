@@ -214,6 +214,44 @@ def pytorchvideo_builder(keys):
     return found[0] if len(found) == 1 else None
 
 
+# What PySlowFast's ContrastiveModel saves besides its backbone: the momentum copy
+# (`backbone_hist.`, MoCo / BYOL), the backbone's MLP projection and BYOL predictor
+# (`backbone.head.`), the MoCo queue and counters, SwAV prototypes and queue, and the
+# memory banks.
+_CONTRASTIVE_DROPPED = re.compile(
+    r"^(backbone_hist\.|backbone\.head\.|memory\.|knn_mem\.|swav_prototypes(\.|$)"
+    r"|queue_x$|queue_swav$|ptr$|iter$)"
+)
+
+
+def contrastive_to_pyslowfast(key):
+    """Maps a key of a PySlowFast self-supervised (ContrastiveModel) checkpoint.
+
+    The backbone's stages (`backbone.s1...` to `backbone.s5...`, with `backbone.` removed)
+    are kept; the training-only parts are dropped.
+
+    Returns:
+        The PySlowFast key to keep, `""` for a key that is dropped, or `None` for a key
+        that belongs to neither (the caller reports it).
+
+    Example:
+        >>> contrastive_to_pyslowfast("backbone.s2.pathway0_res0.branch2.a.weight")
+        's2.pathway0_res0.branch2.a.weight'
+        >>> contrastive_to_pyslowfast("backbone_hist.s1.pathway0_stem.conv.weight")
+        ''
+        >>> contrastive_to_pyslowfast("backbone.head.projection.projection.0.weight")
+        ''
+        >>> contrastive_to_pyslowfast("predictor.weight") is None
+        True
+    """
+    m = re.fullmatch(r"backbone\.(s[1-5](_fuse)?\..+)", key)
+    if m:
+        return m.group(1)
+    if _CONTRASTIVE_DROPPED.match(key):
+        return ""
+    return None
+
+
 def strip_prefix(state, prefix="model."):
     """Removes `prefix` from every key when all keys carry it."""
     keys = list(state)

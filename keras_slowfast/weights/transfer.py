@@ -224,6 +224,54 @@ def pytorchvideo_state_to_pyslowfast(state):
     return out
 
 
+def contrastive_state_to_pyslowfast(state):
+    """The backbone of a PySlowFast self-supervised checkpoint, with PySlowFast keys.
+
+    PySlowFast's contrastive learning (MoCo, BYOL, SimCLR, SwAV) saves a ContrastiveModel:
+    the backbone under `backbone.`, plus training-only parts (momentum copy, MLP projection
+    and predictor, queues, memory banks). The backbone's stages are kept; the rest is
+    dropped and named in the returned list (pure function).
+
+    Returns:
+        `(state, dropped)`: the backbone's tensors and the sorted names of the dropped keys.
+
+    Raises:
+        CheckpointMismatchError: listing keys that are neither backbone stages nor known
+            training-only parts, or when no backbone stage is present.
+
+    Example:
+        >>> state, dropped = contrastive_state_to_pyslowfast({
+        ...     "backbone.s1.pathway0_stem.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...     "backbone_hist.s1.pathway0_stem.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...     "backbone.head.projection.projection.0.weight": np.zeros((16, 256))})
+        >>> sorted(state), len(dropped)
+        (['s1.pathway0_stem.conv.weight'], 2)
+    """
+    out, dropped, unknown = {}, [], []
+    for key, value in state.items():
+        new = name_maps.contrastive_to_pyslowfast(key)
+        if new is None:
+            unknown.append(key)
+        elif new == "":
+            dropped.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise CheckpointMismatchError(
+            "Unknown keys in a self-supervised (ContrastiveModel) checkpoint:\n  "
+            + "\n  ".join(sorted(unknown))
+        )
+    if not out:
+        raise CheckpointMismatchError(
+            "The self-supervised checkpoint has no backbone stage (`backbone.s1...`)."
+        )
+    return out, sorted(dropped)
+
+
+def _is_contrastive(state):
+    return any(k.startswith("backbone.s1.") for k in state)
+
+
 def read_checkpoint(path):
     """`(tensors, info)` of a checkpoint file, with its own key names (see `readers`)."""
     if not isinstance(path, (str, os.PathLike)):
@@ -269,6 +317,9 @@ def checkpoint_to_pyslowfast_state(path):
         state = name_maps.strip_prefix(tensors, "model.")
         if _is_pytorchvideo(state):
             state = pytorchvideo_state_to_pyslowfast(state)
+        elif _is_contrastive(state):
+            state, dropped = contrastive_state_to_pyslowfast(state)
+            info = dict(info, dropped=dropped)
     return state, info
 
 
