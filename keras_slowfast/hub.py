@@ -121,11 +121,19 @@ def _match(kwargs, key, expected, weights):
         )
 
 
+def _include_top(preset, kwargs):
+    """Whether `preset` built with `kwargs` has its classifier (detectors always do)."""
+    if preset.kind == presets_table.DETECTOR:
+        return True
+    return bool(kwargs.get("include_top", preset.kwargs.get("include_top", True)))
+
+
 def _build_loaded(preset, kwargs, classes, load):
     """Builds `preset` with `kwargs` and calls `load(model)`; without the top, loads a full
     model and copies its weights by layer name."""
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
-    if include_top:
+    include_top = _include_top(preset, kwargs)
+    if include_top or classes is None:
+        # With the top, or a backbone published without one: the file fits as it is.
         model = _build(preset, kwargs)
         load(model)
         return model
@@ -145,7 +153,7 @@ def _build_from_checkpoint(preset, path, kwargs, weights_arg):
     width, classes = checkpoint_head(state)
     kwargs = dict(kwargs)
     _match(kwargs, "width_per_group", width, weights_arg)
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    include_top = _include_top(preset, kwargs)
     if classes is None:
         if include_top:
             raise CheckpointMismatchError(
@@ -215,7 +223,7 @@ def _build_published(preset, weights_arg, kwargs):
     path, info = fetch(preset.name)
     kwargs = dict(kwargs)
     _match(kwargs, "width_per_group", info["width_per_group"], weights_arg)
-    include_top = preset.kind == presets_table.DETECTOR or kwargs.get("include_top", True)
+    include_top = _include_top(preset, kwargs)
     if include_top:
         _match(kwargs, "classes", info["classes"], weights_arg)
     return _build_loaded(preset, kwargs, info["classes"], lambda m: m.load_weights(path))
@@ -369,6 +377,14 @@ def infer_pytorchvideo_kwargs(state, arch):
 
     single = bool(kwargs.get("single_pathway"))
     pathways = 1 if single else 2
+    two_pathways = "s1.pathway1_stem.conv.weight" in state
+    if two_pathways == single:
+        have, want = ("two", "one") if two_pathways else ("one", "two")
+        raise CheckpointMismatchError(
+            f"The checkpoint has {have} pathway(s) but arch={arch!r} has {want}: pass the hub "
+            "name of the builder that wrote it (`create_resnet` checkpoints are Slow-only, "
+            "e.g. 'slow_r50'; `create_slowfast` ones e.g. 'slowfast_r50')."
+        )
     blocks = STAGE_DEPTHS[kwargs["depth"]]
     temporal = [[shape(f"s1.pathway{p}_stem.conv.weight")[2] for p in range(pathways)]]
     counts = []
@@ -421,7 +437,11 @@ def load_pytorchvideo(path, arch, **overrides):
         path: the `.pyth` file (`{"model_state": ...}`).
         arch: a PyTorchVideo hub name: one of the `hub_name` values of the presets, e.g.
             `"slowfast_r50"`, `"slowfast_r101"`, `"slowfast_16x8_r101_50_50"`,
-            `"slowfast_r50_detection"`.
+            `"slowfast_r50_detection"` (`create_slowfast*` checkpoints), `"slow_r50"` or
+            `"slow_r50_detection"` (`create_resnet*` checkpoints). A table-only checkpoint
+            loads with the hub name of its builder and frames (e.g. Slow 4x16 Kinetics:
+            `"slow_r50"` with `num_frames=4`), or through :func:`from_preset` with
+            `checkpoint=`.
         **overrides: builder arguments, e.g. `include_preprocessing=False`.
 
     Returns:

@@ -302,6 +302,15 @@ def _detector(name, architecture, weights, kwargs, backbone, **fields):
     )
 
 
+def _backbone(name, architecture, weights, kwargs, backbone, **fields):
+    """A backbone published without a classifier (built with `include_top=False`)."""
+    return Preset(
+        name=name, architecture=architecture, weights=weights, kind=CLASSIFIER,
+        kwargs=_frozen(dict(kwargs, include_top=False)), classes=0, labels=None,
+        params=_params(backbone, 0), include_top=False, **fields,
+    )
+
+
 _K400_FIELDS = dict(dataset=_K400, labels=_K400, metric="top1")
 _SSV2_FIELDS = dict(dataset="ssv2", labels="ssv2", metric="top1", classes=174)
 _CHARADES_FIELDS = dict(dataset="charades", labels="charades", metric="mAP", classes=157)
@@ -471,6 +480,34 @@ PRESETS = (
         "slow_r50", config="configs/Charades/pytorchvideo/SLOW_8x8_R50.yaml",
         checkpoint=_ptv("charades/SLOW_8x8_R50.pyth"), source="pytorchvideo", value=34.72,
         protocol=_CHARADES_SLOW_8X8, **_CHARADES_FIELDS,
+    ),
+    # --- Self-supervised Slow R50 backbones (PySlowFast contrastive_ssl, Kinetics-400) ---
+    # The value is the published Kinetics-400 linear-evaluation top-1; rho is the number of
+    # clips per training sample.
+    *(
+        _backbone(
+            f"slow_{frames}x{rate}_r50_{method.lower()}_rho{rho}", f"slow_{frames}x{rate}_r50",
+            f"{method.lower()}_rho{rho}", dict(_SLOW_8X8_R50, num_frames=frames), "slow_r50",
+            config=f"configs/contrastive_ssl/{config}.yaml",
+            checkpoint=Checkpoint(
+                path=f"pyslowfast/videomoco_models/{method}_SlowR50_{frames}x{rate}_T{rho}"
+                "_epoch_00200.pyth",
+                format="pyslowfast",
+            ),
+            source="pyslowfast", dataset=_K400, metric="k400_linear_top1", value=value,
+            protocol=Protocol(num_frames=frames, sampling_rate=rate),
+            notes="Self-supervised backbone without a classifier: build with "
+            "include_top=False; the checkpoint's momentum copy and MLP projection are dropped.",
+        )
+        for method, frames, rate, rho, config, value in (
+            ("MoCo", 8, 8, 2, "MoCo_SlowR50_8x8", 66.6),
+            ("BYOL", 8, 8, 2, "BYOL_SlowR50_8x8", 67.4),
+            ("SimCLR", 8, 8, 2, "SimCLR_SlowR50_8x8", 61.5),
+            ("SwAV", 8, 8, 2, "SwAV_Slow_R50_8x8", 62.6),
+            ("MoCo", 8, 8, 4, "MoCo_SlowR50_8x8", 71.0),
+            ("BYOL", 8, 8, 4, "BYOL_SlowR50_8x8", 70.1),
+            ("BYOL", 16, 4, 4, "BYOL_SlowR50_8x8", 71.1),
+        )
     ),
     # --- AVA detectors -----------------------------------------------------------------
     _detector(

@@ -147,6 +147,111 @@ def pytorchvideo_to_pyslowfast(key):
     return None
 
 
+def pytorchvideo_resnet_to_pyslowfast(key):
+    """Maps a PyTorchVideo `create_resnet` (Slow-only) state-dict key to a PySlowFast one.
+
+    Covers `create_resnet` classifiers (`blocks.0` stem, `blocks.1..4` res2..res5,
+    `blocks.5.proj` the classifier) and `create_resnet_with_roi_head` detectors, whose
+    backbone sits under `model.` and whose projection is `detection_head.proj`. Only the
+    layout without a pooling layer after res2 is known (`stage1_pool=None`, as in every
+    published Slow checkpoint); any other key gives `None`.
+
+    Example:
+        >>> pytorchvideo_resnet_to_pyslowfast("blocks.3.res_blocks.2.branch2.conv_a.weight")
+        's4.pathway0_res2.branch2.a.weight'
+        >>> pytorchvideo_resnet_to_pyslowfast("model.blocks.0.norm.running_var")
+        's1.pathway0_stem.bn.running_var'
+        >>> pytorchvideo_resnet_to_pyslowfast("detection_head.proj.bias")
+        'head.projection.bias'
+        >>> pytorchvideo_resnet_to_pyslowfast("blocks.6.proj.weight") is None
+        True
+    """
+    if key.startswith("model."):
+        key = key[len("model.") :]
+    m = re.fullmatch(r"blocks\.0\.(conv|norm)\.(\w+)", key)
+    if m:
+        mod = "conv" if m.group(1) == "conv" else "bn"
+        return f"s1.pathway0_stem.{mod}.{m.group(2)}"
+    m = re.fullmatch(
+        r"blocks\.([1-4])\.res_blocks\.(\d+)\."
+        r"(branch1_conv|branch1_norm|branch2\.(conv|norm)_([abc]))\.(\w+)",
+        key,
+    )
+    if m:
+        module = f"s{int(m.group(1)) + 1}.pathway0_res{m.group(2)}."
+        if m.group(3) == "branch1_conv":
+            module += "branch1"
+        elif m.group(3) == "branch1_norm":
+            module += "branch1_bn"
+        else:
+            module += f"branch2.{m.group(5)}" + ("_bn" if m.group(4) == "norm" else "")
+        return f"{module}.{m.group(6)}"
+    m = re.fullmatch(r"(blocks\.5|detection_head)\.proj\.(weight|bias)", key)
+    if m:
+        return f"head.projection.{m.group(2)}"
+    return None
+
+
+#: PyTorchVideo builders whose checkpoints convert, and the key of each one's stem conv.
+PYTORCHVIDEO_BUILDERS = {
+    "create_slowfast": "blocks.0.multipathway_blocks.0.conv.weight",
+    "create_resnet": "blocks.0.conv.weight",
+}
+
+
+def pytorchvideo_builder(keys):
+    """Which PyTorchVideo builder wrote a state dict with these keys, from its stem.
+
+    Returns `"create_slowfast"` (also `create_slowfast_with_roi_head`), `"create_resnet"`
+    (also `create_resnet_with_roi_head`), or `None` when neither stem is present.
+
+    Example:
+        >>> pytorchvideo_builder(["model.blocks.0.conv.weight", "detection_head.proj.bias"])
+        'create_resnet'
+    """
+    keys = {k[len("model.") :] if k.startswith("model.") else k for k in keys}
+    found = [name for name, stem in PYTORCHVIDEO_BUILDERS.items() if stem in keys]
+    return found[0] if len(found) == 1 else None
+
+
+# What PySlowFast's ContrastiveModel saves besides its backbone: the momentum copy
+# (`backbone_hist.`, MoCo / BYOL), the backbone's MLP projection and BYOL predictor
+# (`backbone.head.`), the MoCo queue and counters, SwAV prototypes and queue, and the
+# memory banks.
+_CONTRASTIVE_DROPPED = re.compile(
+    r"^(backbone_hist\.|backbone\.head\.|memory\.|knn_mem\.|swav_prototypes(\.|$)"
+    r"|queue_x$|queue_swav$|ptr$|iter$)"
+)
+
+
+def contrastive_to_pyslowfast(key):
+    """Maps a key of a PySlowFast self-supervised (ContrastiveModel) checkpoint.
+
+    The backbone's stages (`backbone.s1...` to `backbone.s5...`, with `backbone.` removed)
+    are kept; the training-only parts are dropped.
+
+    Returns:
+        The PySlowFast key to keep, `""` for a key that is dropped, or `None` for a key
+        that belongs to neither (the caller reports it).
+
+    Example:
+        >>> contrastive_to_pyslowfast("backbone.s2.pathway0_res0.branch2.a.weight")
+        's2.pathway0_res0.branch2.a.weight'
+        >>> contrastive_to_pyslowfast("backbone_hist.s1.pathway0_stem.conv.weight")
+        ''
+        >>> contrastive_to_pyslowfast("backbone.head.projection.projection.0.weight")
+        ''
+        >>> contrastive_to_pyslowfast("predictor.weight") is None
+        True
+    """
+    m = re.fullmatch(r"backbone\.(s[1-5](_fuse)?\..+)", key)
+    if m:
+        return m.group(1)
+    if _CONTRASTIVE_DROPPED.match(key):
+        return ""
+    return None
+
+
 def strip_prefix(state, prefix="model."):
     """Removes `prefix` from every key when all keys carry it."""
     keys = list(state)

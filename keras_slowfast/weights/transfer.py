@@ -187,21 +187,99 @@ def caffe2_blobs_to_state(blobs):
 
 
 def pytorchvideo_state_to_pyslowfast(state):
-    """Translates a PyTorchVideo SlowFast state dict to PySlowFast keys (pure function)."""
+    """Translates a PyTorchVideo state dict to PySlowFast keys (pure function).
+
+    The builder is recognised by the stem: `create_slowfast` /
+    `create_slowfast_with_roi_head` (two pathways) or `create_resnet` /
+    `create_resnet_with_roi_head` (Slow-only). Every key must map, and no two keys may map
+    to the same name.
+
+    Raises:
+        CheckpointMismatchError: when no known stem is found, listing the keys that do not
+            belong to the recognised builder.
+
+    Example:
+        >>> state = {"blocks.0.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...          "blocks.5.proj.bias": np.zeros(10)}
+        >>> sorted(pytorchvideo_state_to_pyslowfast(state))
+        ['head.projection.bias', 's1.pathway0_stem.conv.weight']
+    """
+    builder = name_maps.pytorchvideo_builder(state)
+    if builder is None:
+        raise CheckpointMismatchError(
+            "Not a PyTorchVideo SlowFast or Slow checkpoint: it has neither "
+            + " nor ".join(repr(k) for k in name_maps.PYTORCHVIDEO_BUILDERS.values())
+            + " (with or without a `model.` prefix)."
+        )
+    mapper = (
+        name_maps.pytorchvideo_resnet_to_pyslowfast
+        if builder == "create_resnet"
+        else name_maps.pytorchvideo_to_pyslowfast
+    )
     out = {}
     unknown = []
     for key, value in state.items():
-        new = name_maps.pytorchvideo_to_pyslowfast(key)
+        new = mapper(key)
         if new is None:
             unknown.append(key)
+        elif new in out:
+            raise CheckpointMismatchError(f"Two PyTorchVideo keys map to {new}: one is {key}")
         else:
             out[new] = value
     if unknown:
         raise CheckpointMismatchError(
-            "Unknown PyTorchVideo keys (not part of a SlowFast network):\n  "
+            f"Unknown PyTorchVideo keys (not part of a {builder} network):\n  "
             + "\n  ".join(sorted(unknown))
         )
     return out
+
+
+def contrastive_state_to_pyslowfast(state):
+    """The backbone of a PySlowFast self-supervised checkpoint, with PySlowFast keys.
+
+    PySlowFast's contrastive learning (MoCo, BYOL, SimCLR, SwAV) saves a ContrastiveModel:
+    the backbone under `backbone.`, plus training-only parts (momentum copy, MLP projection
+    and predictor, queues, memory banks). The backbone's stages are kept; the rest is
+    dropped and named in the returned list (pure function).
+
+    Returns:
+        `(state, dropped)`: the backbone's tensors and the sorted names of the dropped keys.
+
+    Raises:
+        CheckpointMismatchError: listing keys that are neither backbone stages nor known
+            training-only parts, or when no backbone stage is present.
+
+    Example:
+        >>> state, dropped = contrastive_state_to_pyslowfast({
+        ...     "backbone.s1.pathway0_stem.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...     "backbone_hist.s1.pathway0_stem.conv.weight": np.zeros((8, 3, 1, 7, 7)),
+        ...     "backbone.head.projection.projection.0.weight": np.zeros((16, 256))})
+        >>> sorted(state), len(dropped)
+        (['s1.pathway0_stem.conv.weight'], 2)
+    """
+    out, dropped, unknown = {}, [], []
+    for key, value in state.items():
+        new = name_maps.contrastive_to_pyslowfast(key)
+        if new is None:
+            unknown.append(key)
+        elif new == "":
+            dropped.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise CheckpointMismatchError(
+            "Unknown keys in a self-supervised (ContrastiveModel) checkpoint:\n  "
+            + "\n  ".join(sorted(unknown))
+        )
+    if not out:
+        raise CheckpointMismatchError(
+            "The self-supervised checkpoint has no backbone stage (`backbone.s1...`)."
+        )
+    return out, sorted(dropped)
+
+
+def _is_contrastive(state):
+    return any(k.startswith("backbone.s1.") for k in state)
 
 
 def read_checkpoint(path):
@@ -249,6 +327,9 @@ def checkpoint_to_pyslowfast_state(path):
         state = name_maps.strip_prefix(tensors, "model.")
         if _is_pytorchvideo(state):
             state = pytorchvideo_state_to_pyslowfast(state)
+        elif _is_contrastive(state):
+            state, dropped = contrastive_state_to_pyslowfast(state)
+            info = dict(info, dropped=dropped)
     return state, info
 
 
