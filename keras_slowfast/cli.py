@@ -110,10 +110,10 @@ def _classify(args):
     from keras_slowfast.labels import decode_predictions
 
     preset = presets.get_preset(args.model)
-    if preset.kind != presets.CLASSIFIER:
+    if preset.kind != presets.CLASSIFIER or not preset.include_top:
         raise ValueError(
-            "`classify` needs a classifier preset; AVA detectors also need person boxes. "
-            f"Received: model={args.model!r}"
+            "`classify` needs a classifier preset with a head (AVA detectors also need person "
+            f"boxes; self-supervised backbones have no classes). Received: model={args.model!r}"
         )
     if not os.path.isfile(args.video):
         raise ValueError(f"No video file at this path. Received: video={args.video!r}")

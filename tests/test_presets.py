@@ -168,6 +168,13 @@ UPSTREAM_PATHS = {
     "pytorchvideo/model_zoo/charades/SLOWFAST_8x8_R50.pyth",
     "pytorchvideo/model_zoo/ava/SLOW_4x16_R50_DETECTION.pyth",
     "pytorchvideo/model_zoo/ava/SLOWFAST_8x8_R50_DETECTION.pyth",
+    "pyslowfast/videomoco_models/MoCo_SlowR50_8x8_T2_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/BYOL_SlowR50_8x8_T2_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/SimCLR_SlowR50_8x8_T2_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/SwAV_SlowR50_8x8_T2_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/MoCo_SlowR50_8x8_T4_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/BYOL_SlowR50_8x8_T4_epoch_00200.pyth",
+    "pyslowfast/videomoco_models/BYOL_SlowR50_16x4_T4_epoch_00200.pyth",
 }
 
 
@@ -179,7 +186,7 @@ def test_every_checkpoint_path_is_an_upstream_path():
 
 def test_list_presets_lists_every_row_and_lookups_agree():
     names = ks.list_presets()
-    assert names == [p.name for p in presets.PRESETS] and len(names) == 28
+    assert names == [p.name for p in presets.PRESETS] and len(names) == 35
     assert ks.list_presets("detector") == [p.name for p in presets.PRESETS if p.kind == "detector"]
     for p in presets.PRESETS:
         assert ks.get_preset(p.name) is p
@@ -197,6 +204,9 @@ def test_label_sets_and_protocols_of_the_new_datasets():
 
     counts = {"kinetics400": 400, "ava": 80, "ssv2": 174, "charades": 157}
     for p in presets.PRESETS:
+        if not p.include_top:  # self-supervised backbones
+            assert (p.labels, p.classes, p.kwargs["include_top"]) == (None, 0, False)
+            continue
         assert len(class_names(p.labels)) == counts[p.labels]
         if p.labels != "ava":
             assert p.classes == counts[p.labels], p.name
