@@ -15,6 +15,7 @@ from keras_slowfast.applications import (
     SlowFastR101,
     SlowFastR101AVA,
     SlowR50,
+    SlowR50AVA,
 )
 from keras_slowfast.export import (
     export_onnx,

@@ -263,7 +263,9 @@ def test_info_command():
     for line in result.stdout.splitlines()[1:]:
         label, _, text = line.strip().partition(":")
         lines[label] = text.strip()
-    assert result.stdout.startswith("slowfast_8x8_r50: SlowFast R50 classifier, 400 classes")
+    assert result.stdout.startswith(
+        "slowfast_8x8_r50_kinetics400: SlowFast R50 classifier, 400 classes"
+    )
     # SPEC's PyTorch parameter count, exactly.
     assert lines["parameters"].startswith("34,566,488 ")
     assert lines["clip"].startswith("32 frames, sampling rate 2; Slow pathway 8 frames")

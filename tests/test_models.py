@@ -154,7 +154,7 @@ def test_bad_arguments_name_the_argument(kwargs, arg):
 
 def test_variant_arguments_are_checked():
     with pytest.raises(ValueError, match="variant"):
-        keras_slowfast.SlowFastR50(variant="16x8")
+        keras_slowfast.SlowFastR50(variant="32x2")
     with pytest.raises(ValueError, match="nonlocal_blocks"):
         keras_slowfast.SlowFastR50(variant="4x16", nonlocal_blocks=True)
     with pytest.raises(ValueError, match="variant"):
