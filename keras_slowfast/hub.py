@@ -99,12 +99,6 @@ def _build(preset, kwargs):
     return BUILDERS[preset.kind](**preset.builder_kwargs(**kwargs))
 
 
-def _state_for_preset(preset, path):
-    """PySlowFast-keyed tensors of a checkpoint of `preset`."""
-    del preset  # Every published checkpoint converts by its tensor names alone.
-    return checkpoint_to_pyslowfast_state(path)
-
-
 def _match(kwargs, key, expected, weights):
     value = kwargs.get(key)
     if value is None:
@@ -149,7 +143,7 @@ def _build_loaded(preset, kwargs, classes, load):
 
 
 def _build_from_checkpoint(preset, path, kwargs, weights_arg):
-    state, _ = _state_for_preset(preset, path)
+    state, _ = checkpoint_to_pyslowfast_state(path)
     width, classes = checkpoint_head(state)
     kwargs = dict(kwargs)
     _match(kwargs, "width_per_group", width, weights_arg)
@@ -567,7 +561,7 @@ def convert_checkpoint(checkpoint, output, preset, **kwargs):
         raise ValueError(f"`output` must end with '.weights.h5'. Received: output={output!r}")
     p = presets_table.get_preset(preset)
     path = _checked_path(checkpoint, "checkpoint")
-    state, info = _state_for_preset(p, path)
+    state, info = checkpoint_to_pyslowfast_state(path)
     width, classes = checkpoint_head(state)
     kwargs.pop("weights", None)
     kwargs.setdefault("width_per_group", width)

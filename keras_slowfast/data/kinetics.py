@@ -123,10 +123,11 @@ def read_video_list(list_file, path_prefix=""):
 
 
 class ClipSettings:
-    """Validated sampling settings shared by the video and TFRecord pipelines."""
+    """Validated sampling settings shared by the video and TFRecord pipelines (keyword-only)."""
 
     def __init__(
         self,
+        *,
         mode,
         num_frames,
         sampling_rate,
@@ -349,21 +350,21 @@ def kinetics_dataset(
     >>> model.fit(ds, epochs=1)  # doctest: +SKIP
     """
     settings = ClipSettings(
-        mode,
-        num_frames,
-        sampling_rate,
-        target_fps,
-        jitter_scales,
-        crop_size,
-        num_temporal_views,
-        num_spatial_crops,
-        batch_size,
-        shuffle,
-        seed,
-        deterministic,
-        drop_remainder,
-        random_flip,
-        on_error,
+        mode=mode,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        jitter_scales=jitter_scales,
+        crop_size=crop_size,
+        num_temporal_views=num_temporal_views,
+        num_spatial_crops=num_spatial_crops,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        deterministic=deterministic,
+        drop_remainder=drop_remainder,
+        random_flip=random_flip,
+        on_error=on_error,
     )
     if (
         isinstance(decode_threads, bool)

@@ -438,21 +438,21 @@ def frame_tfrecord_dataset(
     ...                             sampling_rate=2)  # doctest: +SKIP
     """
     s = kinetics.ClipSettings(
-        mode,
-        num_frames,
-        sampling_rate,
-        target_fps,
-        jitter_scales,
-        crop_size,
-        num_temporal_views,
-        num_spatial_crops,
-        batch_size,
-        shuffle,
-        seed,
-        deterministic,
-        drop_remainder,
-        random_flip,
-        on_error,
+        mode=mode,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        jitter_scales=jitter_scales,
+        crop_size=crop_size,
+        num_temporal_views=num_temporal_views,
+        num_spatial_crops=num_spatial_crops,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        deterministic=deterministic,
+        drop_remainder=drop_remainder,
+        random_flip=random_flip,
+        on_error=on_error,
     )
     kinetics._check_positive_int("shuffle_buffer", shuffle_buffer)
     if isinstance(file_pattern, (str, os.PathLike)):
