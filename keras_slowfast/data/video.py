@@ -132,6 +132,8 @@ def _open(path, decode_threads, deadline=math.inf):
         if not container.streams.video:
             raise VideoReadError(path, "no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # e.g. an unknown or damaged codec description
+            raise VideoReadError(path, "no decoder for the video stream")
         stream.thread_type = "AUTO" if decode_threads != 1 else "SLICE"
         stream.thread_count = int(decode_threads)
     except BaseException:
