@@ -613,7 +613,12 @@ def run_cases(
                     worker.kill()
                     worker = start()
                     answer = dict(id=case["id"], outcome=outcome, seconds=elapsed, detail=detail)
-                answer.update(source=case["source"], mutator=case["mutator"], target=case["target"])
+                answer.update(
+                    source=case["source"],
+                    mutator=case["mutator"],
+                    target=case["target"],
+                    seed=case["seed"],
+                )
                 for name in (path, full):
                     if os.path.exists(name):
                         os.remove(name)
