@@ -212,7 +212,7 @@ def test_fuzzed_videos_fail_cleanly(tmp_path, videos):
     # The readers are cheap, the pipelines (tf.data, a model, JPEG encoding) less so.
     weights = {t: 4 for t in video_fuzz.READER_TARGETS}
     weights.update({t: 1 for t in video_fuzz.PIPELINE_TARGETS})
-    cases = video_fuzz.make_cases(sources, 200, seed=2024, target_weights=weights)
+    cases = video_fuzz.make_cases(sources, 160, seed=2024, target_weights=weights)
     start = time.monotonic()
     results = video_fuzz.run_cases(cases, sources, str(tmp_path / "cases"), timeout=5.0)
     summary = video_fuzz.summarize(results)
