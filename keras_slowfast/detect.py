@@ -814,7 +814,7 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
         by_second.setdefault(second, ([], []))
         by_second[second][0].append(detections.boxes[i])
         by_second[second][1].append(lines)
-    container, stream = video_lib._open(video, 1)
+    container, stream = video_lib._open(video, 1, deadline)
     try:
         # The temporary file keeps the extension: PyAV picks the container format by it.
         with atomic_path(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:

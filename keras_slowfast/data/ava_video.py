@@ -166,7 +166,7 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
     """
     fps = _check_fps(fps)
     deadline = time.monotonic() + _check_timeout(timeout)
-    container, stream = _video._open(video_path, 1)
+    container, stream = _video._open(video_path, 1, deadline)
     try:
         _video._stream_info(video_path, stream)
         slots = _Slots(container, stream, fps)
@@ -190,7 +190,7 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
         except VideoReadError:
             raise
         except Exception as e:
-            raise VideoReadError(video_path, f"reading the video failed ({e})") from e
+            raise _video._failure(video_path, "reading the video", e, deadline) from e
         if timestamps:
             if first is None:
                 raise VideoReadError(video_path, "no decodable frame")
@@ -204,7 +204,7 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
 
 def _iter_slots(video_path, fps, deadline, decode_threads):
     """Yields `(index, key, frame)` of every output frame; `key` identifies the decoded frame."""
-    container, stream = _video._open(video_path, decode_threads)
+    container, stream = _video._open(video_path, decode_threads, deadline)
     try:
         _video._stream_info(video_path, stream)
         slots = _Slots(container, stream, fps)
@@ -366,7 +366,7 @@ def read_frames_at_fps(
     fps = _check_fps(fps)
     indices = _check_indices(frame_indices)
     deadline = time.monotonic() + _check_timeout(timeout)
-    container, stream = _video._open(video_path, decode_threads)
+    container, stream = _video._open(video_path, decode_threads, deadline)
     try:
         _video._stream_info(video_path, stream)
         slots = _Slots(container, stream, fps)
@@ -382,7 +382,7 @@ def read_frames_at_fps(
         if fractions.Fraction(min(wanted) - first_slot) / fps > _SEEK_AFTER_S:
             result = _read_after_seek(video_path, container, stream, slots, wanted, deadline)
             if result is None:  # back to the start
-                _video._seek(video_path, container, stream, stream.start_time or 0)
+                _video._seek(video_path, container, stream, stream.start_time or 0, deadline)
                 decoded = _checked_frames(video_path, container, stream, deadline)
                 result = _collect(video_path, decoded, slots, None, wanted, monotonic=False)
         else:
@@ -412,7 +412,7 @@ def _read_after_seek(path, container, stream, slots, wanted, deadline):
     # The frame of slot `lowest` starts no earlier than (lowest - 1/2) / fps; go a frame earlier.
     seconds = (fractions.Fraction(2 * lowest - 3, 2)) / slots.fps
     target = slots.offset + math.floor(seconds / slots.time_base)
-    _video._seek(path, container, stream, target)
+    _video._seek(path, container, stream, target, deadline)
     decoded = _checked_frames(path, container, stream, deadline)
     first = next(decoded, None)
     if first is None or slots.slot(first[1].pts) > lowest:

@@ -377,7 +377,9 @@ def kinetics_dataset(
         )
     paths, labels = read_video_list(list_file, path_prefix)
     if on_error == "raise":
-        missing = [p for p in paths if not os.path.exists(p)]
+        missing = [
+            p for p in paths if not video_lib.is_stream_url(p) and not os.path.exists(p)
+        ]
         if missing:
             raise ValueError(
                 f"{len(missing)} listed video file(s) not found, e.g. {missing[:3]!r}. "

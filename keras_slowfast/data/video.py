@@ -9,6 +9,7 @@ the video serves every temporal view.
 import fractions
 import math
 import os
+import re
 import threading
 import time
 
@@ -25,6 +26,13 @@ _DEFAULT_TIMEOUT_S = 300.0
 
 class VideoReadError(ValueError):
     """A video file that cannot be opened or decoded.
+
+    Raised too when a reader's `timeout` passes (the reason then says "timed
+    out"): the deadline is checked between packets, and each blocking FFmpeg
+    call (opening, probing, a packet read, the reads of a seek, on a local file
+    or a stream URL) is interrupted once the time left at opening has passed
+    without it returning. A stalled source therefore fails at most about
+    `2 * timeout` after the call began, and at `timeout` when it stalls early.
 
     Attributes:
         path: the file.
@@ -53,25 +61,84 @@ def _import_av():
     return av
 
 
-def _open(path, decode_threads):
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise VideoReadError(path, "file not found")
-    if not os.path.isfile(path):
-        raise VideoReadError(path, "not a regular file")
-    if os.path.getsize(path) == 0:
-        raise VideoReadError(path, "file is empty")
+# `scheme://...` names a stream FFmpeg opens itself (http://, https://, rtsp://, ...).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+
+
+def is_stream_url(path):
+    """Whether `path` is a stream URL (`scheme://...`) rather than a local file.
+
+    Example:
+
+    >>> is_stream_url("http://127.0.0.1:8000/a.mp4"), is_stream_url("videos/a.mp4")
+    (True, False)
+    """
+    return isinstance(path, str) and bool(_URL.match(path))
+
+
+def _timed_out(deadline, error=None):
+    """Whether a failure is the deadline's doing.
+
+    Every FFmpeg wait is interrupted no earlier than the deadline (see `_open`),
+    so a failure seen after it, or FFmpeg's "immediate exit requested", is a timeout.
+    """
+    exit_error = getattr(_import_av().error, "ExitError", ())
+    return time.monotonic() > deadline or (error is not None and isinstance(error, exit_error))
+
+
+def _failure(path, what, error, deadline):
+    """The `VideoReadError` for an FFmpeg failure: a timeout when past the deadline."""
+    if isinstance(error, VideoReadError):
+        return error
+    if _timed_out(deadline, error):
+        return VideoReadError(path, f"{what} timed out ({error})")
+    return VideoReadError(path, f"{what} failed ({error})")
+
+
+def _open(path, decode_threads, deadline=math.inf):
+    """Opens a video file or stream URL; every blocking FFmpeg call ends by `deadline`.
+
+    With a finite deadline, FFmpeg's interrupt callback aborts opening, probing
+    and each packet read once the time left at opening has passed without the
+    call returning (PyAV's `timeout`), and protocol reads and seeks give up
+    after as long without data (`rw_timeout`). The deadline itself is checked
+    between packets, so a stalled source fails at the deadline and a source
+    that stalls late fails at most the time left at opening after its last packet.
+    """
+    if not is_stream_url(path):
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise VideoReadError(path, "file not found")
+        if not os.path.isfile(path):
+            raise VideoReadError(path, "not a regular file")
+        if os.path.getsize(path) == 0:
+            raise VideoReadError(path, "file is empty")
     av = _import_av()
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise VideoReadError(path, "opening timed out (no time left)")
+    kwargs = {}
+    if math.isfinite(remaining):
+        kwargs["timeout"] = (remaining, remaining)
+        if is_stream_url(path):
+            kwargs["container_options"] = {"rw_timeout": str(max(1, int(remaining * 1e6)))}
     try:
-        container = av.open(path)
+        container = av.open(path, **kwargs)
     except Exception as e:  # PyAV raises a variety of FFmpeg and OS errors.
+        if _timed_out(deadline, e):
+            raise VideoReadError(path, f"opening timed out ({e})") from e
         raise VideoReadError(path, f"not a readable media file ({e})") from e
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise VideoReadError(path, "no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:  # e.g. an unknown or damaged codec description
+            raise VideoReadError(path, "no decoder for the video stream")
+        stream.thread_type = "AUTO" if decode_threads != 1 else "SLICE"
+        stream.thread_count = int(decode_threads)
+    except BaseException:
         container.close()
-        raise VideoReadError(path, "no video stream")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO" if decode_threads != 1 else "SLICE"
-    stream.thread_count = int(decode_threads)
+        raise
     return container, stream
 
 
@@ -90,11 +157,12 @@ def _stream_info(path, stream):
     )
 
 
-def probe_video(video_path):
+def probe_video(video_path, timeout=_DEFAULT_TIMEOUT_S):
     """Reads the stream header of a video (no decoding).
 
     Args:
-        video_path: path of the video file.
+        video_path: path of the video file or a stream URL.
+        timeout: seconds after which opening is abandoned.
 
     Returns:
         A `VideoInfo` with the frame rate, header frame count, duration in
@@ -112,7 +180,7 @@ def probe_video(video_path):
     >>> info.fps, info.header_frames
     (30.0, 300)
     """
-    container, stream = _open(video_path, 1)
+    container, stream = _open(video_path, 1, time.monotonic() + timeout)
     try:
         return _stream_info(video_path, stream)
     finally:
@@ -129,14 +197,19 @@ def _frames(path, container, stream, deadline):
     except VideoReadError:
         raise
     except Exception as e:
-        raise VideoReadError(path, f"decoding failed ({e})") from e
+        raise _failure(path, "decoding", e, deadline) from e
+    if time.monotonic() > deadline:
+        # An interrupted read can end the stream early instead of failing.
+        raise VideoReadError(path, "decoding timed out")
 
 
-def _seek(path, container, stream, pts):
+def _seek(path, container, stream, pts, deadline=math.inf):
+    if time.monotonic() > deadline:
+        raise VideoReadError(path, "decoding timed out")
     try:
         container.seek(int(pts), any_frame=False, backward=True, stream=stream)
     except Exception as e:
-        raise VideoReadError(path, f"seeking to timestamp {pts} failed ({e})") from e
+        raise _failure(path, f"seeking to timestamp {pts}", e, deadline) from e
 
 
 def _group_plans(plans, info):
@@ -161,7 +234,7 @@ def _collect_windows(path, container, stream, plans, info, deadline, on_segment)
     """
     ordinal = 0
     for group in _group_plans(sorted(plans, key=lambda p: p.start_pts), info):
-        _seek(path, container, stream, group[0].seek_pts)
+        _seek(path, container, stream, group[0].seek_pts, deadline)
         segments = {id(p): {} for p in group}
         open_plans = list(group)
 
@@ -211,7 +284,7 @@ class _FrameStore:
 
 
 def _decode_all_timestamps(path, container, stream, deadline):
-    _seek(path, container, stream, 0)
+    _seek(path, container, stream, 0, deadline)
     return [_checked_pts(path, f) for f in _frames(path, container, stream, deadline)]
 
 
@@ -226,7 +299,7 @@ def _frames_at(path, container, stream, ordinals, deadline):
     wanted = set(int(o) for o in ordinals)
     last = max(wanted)
     found = {}
-    _seek(path, container, stream, 0)
+    _seek(path, container, stream, 0, deadline)
     for ordinal, frame in enumerate(_frames(path, container, stream, deadline)):
         if ordinal in wanted:
             found[ordinal] = frame
@@ -282,7 +355,7 @@ def _read_clips(
     into them.
     """
     deadline = time.monotonic() + timeout
-    container, stream = _open(path, decode_threads)
+    container, stream = _open(path, decode_threads, deadline)
     try:
         info = _stream_info(path, stream)
         plans = [
@@ -363,7 +436,7 @@ def read_clip(
     """Decodes one clip as PySlowFast's PyAV path would (no spatial transform).
 
     Args:
-        video_path: path of the video file.
+        video_path: path of the video file or a stream URL (`http://...`).
         num_frames: frames in the clip.
         sampling_rate: frame stride at `target_fps`.
         view_index: `-1` for a random temporal position (training), else the
@@ -373,7 +446,8 @@ def read_clip(
         rng: a `numpy.random.Generator` for the random position.
         decode_threads: FFmpeg decoding threads (1 is the most efficient per
             core when many videos are decoded in parallel).
-        timeout: seconds after which decoding is abandoned.
+        timeout: seconds after which decoding is abandoned; a stalled read is
+            abandoned too (see `VideoReadError`).
 
     Returns:
         A uint8 array `(num_frames, height, width, 3)` of RGB frames.
@@ -425,14 +499,15 @@ def read_test_views(
     Each frame used by any view is decoded and converted once.
 
     Args:
-        video_path: path of the video file.
+        video_path: path of the video file or a stream URL (`http://...`).
         num_frames: frames per clip.
         sampling_rate: frame stride at `target_fps`.
         num_views: number of uniform temporal views.
         target_fps: frame rate the sampling rate refers to.
         convert: optional function applied to each RGB frame (e.g. a resize).
         decode_threads: FFmpeg decoding threads.
-        timeout: seconds after which decoding is abandoned.
+        timeout: seconds after which decoding is abandoned; a stalled read is
+            abandoned too (see `VideoReadError`).
 
     Returns:
         `(frames, table)`: the unique frames `(U, H, W, 3)` and an int32 table
@@ -470,10 +545,11 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
     """Decodes every frame of a video, in decoder output order.
 
     Args:
-        video_path: path of the video file.
+        video_path: path of the video file or a stream URL (`http://...`).
         convert: optional function applied to each RGB frame (its result is
             stored instead of the frame, e.g. JPEG bytes).
-        timeout: seconds after which decoding is abandoned.
+        timeout: seconds after which decoding is abandoned; a stalled read is
+            abandoned too (see `VideoReadError`).
         decode_threads: FFmpeg decoding threads.
 
     Returns:
@@ -490,7 +566,7 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
     """
     convert = convert or (lambda x: x)
     deadline = time.monotonic() + timeout
-    container, stream = _open(video_path, decode_threads)
+    container, stream = _open(video_path, decode_threads, deadline)
     try:
         info = _stream_info(video_path, stream)
         pts, frames = [], []
@@ -508,8 +584,9 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
     """Decodes a whole video stream and returns its header info and frame timestamps.
 
     Args:
-        video_path: path of the video file.
-        timeout: seconds after which decoding is abandoned.
+        video_path: path of the video file or a stream URL (`http://...`).
+        timeout: seconds after which decoding is abandoned; a stalled read is
+            abandoned too (see `VideoReadError`).
 
     Returns:
         `(info, pts)`: a `VideoInfo` and the list of frame timestamps in
@@ -524,7 +601,7 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
     300
     """
     deadline = time.monotonic() + timeout
-    container, stream = _open(video_path, 1)
+    container, stream = _open(video_path, 1, deadline)
     try:
         info = _stream_info(video_path, stream)
         pts = [
@@ -546,7 +623,7 @@ def clip_frame_indices(video_path, num_frames, sampling_rate, view, num_views=10
     model-zoo PyAV path picks.
 
     Args:
-        video_path: path of the video file.
+        video_path: path of the video file or a stream URL (`http://...`).
         num_frames: frames per clip.
         sampling_rate: frame stride at `target_fps`.
         view: temporal view in `[0, num_views)`.
