@@ -21,15 +21,29 @@ local stand-ins, so ``torch`` is never imported. Any other global raises
 
 Tensors come back as writable, C-contiguous ``numpy.ndarray`` copies with their PyTorch
 dtype, except ``bfloat16`` (numpy has none), which is widened exactly to ``float32``.
+
+A hostile file must not exhaust the process either, so before a pickle is unpickled its
+opcodes are scanned and it is refused (as a ``ValueError``) when it nests containers more
+than ``_MAX_DEPTH`` levels deep, asks to hash more than ``_MAX_HASH_WORK`` nested items
+(shared tuples make hashing exponential), stores memo entries at indices the pickle cannot
+have reached, or fetches copyreg extension codes. Sizes are checked before any allocation:
+a storage must be backed by as many bytes in the file as it declares, a zip record may not
+expand more than ``_MAX_ZIP_RATIO`` times (zip bombs), and all tensors together may not
+take more than ``_EXPANSION_FACTOR`` times the file's size plus ``_EXPANSION_FLOOR`` bytes
+(a stride of 0 repeats one element as often as a file asks). No stand-in object can be
+modified through the pickle ``BUILD`` opcode, and numpy dtypes are only built from type
+strings. A damaged zip record (bad CRC) is reported, never returned.
 """
 
 import _compat_pickle
 import codecs
 import collections
 import io
+import math
 import os
 import pickle
 import pickletools
+import types
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -43,6 +57,14 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PREFIX = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
 _LEGACY_PROTOCOL_VERSION = 1001
 _ZIP_MAGIC = b"PK\x03\x04"
+
+# Limits against files built to exhaust the stack, the CPU or the memory.
+_MAX_DEPTH = 100  # containers nested in a pickle (real checkpoints: under 10)
+_MAX_HASH_WORK = 10_000_000  # tuple items hashed while unpickling, all keys together
+_MAX_ZIP_RATIO = 100  # uncompressed / compressed size of a zip record ...
+_ZIP_RATIO_FLOOR = 1 << 20  # ... for records larger than this
+_EXPANSION_FACTOR = 8  # all tensors together, in bytes, at most this times the file ...
+_EXPANSION_FLOOR = 256 << 20  # ... plus this
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
@@ -89,6 +111,34 @@ class _FormatError(Exception):
     """A structural problem in a checkpoint; reported to the caller as a ValueError."""
 
 
+def _describe(value):
+    """A short, cheap description of an unpickled value for an error message.
+
+    Only small atoms are shown with ``repr``; anything else by its type, since the repr
+    of a crafted nested object can be arbitrarily slow or long.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        text = repr(value)
+    elif isinstance(value, (str, bytes)):
+        text = repr(value[:60]) + ("..." if len(value) > 60 else "")
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) <= 8
+        and all(v is None or isinstance(v, (bool, int, float)) for v in value)
+    ):
+        text = repr(value)
+    else:
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _refuse_state(obj, state=None):
+    raise _FormatError(
+        f"the pickle tries to change the state of {_describe(obj)} (opcode BUILD), which "
+        "no checkpoint needs"
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Stand-ins for the PyTorch globals a checkpoint may name.
 
@@ -97,6 +147,7 @@ class _StorageType:
     """Stands for ``torch.FloatStorage`` and friends: only records the element type."""
 
     __slots__ = ("name", "dtype", "bfloat16")
+    __setstate__ = _refuse_state
 
     def __init__(self, name, dtype):
         self.name = name
@@ -133,6 +184,7 @@ class _Storage:
     """
 
     __slots__ = ("key", "type", "numel", "base", "base_offset", "_array")
+    __setstate__ = _refuse_state
 
     def __init__(self, key, storage_type, numel, base=None, base_offset=0):
         self.key = key
@@ -168,15 +220,18 @@ class _TensorRef:
     """A tensor as a strided view of a storage; copied into numpy once the file is read."""
 
     __slots__ = ("storage", "offset", "size", "stride")
+    __setstate__ = _refuse_state
 
     def __init__(self, storage, offset, size, stride):
         if not isinstance(storage, _Storage):
-            raise _FormatError(f"a tensor refers to {type(storage).__name__}, not a storage")
+            raise _FormatError(f"a tensor refers to {_describe(storage)}, not a storage")
         offset = _check_int(offset, "storage offset")
         size = _check_int_tuple(size, "size")
         stride = _check_int_tuple(stride, "stride")
         if len(size) != len(stride):
-            raise _FormatError(f"tensor size {size} and stride {stride} differ in length")
+            raise _FormatError(
+                f"tensor size and stride differ in length ({len(size)} and {len(stride)})"
+            )
         if all(n > 0 for n in size):
             last = offset + sum((n - 1) * s for n, s in zip(size, stride))
             if last >= storage.numel:
@@ -189,8 +244,10 @@ class _TensorRef:
         self.size = size
         self.stride = stride
 
-    def to_numpy(self):
+    def to_numpy(self, budget):
         storage_type = self.storage.type
+        itemsize = 6 if storage_type.bfloat16 else storage_type.dtype.itemsize
+        budget.spend(math.prod(self.size) * itemsize, self.size)
         if any(n == 0 for n in self.size):
             out = np.zeros(self.size, dtype=storage_type.dtype)
         else:
@@ -210,14 +267,32 @@ class _TensorRef:
 
 def _check_int(value, what):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _FormatError(f"tensor {what} must be a non-negative integer, got {value!r}")
+        raise _FormatError(f"tensor {what} must be a non-negative integer, got {_describe(value)}")
     return value
 
 
 def _check_int_tuple(value, what):
     if not isinstance(value, (tuple, list)):
-        raise _FormatError(f"tensor {what} must be a tuple of integers, got {value!r}")
+        raise _FormatError(f"tensor {what} must be a tuple of integers, got {_describe(value)}")
     return tuple(_check_int(v, what) for v in value)
+
+
+class _Budget:
+    """How many bytes the tensors of one file may still take once copied out."""
+
+    __slots__ = ("left", "total")
+
+    def __init__(self, file_size):
+        self.total = self.left = _EXPANSION_FACTOR * file_size + _EXPANSION_FLOOR
+
+    def spend(self, nbytes, size):
+        if nbytes > self.left:
+            raise _FormatError(
+                f"a tensor of size {_describe(size)} would take {nbytes} bytes, more than the "
+                f"{self.total} bytes that all tensors of a file this size may take (a stride "
+                "of 0 repeats one element: the file asks for far more memory than it holds)"
+            )
+        self.left -= nbytes
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride):
@@ -232,7 +307,7 @@ def _rebuild_tensor_v2(
 
 def _rebuild_parameter(data, requires_grad, backward_hooks):
     if not isinstance(data, _TensorRef):
-        raise _FormatError(f"a parameter wraps {type(data).__name__}, not a tensor")
+        raise _FormatError(f"a parameter wraps {_describe(data)}, not a tensor")
     return data
 
 
@@ -244,6 +319,7 @@ class _TensorClass:
     """Stands for ``torch.Tensor`` / ``torch.nn.Parameter`` as an argument, never called."""
 
     __slots__ = ("name",)
+    __setstate__ = _refuse_state
 
     def __init__(self, name):
         self.name = name
@@ -275,6 +351,7 @@ class _NdarrayClass:
     """Stands for ``numpy.ndarray`` as the first argument of ``_reconstruct``."""
 
     __slots__ = ()
+    __setstate__ = _refuse_state
 
 
 _NDARRAY = _NdarrayClass()
@@ -315,17 +392,82 @@ def _codecs_encode(obj, encoding="utf-8", errors="strict"):
     return codecs.encode(obj, encoding)
 
 
+def _check_hash_work(items, what):
+    """Refuses items whose hashing would visit too many nested tuples (shared or deep)."""
+    work, pending = 0, list(items)
+    while pending:
+        item = pending.pop()
+        work += 1
+        if work > _MAX_HASH_WORK:
+            raise _FormatError(f"the items of {what} are nested too much to be hashed")
+        if type(item) is tuple:
+            pending.extend(item)
+    return items
+
+
+def _finite(items, what):
+    # Only containers the pickle spelled out: a range could ask for 10**18 items.
+    if not isinstance(items, (list, tuple, set, frozenset, dict)):
+        raise _FormatError(f"{what} may only be built from a list or tuple, got {_describe(items)}")
+    return items
+
+
+def _make_set(items=()):
+    return set(_check_hash_work(_finite(items, "a set"), "a set"))
+
+
+def _make_frozenset(items=()):
+    return frozenset(_check_hash_work(_finite(items, "a frozenset"), "a frozenset"))
+
+
+def _make_size(items=()):
+    return tuple(_finite(items, "a torch.Size"))
+
+
+def _make_ordered_dict(items=()):
+    # Python 2 pickles an OrderedDict as OrderedDict([[key, value], ...]).
+    items = _finite(items, "an OrderedDict")
+    if not isinstance(items, dict):
+        pairs = [tuple(pair) if isinstance(pair, (list, tuple)) else pair for pair in items]
+        if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in pairs):
+            raise _FormatError("an OrderedDict must be built from (key, value) pairs")
+        _check_hash_work([key for key, _ in pairs], "an OrderedDict")
+        items = pairs
+    return collections.OrderedDict(items)
+
+
+def _make_bytearray(source=b"", encoding=None, errors=None):
+    # bytearray(n) would allocate n bytes; only spelled-out contents are allowed.
+    if isinstance(source, str) and encoding in _TEXT_ENCODINGS and errors in (None, "strict"):
+        return bytearray(source, encoding)
+    if isinstance(source, (bytes, bytearray, list, tuple)) and encoding is None and errors is None:
+        return bytearray(source)
+    raise _FormatError("a bytearray may only be built from bytes, or text and its encoding")
+
+
+def _make_dtype(spec, align=False, copy=False):
+    # Pickled dtypes are spelled as a type string ("f4", "<i8", "O8", "V16"); nested
+    # specs (lists, dicts, tuples) could share parts and take exponential time.
+    if isinstance(spec, bytes):
+        spec = spec.decode("latin1")
+    if not isinstance(spec, str) or len(spec) > 1000:
+        raise _FormatError(
+            f"a numpy dtype may only be named by a type string, got {_describe(spec)}"
+        )
+    return np.dtype(spec, align=bool(align), copy=bool(copy))
+
+
 _ALLOWED_GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
+    ("collections", "OrderedDict"): _make_ordered_dict,
+    ("builtins", "set"): _make_set,
+    ("builtins", "frozenset"): _make_frozenset,
     ("builtins", "slice"): slice,
     ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _make_bytearray,
     ("builtins", "range"): range,
     ("_codecs", "encode"): _codecs_encode,
     ("numpy", "ndarray"): _NDARRAY,
-    ("numpy", "dtype"): np.dtype,
+    ("numpy", "dtype"): _make_dtype,
     ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
     ("numpy.core.multiarray", "scalar"): _np_scalar,
@@ -341,7 +483,7 @@ _ALLOWED_GLOBALS = {
     ("torch", "Tensor"): _TensorClass("Tensor"),
     ("torch.nn.parameter", "Parameter"): _TensorClass("Parameter"),
     # torch.Size pickles as Size(tuple); a plain tuple is the same data.
-    ("torch", "Size"): tuple,
+    ("torch", "Size"): _make_size,
 }
 for _name, _storage_type in _STORAGE_TYPES.items():
     _ALLOWED_GLOBALS[("torch", _name)] = _storage_type
@@ -349,6 +491,12 @@ for _name, _storage_type in _STORAGE_TYPES.items():
     if _name != "UntypedStorage":
         _ALLOWED_GLOBALS[("torch.cuda", _name)] = _storage_type
 del _name, _storage_type
+# The pickle opcode BUILD sets the state of whatever object is on the stack, allowed
+# globals included; a function's attributes are guarded like the stand-in classes.
+for _value in _ALLOWED_GLOBALS.values():
+    if isinstance(_value, types.FunctionType):
+        _value.__setstate__ = types.MethodType(_refuse_state, _value)
+del _value
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -377,23 +525,204 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._load_storage(pid)
 
 
-def _refuse_extension_codes(file, path):
-    """Refuses the pickle opcodes that fetch globals from copyreg's extension registry.
+# What each opcode does to the stack, for the scan below; the values are symbolic.
+_PUSH_ATOM = frozenset(
+    "INT BININT BININT1 BININT2 LONG LONG1 LONG4 STRING BINSTRING SHORT_BINSTRING BINBYTES "
+    "SHORT_BINBYTES BINBYTES8 BYTEARRAY8 NEXT_BUFFER NONE NEWTRUE NEWFALSE UNICODE "
+    "SHORT_BINUNICODE BINUNICODE BINUNICODE8 FLOAT BINFLOAT GLOBAL PERSID".split()
+)
+_PUSH_EMPTY = frozenset("EMPTY_LIST EMPTY_TUPLE EMPTY_DICT EMPTY_SET".split())
+_BUILD_FROM_MARK = frozenset("TUPLE LIST DICT FROZENSET INST OBJ".split())
+_TUPLE_N = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
+_CALLS = {"REDUCE": 2, "NEWOBJ": 2, "NEWOBJ_EX": 3}
+_NO_STACK = frozenset("PROTO FRAME STOP".split())
+_STRING_OPS = frozenset(
+    "STRING BINSTRING SHORT_BINSTRING UNICODE SHORT_BINUNICODE BINUNICODE BINUNICODE8".split()
+)
 
-    The C unpickler answers those from a process-wide cache without calling
-    ``find_class``, so they are checked before loading. The file position is restored.
+
+class _Sym:
+    """What the scan knows of one unpickled value.
+
+    ``depth``: how deeply containers nest in it (tracked when it is built); ``weight``: an
+    upper bound of the items hashing it visits; ``kind``: ``"none"``, ``"str"``,
+    ``"global"``, ``"dtype"``, ``"tuple"`` or None; ``payload``: the text of a string or
+    global, the items of a tuple.
+    """
+
+    __slots__ = ("depth", "weight", "kind", "payload")
+
+    def __init__(self, depth, weight, kind=None, payload=None):
+        self.depth = depth
+        self.weight = min(weight, _MAX_HASH_WORK + 1)
+        self.kind = kind
+        self.payload = payload
+
+
+def _scan_pickle(file, path):
+    """Walks the opcodes of the pickle at the file's position without building anything.
+
+    Refuses what the unpickler would do without calling ``find_class`` or with no bound
+    on the stack, time or memory: copyreg extension codes (answered from a process-wide
+    cache), containers nested deeper than ``_MAX_DEPTH`` (hashing a deeply nested tuple
+    overflows the C stack), more than ``_MAX_HASH_WORK`` tuple items hashed as keys
+    (tuples that share parts hash in exponential time), memo indices beyond the opcodes
+    read so far (the unpickler sizes its memo by the largest index), and numpy dtypes
+    given a nested structure through their state. The file position is restored.
     """
     start = file.tell()
-    for opcode, arg, _ in pickletools.genops(file):
-        if opcode.name in ("EXT1", "EXT2", "EXT4"):
+    stack, marks, memo = [], [], {}
+    hash_work = 0
+
+    def pop(n=1):
+        floor = marks[-1] if marks else 0
+        if len(stack) - n < floor:
+            raise _FormatError("malformed pickle: an opcode takes more values than the stack holds")
+        items = stack[len(stack) - n :]
+        del stack[len(stack) - n :]
+        return items
+
+    def pop_mark():
+        if not marks:
+            raise _FormatError("malformed pickle: an opcode needs a mark that was never set")
+        items = stack[marks[-1] :]
+        del stack[marks.pop() :]
+        return items
+
+    def top():
+        if len(stack) <= (marks[-1] if marks else 0):
+            raise _FormatError("malformed pickle: an opcode needs a value on an empty stack")
+        return stack[-1]
+
+    def push(sym):
+        if sym.depth > _MAX_DEPTH:
+            raise _FormatError(
+                f"the pickle nests containers more than {_MAX_DEPTH} levels deep; no "
+                "checkpoint does, and a deeper one could overflow the stack"
+            )
+        stack.append(sym)
+
+    def contains(items, kind=None, payload=None, extra=0):
+        depth = max((s.depth for s in items), default=0) + 1
+        weight = sum(s.weight for s in items) + 1 + extra
+        return _Sym(depth, weight, kind, payload)
+
+    def hashed(syms):
+        nonlocal hash_work
+        hash_work += sum(s.weight for s in syms)
+        if hash_work > _MAX_HASH_WORK:
+            raise _FormatError(
+                "the pickle's keys are nested tuples that would take too long to hash"
+            )
+
+    def grow(items, key_step=0):
+        # APPEND-like opcodes add items to the container below them.
+        if key_step:
+            hashed(items[::key_step])
+        merged = contains(items)
+        container = top()
+        container.depth = max(container.depth, merged.depth)
+        if container.depth > _MAX_DEPTH:
+            push(container)  # raises
+
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(file), 1):
+        name = opcode.name
+        if name in _PUSH_ATOM:
+            if name in _STRING_OPS:
+                text = arg.decode("latin1") if isinstance(arg, bytes) else arg
+                push(_Sym(0, 1, "str", text))
+            elif name == "GLOBAL":
+                push(_Sym(0, 1, "global", arg))
+            else:
+                push(_Sym(0, 1, "none" if name == "NONE" else None))
+        elif name in _PUSH_EMPTY:
+            push(_Sym(1, 1, "tuple" if name == "EMPTY_TUPLE" else None, ()))
+        elif name in _TUPLE_N:
+            items = pop(_TUPLE_N[name])
+            push(contains(items, "tuple", tuple(items)))
+        elif name in _BUILD_FROM_MARK:
+            items = pop_mark()
+            if name in ("DICT", "FROZENSET"):
+                hashed(items[::2] if name == "DICT" else items)
+            kind = "tuple" if name == "TUPLE" else None
+            if name == "INST" and arg == "numpy dtype":
+                raise _FormatError("a numpy dtype may only be built by calling numpy.dtype")
+            if name == "OBJ" and items and items[0].payload == "numpy dtype":
+                kind = "dtype"
+            push(contains(items, kind, tuple(items) if kind == "tuple" else None))
+        elif name == "APPEND":
+            grow(pop(1))
+        elif name == "SETITEM":
+            grow(pop(2), key_step=2)
+        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+            items = pop_mark()
+            grow(items, key_step={"APPENDS": 0, "SETITEMS": 2, "ADDITEMS": 1}[name])
+        elif name in _CALLS:
+            items = pop(_CALLS[name])
+            callable_ = items[0]
+            kind = "dtype" if callable_.payload == "numpy dtype" else None
+            push(contains(items[1:], kind))
+        elif name == "STACK_GLOBAL":
+            module, qualname = pop(2)
+            text = None
+            if module.kind == "str" and qualname.kind == "str":
+                text = f"{module.payload} {qualname.payload}"
+            push(_Sym(0, 1, "global", text))
+        elif name == "BINPERSID":
+            pop(1)
+            push(_Sym(0, 1))
+        elif name == "READONLY_BUFFER":
+            top()
+        elif name == "BUILD":
+            (state,) = pop(1)
+            target = top()
+            if target.kind == "dtype":
+                fields = state.payload if state.kind == "tuple" else ()
+                if len(fields) < 5 or any(f.kind != "none" for f in fields[2:5]):
+                    raise _FormatError(
+                        "a numpy dtype with fields or a sub-array is not supported in a checkpoint"
+                    )
+            target.depth = max(target.depth, state.depth + 1)
+            target.weight = min(target.weight + state.weight, _MAX_HASH_WORK + 1)
+            if target.depth > _MAX_DEPTH:
+                push(target)  # raises
+        elif name == "POP":
+            if marks and len(stack) == marks[-1]:
+                marks.pop()
+            else:
+                pop(1)
+        elif name == "POP_MARK":
+            pop_mark()
+        elif name == "DUP":
+            push(top())
+        elif name == "MARK":
+            marks.append(len(stack))
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            if not isinstance(arg, int) or arg < 0 or arg > count:
+                raise _FormatError(
+                    f"the pickle stores a memo entry at index {_describe(arg)} after only "
+                    f"{count} opcodes"
+                )
+            memo[arg] = top()
+        elif name == "MEMOIZE":
+            memo[len(memo)] = top()
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            if arg not in memo:
+                raise _FormatError(
+                    f"the pickle reads the memo entry {_describe(arg)} it never stored"
+                )
+            push(memo[arg])
+        elif name in ("EXT1", "EXT2", "EXT4"):
             raise UnsafeCheckpointError(
                 f"copyreg extension {arg}", path, "extension codes are not allowed"
             )
+        elif name not in _NO_STACK:
+            raise _FormatError(f"unsupported pickle opcode {name}")
     file.seek(start)
 
 
 def _unpickle(file, path, load_storage=None, encoding="ASCII"):
-    _refuse_extension_codes(file, path)
+    _scan_pickle(file, path)
     return _RestrictedUnpickler(file, path, load_storage, encoding=encoding).load()
 
 
@@ -401,25 +730,29 @@ def _unpickle(file, path, load_storage=None, encoding="ASCII"):
 # Converting the unpickled tree into numpy.
 
 
-def _materialize(obj, memo):
+def _materialize(obj, memo, budget, depth=0):
+    # The scan bounds how deeply a pickle nests containers as it builds them; a list
+    # filled after it was put into another can still nest deeper, which is refused here.
+    if depth > _MAX_DEPTH:
+        raise _FormatError(f"the checkpoint nests containers more than {_MAX_DEPTH} levels deep")
     key = id(obj)
     if key in memo:
         return memo[key]
     if isinstance(obj, _TensorRef):
-        out = obj.to_numpy()
+        out = obj.to_numpy(budget)
     elif isinstance(obj, _Storage):
-        out = _TensorRef(obj, 0, (obj.numel,), (1,)).to_numpy()
+        out = _TensorRef(obj, 0, (obj.numel,), (1,)).to_numpy(budget)
     elif isinstance(obj, dict):
         out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
         memo[key] = out
         for k, v in obj.items():
-            out[k] = _materialize(v, memo)
+            out[k] = _materialize(v, memo, budget, depth + 1)
     elif isinstance(obj, list):
         out = []
         memo[key] = out
-        out.extend(_materialize(v, memo) for v in obj)
+        out.extend(_materialize(v, memo, budget, depth + 1) for v in obj)
     elif isinstance(obj, tuple):
-        out = tuple(_materialize(v, memo) for v in obj)
+        out = tuple(_materialize(v, memo, budget, depth + 1) for v in obj)
     elif isinstance(obj, np.ndarray) and not obj.flags.writeable:
         out = obj.copy()
     else:
@@ -434,15 +767,16 @@ def _materialize(obj, memo):
 
 def _parse_storage_pid(pid, length):
     if not isinstance(pid, tuple) or len(pid) != length or pid[0] != "storage":
-        kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
+        kind = _describe(pid[0] if isinstance(pid, tuple) and pid else pid)
         raise _FormatError(
-            f"unsupported persistent id of kind {kind!r}; only tensor storages are supported"
+            f"unsupported persistent id {kind} (expected a tuple of {length} items starting "
+            "with 'storage'); only tensor storages are supported"
         )
     storage_type, key, numel = pid[1], pid[2], pid[4]
     if not isinstance(storage_type, _StorageType):
-        raise _FormatError(f"a storage names {storage_type!r} instead of a storage type")
+        raise _FormatError(f"a storage names {_describe(storage_type)} instead of a storage type")
     if not isinstance(key, str):
-        raise _FormatError(f"a storage key must be text, got {key!r}")
+        raise _FormatError(f"a storage key must be text, got {_describe(key)}")
     return storage_type, key, _check_int(numel, "storage size")
 
 
@@ -457,15 +791,38 @@ def _zip_root(names):
     return roots[0]
 
 
+def _read_member(zf, info, archive_size):
+    """The bytes of one zip record, refused before reading when its sizes are implausible.
+
+    The CRC is checked by :mod:`zipfile` once the record is read to its end.
+    """
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise _FormatError(f"the zip record '{name}' is encrypted")
+    if info.compress_size > archive_size:
+        raise _FormatError(
+            f"the zip record '{name}' declares {info.compress_size} bytes but the whole file "
+            f"has {archive_size} (the file is truncated or corrupt)"
+        )
+    if info.file_size > max(_ZIP_RATIO_FLOOR, _MAX_ZIP_RATIO * info.compress_size):
+        raise _FormatError(
+            f"the zip record '{name}' would expand {info.compress_size} bytes into "
+            f"{info.file_size}, more than {_MAX_ZIP_RATIO} times (a zip bomb?)"
+        )
+    return zf.read(info)
+
+
 def _read_zip(path):
+    archive_size = os.path.getsize(path)
     with zipfile.ZipFile(path) as zf:
         infos = {info.filename: info for info in zf.infolist()}
         prefix = _zip_root(list(infos))
         byteorder = "little"
         if prefix + "byteorder" in infos:
-            byteorder = zf.read(prefix + "byteorder").decode("ascii").strip()
+            raw = _read_member(zf, infos[prefix + "byteorder"], archive_size)
+            byteorder = raw.decode("ascii").strip()
             if byteorder not in ("little", "big"):
-                raise _FormatError(f"unknown byte order record {byteorder!r}")
+                raise _FormatError(f"unknown byte order record {_describe(byteorder)}")
         storages = {}
 
         def load_storage(pid):
@@ -483,14 +840,13 @@ def _read_zip(path):
                         f"expected {nbytes}"
                     )
                 storage = _Storage(key, storage_type, numel)
-                storage.fill(zf.read(member), byteorder)
+                storage.fill(_read_member(zf, info, archive_size), byteorder)
                 storages[cache_key] = storage
             return storages[cache_key]
 
-        with zf.open(prefix + "data.pkl") as f:
-            data = io.BytesIO(f.read())
+        data = io.BytesIO(_read_member(zf, infos[prefix + "data.pkl"], archive_size))
         obj = _unpickle(data, path, load_storage)
-    return _materialize(obj, {})
+        return _materialize(obj, {}, _Budget(archive_size))
 
 
 def _read_legacy(path):
@@ -501,7 +857,7 @@ def _read_legacy(path):
         raise _FormatError("bad magic number")
     version = _unpickle(file, path)
     if version != _LEGACY_PROTOCOL_VERSION:
-        raise _FormatError(f"unsupported legacy protocol version {version!r}")
+        raise _FormatError(f"unsupported legacy protocol version {_describe(version)}")
     _unpickle(file, path)  # system info; storages are always little-endian in this format
 
     roots, views = {}, {}
@@ -514,14 +870,14 @@ def _read_legacy(path):
         view = pid[5]
         if view is None:
             return root
-        if not isinstance(view, tuple) or len(view) != 3:
-            raise _FormatError(f"malformed storage view {view!r}")
+        if not isinstance(view, tuple) or len(view) != 3 or not isinstance(view[0], str):
+            raise _FormatError(f"malformed storage view {_describe(view)}")
         view_key = view[0]
         if view_key not in views:
             offset = _check_int(view[1], "view offset")
             size = _check_int(view[2], "view size")
             if offset + size > root.numel:
-                raise _FormatError(f"storage view {view!r} exceeds its storage")
+                raise _FormatError(f"storage view {_describe(view)} exceeds its storage")
             views[view_key] = _Storage(view_key, root.type, size, base=root, base_offset=offset)
         return views[view_key]
 
@@ -546,7 +902,7 @@ def _read_legacy(path):
         nbytes = count * storage.type.dtype.itemsize
         storage.fill(buffer[pos : pos + nbytes], "little")
         pos += nbytes
-    return _materialize(obj, {})
+    return _materialize(obj, {}, _Budget(len(raw)))
 
 
 def _str_keys(mapping):
@@ -558,7 +914,8 @@ def _str_keys(mapping):
 def _read_plain(path):
     with open(path, "rb") as f:
         file = io.BytesIO(f.read())
-    obj = _materialize(_unpickle(file, path, encoding="latin1"), {})
+    budget = _Budget(len(file.getbuffer()))
+    obj = _materialize(_unpickle(file, path, encoding="latin1"), {}, budget)
     if not isinstance(obj, dict):
         raise _FormatError(
             f"the pickle holds a {type(obj).__name__}, not a dict of weights (e.g. Caffe2 blobs)"
