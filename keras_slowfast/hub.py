@@ -547,8 +547,11 @@ def _paths_in(folder, name):
 
 
 def _sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:  # hashlib.file_digest needs Python 3.11
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _lock_timeout():

@@ -137,6 +137,7 @@ def _wait_for(condition, timeout, what):
         time.sleep(0.005)
 
 
+@pytest.mark.large  # two TensorFlow processes at once: 35-50 s on two shared cores
 def test_two_processes_loading_at_once_download_and_convert_once(served, golden, tmp_path):
     # The mirror holds each response 1.5 s half way, so the first process keeps the lock
     # long enough for the second one to find it taken.
