@@ -1,13 +1,26 @@
 """Atomic file writes: a temporary file beside the target, renamed onto it on success.
 
 A reader never sees a half-written file, and an interrupted write leaves nothing behind.
+:func:`file_lock` serialises processes writing the same files.
 """
 
 import contextlib
 import os
 import tempfile
+import time
 
-__all__ = ["atomic_path", "save_weights_atomically", "write_text_atomically"]
+try:
+    import fcntl
+except ImportError:  # Windows: `file_lock` falls back to exclusive creation.
+    fcntl = None
+
+__all__ = [
+    "LockTimeout",
+    "atomic_path",
+    "file_lock",
+    "save_weights_atomically",
+    "write_text_atomically",
+]
 
 
 @contextlib.contextmanager
@@ -74,3 +87,115 @@ def save_weights_atomically(model, path):
     # Keras insists on the `.weights.h5` suffix, so the temporary name keeps it.
     with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
+
+
+class LockTimeout(TimeoutError):
+    """A :func:`file_lock` was not acquired within its timeout."""
+
+
+def _flock_acquire(path, deadline, poll):
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"Another process still holds the lock {path}."
+                        ) from None
+                    time.sleep(poll)
+            # The previous holder removes the file before releasing it: a lock taken on a
+            # removed (or replaced) file protects nothing, so start again on the new one.
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and os.path.samestat(os.fstat(fd), current):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _exclusive_acquire(path, deadline, poll, stale_s):
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                age = time.time() - os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > stale_s:
+                # Its holder died without removing it (a killed process).
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                continue
+            if time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"Another process has held the lock {path} for {age:.0f} s; if none is "
+                    "running, remove that file."
+                ) from None
+            time.sleep(poll)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        return None
+
+
+@contextlib.contextmanager
+def file_lock(path, timeout=1800.0, poll=0.1, stale_s=600.0, method="auto"):
+    """Holds an inter-process lock on the file `path` for the duration of the block.
+
+    With `fcntl` (POSIX) the lock is `flock` on `path`: the kernel releases it when its
+    holder exits, even when killed, so a lock is never stale. Elsewhere `path` is created
+    exclusively (`O_EXCL`) and removed on release; a lock file older than `stale_s` seconds
+    is taken to be left by a killed process and replaced. Either way the file is removed
+    when the block ends.
+
+    Args:
+        path: the lock file (its folder must exist).
+        timeout: seconds to wait for another holder before raising :class:`LockTimeout`.
+        poll: seconds between attempts.
+        stale_s: age after which an exclusive lock file is stale (`"exclusive"` only).
+        method: `"auto"` (`"flock"` where `fcntl` exists, else `"exclusive"`), `"flock"`
+            or `"exclusive"`.
+
+    Raises:
+        LockTimeout: when the lock is still held by another after `timeout` seconds.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with file_lock(os.path.join(folder, "demo.lock")):
+        ...     os.listdir(folder)
+        ['demo.lock']
+        >>> os.listdir(folder)
+        []
+    """
+    if method not in ("auto", "flock", "exclusive"):
+        raise ValueError(
+            f"`method` must be 'auto', 'flock' or 'exclusive'. Received: method={method!r}"
+        )
+    if method == "auto":
+        method = "flock" if fcntl is not None else "exclusive"
+    if method == "flock" and fcntl is None:
+        raise ValueError("`method='flock'` needs the fcntl module. Received: method='flock'")
+    path = os.fspath(path)
+    deadline = time.monotonic() + timeout
+    if method == "flock":
+        fd = _flock_acquire(path, deadline, poll)
+    else:
+        fd = _exclusive_acquire(path, deadline, poll, stale_s)
+    try:
+        yield path
+    finally:
+        # Removed while still held: a waiter that then gets the old file notices and retries.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        if fd is not None:
+            os.close(fd)

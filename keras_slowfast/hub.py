@@ -9,13 +9,17 @@ Published weights: the first use downloads the preset's checkpoint with
 (every member's CRC-32 for `.pyth` zip files; the sha256 where the table records one,
 which no upstream publishes today), converts it strictly (every tensor used once, every
 Keras weight assigned) and writes `<KERAS_HOME>/models/keras_slowfast/<preset>.weights.h5`
-atomically next to a small JSON description; the raw download is then deleted. Later
-loads read the cached file only. A download that fails, is truncated, fails a CRC or does
-not convert leaves nothing in the cache.
+atomically next to a small JSON description recording the sha256 of both files; the raw
+download is then deleted. Later loads read the cached file only, after checking its size
+and sha256 (a damaged entry is converted again). A download that fails, is truncated,
+fails a CRC or does not convert leaves nothing in the cache; a per-preset lock file makes
+concurrent first loads from several processes download and convert once, and a
+read-only `KERAS_HOME` falls back to `<tmp>/.keras` as Keras does.
 
 `KERAS_SLOWFAST_MIRROR` replaces the base URL `https://dl.fbaipublicfiles.com` (mirrors,
 air-gapped sites); the relative paths stay the same. `KERAS_HOME` (default `~/.keras`)
-chooses the cache's root.
+chooses the cache's root. `KERAS_SLOWFAST_LOCK_TIMEOUT` bounds the seconds a first load
+waits for another process converting the same weights (default 1800).
 
 Example:
     >>> import keras_slowfast
@@ -26,17 +30,25 @@ Example:
     (None, 10)
 """
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 
 import keras
 import numpy as np
 
 from keras_slowfast import presets as presets_table
-from keras_slowfast.atomic import save_weights_atomically, write_text_atomically
+from keras_slowfast.atomic import (
+    LockTimeout,
+    file_lock,
+    save_weights_atomically,
+    write_text_atomically,
+)
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.slowfast import STAGE_DEPTHS, SlowFast
 from keras_slowfast.weights import name_maps
@@ -65,6 +77,9 @@ __all__ = [
 ]
 
 MIRROR_ENV = "KERAS_SLOWFAST_MIRROR"
+# Seconds a first load waits for another process converting the same weights.
+LOCK_TIMEOUT_ENV = "KERAS_SLOWFAST_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 1800.0
 CACHE_SUBDIR = os.path.join("models", "keras_slowfast")
 # Bump when the layer structure of a preset changes: cached files of another version are
 # converted again (Keras' `.weights.h5` matches layers by their order).
@@ -475,36 +490,146 @@ def url_for(preset):
     return f"{base_url()}/{presets_table.get_preset(preset).checkpoint.path}"
 
 
-def cache_dir():
-    """The folder holding converted weights: `<KERAS_HOME>/models/keras_slowfast`."""
-    home = os.environ.get("KERAS_HOME")
-    if not home:
-        # Keras' own default, including its fallback for a read-only home folder.
-        home = os.path.expanduser(os.path.join("~", ".keras"))
-        parent = os.path.dirname(home)
-        if not os.access(home if os.path.isdir(home) else parent, os.W_OK):
-            home = os.path.join(tempfile.gettempdir(), ".keras")
+def _configured_cache_dir():
+    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
     return os.path.join(os.path.expanduser(home), CACHE_SUBDIR)
 
 
+def _fallback_cache_dir():
+    return os.path.join(tempfile.gettempdir(), ".keras", CACHE_SUBDIR)
+
+
+def _writable(folder):
+    """Whether `folder` can be written (or created: its nearest existing parent can)."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def cache_dir():
+    """The folder converted weights are written to: `<KERAS_HOME>/models/keras_slowfast`.
+
+    As :func:`keras.utils.get_file` does, a `KERAS_HOME` (default `~/.keras`) that cannot
+    be written falls back to `<tmp>/.keras` (`tempfile.gettempdir()`); weights already
+    converted in the read-only folder are still read from there.
+
+    Example:
+        >>> cache_dir().endswith(os.path.join("models", "keras_slowfast"))
+        True
+    """
+    folder = _configured_cache_dir()
+    return folder if _writable(folder) else _fallback_cache_dir()
+
+
 def cache_paths(preset):
-    """`(weights_path, info_path)` of the converted weights of a preset."""
-    stem = os.path.join(cache_dir(), presets_table.get_preset(preset).name)
+    """`(weights_path, info_path)` of the converted weights of a preset in :func:`cache_dir`.
+
+    Example:
+        >>> os.path.basename(cache_paths("slow_8x8_r50")[0])
+        'slow_8x8_r50_kinetics400.weights.h5'
+    """
+    return _paths_in(cache_dir(), presets_table.get_preset(preset).name)
+
+
+def _paths_in(folder, name):
+    stem = os.path.join(folder, name)
     return f"{stem}.weights.h5", f"{stem}.json"
 
 
-def _read_cache(preset):
-    weights_path, info_path = cache_paths(preset)
-    if not (os.path.isfile(weights_path) and os.path.isfile(info_path)):
-        return None
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:  # hashlib.file_digest needs Python 3.11
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lock_timeout():
+    value = os.environ.get(LOCK_TIMEOUT_ENV)
+    if not value:
+        return DEFAULT_LOCK_TIMEOUT
     try:
-        with open(info_path) as f:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(
+            f"{LOCK_TIMEOUT_ENV} must be a number of seconds >= 0. "
+            f"Received: {LOCK_TIMEOUT_ENV}={value!r}"
+        )
+    return seconds
+
+
+def _cache_problem(weights_path, info_path):
+    """`(info, None)` for a valid cache entry, `(None, reason)` for a damaged one, and
+    `(None, None)` for a plain miss (nothing there, or another cache version)."""
+    if not os.path.isfile(info_path):
+        return None, None
+    try:
+        with open(info_path, encoding="utf-8") as f:
             info = json.load(f)
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError) as e:
+        return None, f"its description {info_path} is unreadable ({e})"
+    if not isinstance(info, dict):
+        return None, f"its description {info_path} is not a JSON object"
     if info.get("cache_version") != CACHE_VERSION:
-        return None
-    return weights_path, info
+        return None, None
+    if not os.path.isfile(weights_path):
+        return None, f"{weights_path} is missing"
+    size, digest = info.get("weights_bytes"), info.get("weights_sha256")
+    actual = os.path.getsize(weights_path)
+    if size is not None and actual != size:
+        return None, f"{weights_path} has {actual} bytes instead of {size} (truncated?)"
+    if digest is not None:
+        try:
+            actual_digest = _sha256(weights_path)
+        except OSError as e:
+            return None, f"{weights_path} is unreadable ({e})"
+        if actual_digest != digest:
+            return None, f"the sha256 of {weights_path} is {actual_digest}, not {digest}"
+    return info, None
+
+
+def _read_cache(preset, warn=True):
+    """The valid cached `(weights_path, info)` of `preset`, or None.
+
+    Looks in the configured folder, then in the fallback when that one is read-only. A
+    damaged entry (unreadable description, truncated or corrupt weights: size and sha256
+    are checked when recorded) is a miss, with a warning when `warn`.
+    """
+    name = presets_table.get_preset(preset).name
+    folders = [_configured_cache_dir()]
+    if cache_dir() != folders[0]:
+        folders.append(cache_dir())
+    for folder in folders:
+        weights_path, info_path = _paths_in(folder, name)
+        info, problem = _cache_problem(weights_path, info_path)
+        if info is not None:
+            return weights_path, info
+        if problem is not None and warn:
+            warnings.warn(
+                f"The cached weights of {name} are damaged: {problem}. They are converted "
+                "again.",
+                stacklevel=3,
+            )
+    return None
+
+
+def _remove_leftovers(folder, name):
+    """Removes what an interrupted load of `name` left in `folder` (under its lock)."""
+    prefixes = tuple(f".{name}.{kind}" for kind in ("download-", "weights.h5.", "json."))
+    for entry in os.listdir(folder):
+        if entry.startswith(prefixes):
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
 
 
 def verify_zip_members(path):
@@ -624,17 +749,26 @@ def check_weights_file(model, path, preset, **kwargs):
 def fetch(preset):
     """Returns the converted published weights of a preset, downloading on first use.
 
+    A cached file is used when its size and sha256 match those recorded in its
+    description; a damaged entry is converted again (with a warning). The first load of a
+    preset holds the lock `<cache>/<preset>.lock`, so processes loading the same weights at
+    once download and convert them once: the others wait (at most
+    `$KERAS_SLOWFAST_LOCK_TIMEOUT` seconds, default 1800) and then read the cache. What a
+    killed load leaves behind is removed by the next one.
+
     Args:
         preset: a preset name with a checkpoint (or its architecture key).
 
     Returns:
         `(weights_path, info)`: the cached `.weights.h5` and its description (`url`,
-        `format`, `tensors`, `params`, `width_per_group`, `classes`, ...).
+        `format`, `tensors`, `params`, `width_per_group`, `classes`, `checkpoint_sha256`,
+        `weights_sha256`, `weights_bytes`, ...).
 
     Raises:
         ValueError: for an unknown preset or one without published weights.
-        WeightsDownloadError: when the download fails, fails a check or does not convert;
-            nothing is cached then.
+        WeightsDownloadError: when the download fails, fails a check (the sha256 where the
+            table records one) or does not convert, or when another process holds the lock
+            past the timeout; nothing is cached then.
 
     Example:
         >>> path, info = fetch("slowfast_8x8_r50_kinetics400")  # doctest: +SKIP
@@ -647,12 +781,43 @@ def fetch(preset):
     cached = _read_cache(p.name)
     if cached is not None:
         return cached
-    weights_path, info_path = cache_paths(p.name)
-    os.makedirs(cache_dir(), exist_ok=True)
+    folder = cache_dir()
+    if folder != _configured_cache_dir():
+        warnings.warn(
+            f"The cache folder {_configured_cache_dir()} cannot be written: the weights of "
+            f"{p.name} are cached in {folder} instead.",
+            stacklevel=2,
+        )
+    os.makedirs(folder, exist_ok=True)
+    lock_path = os.path.join(folder, f"{p.name}.lock")
+    timeout = _lock_timeout()
+    try:
+        with file_lock(lock_path, timeout=timeout):
+            # Another process may have converted them while this one waited.
+            cached = _read_cache(p.name, warn=False)
+            if cached is not None:
+                return cached
+            return _download_and_convert(p, folder)
+    except LockTimeout as e:
+        raise WeightsDownloadError(
+            f"Waited {timeout:g} s for another process to download and convert the weights "
+            f"of {p.name} (it holds {lock_path}). Try again later, or raise "
+            f"{LOCK_TIMEOUT_ENV}."
+        ) from e
+
+
+def _download_and_convert(p, folder):
+    """Downloads, checks and converts the checkpoint of `p` into `folder` (lock held)."""
+    _remove_leftovers(folder, p.name)
+    weights_path, info_path = _paths_in(folder, p.name)
+    for stale in (info_path, weights_path):  # the description first: never a valid pair
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)
     url = url_for(p.name)
+    expected = p.checkpoint.sha256
     # A private download folder: a partial file is never seen under the cache's names and
-    # is removed whatever happens.
-    tmp_dir = tempfile.mkdtemp(prefix=".download-", dir=cache_dir())
+    # is removed whatever happens (or, after a kill, by the next load).
+    tmp_dir = tempfile.mkdtemp(prefix=f".{p.name}.download-", dir=folder)
     try:
         try:
             raw = keras.utils.get_file(
@@ -660,17 +825,26 @@ def fetch(preset):
                 origin=url,
                 cache_dir=tmp_dir,
                 cache_subdir="",
-                file_hash=p.checkpoint.sha256,
+                file_hash=expected,
             )
         except Exception as e:
+            if expected is not None and isinstance(e, ValueError) and "hash" in str(e):
+                raise WeightsDownloadError(
+                    f"The file downloaded from {url} does not have the sha256 recorded for "
+                    f"{p.name} ({expected}): a corrupt or substituted download. Nothing was "
+                    f"cached. Keras said: {e}"
+                ) from e
             raise WeightsDownloadError(
                 f"Downloading the {p.weights} weights of {p.architecture} from {url} failed "
                 f"({e}). Check the network or set {MIRROR_ENV} to a mirror, or pass the path "
                 "of a downloaded checkpoint as `weights`."
             ) from e
         try:
+            checkpoint_sha256 = expected or _sha256(raw)
             verify_zip_members(raw)
             _, summary = convert_checkpoint(raw, weights_path, p.name)
+            weights_sha256 = _sha256(weights_path)
+            weights_bytes = os.path.getsize(weights_path)
         except Exception as e:
             if os.path.exists(weights_path):
                 os.remove(weights_path)
@@ -686,6 +860,9 @@ def fetch(preset):
             metric=p.metric,
             value=p.value,
             cache_version=CACHE_VERSION,
+            checkpoint_sha256=checkpoint_sha256,
+            weights_sha256=weights_sha256,
+            weights_bytes=weights_bytes,
         )
         # The JSON is written last: the cache is valid only once both files exist.
         write_text_atomically(info_path, json.dumps(info, indent=1, sort_keys=True))

@@ -39,6 +39,30 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         server = self.server
         server.requests.append(self.path)
+        try:
+            self._serve(server)
+        finally:
+            server.completed.append(self.path)
+
+    def _serve(self, server):
+        if server.mode == "slow":
+            # Send the first half, wait `delay` seconds (or until released), then the rest.
+            path = self.translate_path(self.path)
+            if not os.path.isfile(path):
+                self.send_error(404)
+                return
+            data = Path(path).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            server.release.wait(server.delay)
+            try:
+                self.wfile.write(data[len(data) // 2 :])
+            except OSError:  # the client went away (killed)
+                self.close_connection = True
+            return
         if server.mode == "short_body":
             # Announce the whole file but close the connection half way.
             path = self.translate_path(self.path)
@@ -60,7 +84,8 @@ class Mirror:
     """The served folder, the base URL, the requests seen and a failure `mode`.
 
     `mode`: `None` (serve the files), `"short_body"` (send half of each file under the
-    full Content-Length).
+    full Content-Length), `"slow"` (send half, wait `delay` seconds or until `release()`,
+    then the rest). `completed` lists the requests answered so far.
     """
 
     def __init__(self, root):
@@ -69,6 +94,9 @@ class Mirror:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.requests = []
         self.server.mode = None
+        self.server.delay = 0.0
+        self.server.release = threading.Event()
+        self.server.completed = []
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -85,7 +113,33 @@ class Mirror:
     def mode(self, value):
         self.server.mode = value
 
+    @property
+    def completed(self):
+        return self.server.completed
+
+    @property
+    def delay(self):
+        return self.server.delay
+
+    @delay.setter
+    def delay(self, value):
+        self.server.delay = value
+
+    def release(self):
+        """Lets every request held by the `"slow"` mode finish now."""
+        self.server.release.set()
+
+    def reset(self):
+        """Back to serving the files at once, with empty request lists."""
+        self.server.release.set()
+        self.server.release = threading.Event()
+        self.server.mode = None
+        self.server.delay = 0.0
+        self.server.requests.clear()
+        self.server.completed.clear()
+
     def close(self):
+        self.server.release.set()
         self.server.shutdown()
         self.server.server_close()
 
