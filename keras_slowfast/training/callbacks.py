@@ -230,9 +230,10 @@ def standard_callbacks(model_dir, extra=()):
     """The callbacks of the training scripts, writing into `model_dir`.
 
     In order: `LearningRateLogger`, the `extra` callbacks (so that metrics they add to the
-    epoch logs are written too), `AtomicBackupAndRestore` into `model_dir/backup` (rerunning
-    the same command resumes after the last finished epoch), `AtomicModelCheckpoint` of the
-    weights after every epoch (`model_dir/checkpoints/epoch_NNN.weights.h5`), `TensorBoard`
+    epoch logs are written too), `AtomicModelCheckpoint` of the weights after every epoch
+    (`model_dir/checkpoints/epoch_NNN.weights.h5`), `AtomicBackupAndRestore` into
+    `model_dir/backup` (rerunning the same command resumes after the last finished epoch;
+    see `resume_epoch` for the input pipeline), `TensorBoard`
     (`model_dir/logs`) and `CSVLogger` (`model_dir/history.csv`, appended on resume).
 
     Args:
@@ -244,16 +245,18 @@ def standard_callbacks(model_dir, extra=()):
 
     Example:
         >>> [type(c).__name__ for c in standard_callbacks("runs/demo")]  # doctest: +ELLIPSIS
-        ['LearningRateLogger', 'AtomicBackupAndRestore', 'AtomicModelCheckpoint', ...]
+        ['LearningRateLogger', 'AtomicModelCheckpoint', 'AtomicBackupAndRestore', ...]
     """
     d = os.fspath(model_dir)
     return [
         LearningRateLogger(),
         *extra,
-        AtomicBackupAndRestore(os.path.join(d, "backup"), delete_checkpoint=False),
+        # The epoch's weights before the backup: a run killed between the two saves redoes
+        # the epoch and writes its weights again, so no epoch's file is ever missing.
         AtomicModelCheckpoint(
             os.path.join(d, "checkpoints", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
+        AtomicBackupAndRestore(os.path.join(d, "backup"), delete_checkpoint=False),
         keras.callbacks.TensorBoard(
             os.path.join(d, "logs"), update_freq="epoch", write_graph=False, profile_batch=0
         ),

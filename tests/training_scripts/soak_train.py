@@ -67,6 +67,7 @@ def batches(first_step, last_step):
 
 
 def main(model_dir, epochs, steps_per_epoch):
+    import keras
     import tensorflow as tf
 
     from keras_slowfast import training
@@ -79,7 +80,13 @@ def main(model_dir, epochs, steps_per_epoch):
         batches(start * steps_per_epoch, epochs * steps_per_epoch),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=training.standard_callbacks(model_dir),
+        callbacks=[
+            *training.standard_callbacks(model_dir),
+            # Progress for the test to time its kills by.
+            keras.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: print(f"batch end {batch}", flush=True)
+            ),
+        ],
         verbose=2,
     )
     path = os.path.join(model_dir, "final.weights.h5")
