@@ -55,10 +55,10 @@ def _read(path):
     return Path(path).read_text(errors="replace") if Path(path).exists() else ""
 
 
-def _start(model_dir, epochs, steps, log):
+def _start(model_dir, epochs, steps, log, kind):
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(model_dir), str(epochs), str(steps)],
+            [sys.executable, str(SCRIPT), str(model_dir), str(epochs), str(steps), kind],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=_env(),
@@ -66,8 +66,8 @@ def _start(model_dir, epochs, steps, log):
         )
 
 
-def _run_to_end(model_dir, epochs, steps, log):
-    proc = _start(model_dir, epochs, steps, log)
+def _run_to_end(model_dir, epochs, steps, log, kind):
+    proc = _start(model_dir, epochs, steps, log, kind)
     try:
         proc.wait(timeout=RUN_TIMEOUT)
     finally:
@@ -139,10 +139,10 @@ def _batches_done(log):
     return _read(log).count("batch end ")
 
 
-def _kill_cycle(soaked, epochs, steps, log, mid_save, rng):
+def _kill_cycle(soaked, epochs, steps, log, kind, mid_save, rng):
     """Starts a run, SIGKILLs it after its backup advanced; returns the kill point."""
     at_start = _backup_epoch(soaked)
-    proc = _start(soaked, epochs, steps, log)
+    proc = _start(soaked, epochs, steps, log, kind)
     point = dict(resumed_at=at_start, mid_save=mid_save)
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
@@ -177,22 +177,23 @@ def _kill_cycle(soaked, epochs, steps, log, mid_save, rng):
     return point
 
 
-def _soak(root, epochs, steps, kills, seed):
+def _soak(root, epochs, steps, kills, seed, kind):
     """The uninterrupted run (alongside) and the killed-and-resumed one; the figures."""
     started = time.monotonic()
     reference, soaked = root / "reference", root / "soaked"
-    reference_proc = _start(reference, epochs, steps, root / "reference.log")
+    reference_proc = _start(reference, epochs, steps, root / "reference.log", kind)
     try:
-        model = _script().build_model(epochs, steps)
+        model = _script().build_model(epochs, steps, kind)
         rng = random.Random(seed)
         points = []
         for k in range(kills):
-            point = _kill_cycle(soaked, epochs, steps, root / f"soaked_{k}.log", k % 2 == 1, rng)
+            log = root / f"soaked_{k}.log"
+            point = _kill_cycle(soaked, epochs, steps, log, kind, k % 2 == 1, rng)
             backup_epoch, loaded = _check_files(model, soaked, steps)
             assert backup_epoch is not None and backup_epoch > point["resumed_at"], point
             point.update(backup_epoch=backup_epoch, files_loaded=loaded)
             points.append(point)
-        _run_to_end(soaked, epochs, steps, root / "soaked_final.log")
+        _run_to_end(soaked, epochs, steps, root / "soaked_final.log", kind)
         reference_proc.wait(timeout=RUN_TIMEOUT)
     finally:
         if reference_proc.poll() is None:
@@ -233,12 +234,20 @@ def _assert_soak(figures, kills):
     assert figures["max_abs_diff"] == 0.0, figures
 
 
-def test_soak_two_kills(tmp_path):
-    """Two SIGKILLs (one at a random moment, one during a save), resumed each time."""
-    _assert_soak(_soak(tmp_path, epochs=5, steps=2, kills=2, seed=1), kills=2)
+def test_soak_two_kills_tiny(tmp_path):
+    """Two SIGKILLs (a seeded step, then during a save) of a tiny model with dropout."""
+    _assert_soak(_soak(tmp_path, epochs=6, steps=3, kills=2, seed=1, kind="tiny"), kills=2)
 
 
 @pytest.mark.large
-def test_soak_ten_kills(tmp_path):
-    """Ten seeded SIGKILLs, alternately at random moments and during saves."""
-    _assert_soak(_soak(tmp_path, epochs=21, steps=3, kills=10, seed=10), kills=10)
+def test_soak_two_kills_slow_r50(tmp_path):
+    """The same with a narrow Slow R50 (about 100 s of CPU)."""
+    _assert_soak(_soak(tmp_path, epochs=5, steps=2, kills=2, seed=1, kind="slow_r50"), kills=2)
+
+
+@pytest.mark.large
+def test_soak_ten_kills_slow_r50(tmp_path):
+    """Ten seeded SIGKILLs of the narrow Slow R50, alternately at a step and during a save."""
+    _assert_soak(
+        _soak(tmp_path, epochs=21, steps=3, kills=10, seed=10, kind="slow_r50"), kills=10
+    )
