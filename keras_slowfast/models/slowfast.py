@@ -35,9 +35,17 @@ BN_MOMENTUM = 0.9
 HEAD_DTYPE = "float32"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "bfloat16", "mixed_float16", "float16")
 
-_CONV_INIT = keras.initializers.VarianceScaling(
-    scale=2.0, mode="fan_out", distribution="untruncated_normal"
-)
+
+def _conv_init():
+    """He-normal (fan-out) initialiser, one per layer.
+
+    A fresh instance per convolution draws its seed when the layer is built (after
+    `keras.utils.set_random_seed`), so initialisation is reproducible and two kernels of the
+    same shape do not start equal, as they would with one shared, seeded instance.
+    """
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
 
 
 def _error(message, **received):
@@ -71,7 +79,7 @@ def _conv(x, filters, kernel, stride, padding, name, dilation=(1, 1, 1), use_bia
         padding="valid",
         dilation_rate=dilation,
         use_bias=use_bias,
-        kernel_initializer=_CONV_INIT,
+        kernel_initializer=_conv_init(),
         name=name,
     )(x)
 

@@ -14,8 +14,11 @@ Example:
 
 from keras_slowfast.training.backbone import BackboneLoadReport, load_classifier_backbone
 from keras_slowfast.training.callbacks import (
+    AtomicBackupAndRestore,
+    AtomicModelCheckpoint,
     AvaFrameMAP,
     LearningRateLogger,
+    resume_epoch,
     save_weights_atomically,
     standard_callbacks,
 )
@@ -44,6 +47,8 @@ from keras_slowfast.training.strategy import (
 
 __all__ = [
     "STRATEGIES",
+    "AtomicBackupAndRestore",
+    "AtomicModelCheckpoint",
     "AvaBinaryCrossentropy",
     "AvaFrameMAP",
     "BackboneLoadReport",
@@ -62,6 +67,7 @@ __all__ = [
     "kinetics_input_fn",
     "load_classifier_backbone",
     "no_weight_decay_variables",
+    "resume_epoch",
     "save_weights_atomically",
     "scale_learning_rate",
     "set_mixed_precision",

@@ -3,21 +3,214 @@
 `standard_callbacks(model_dir)` is what the example scripts pass to `model.fit`: the
 learning rate in the epoch logs, automatic resume (`backup/`), weights per epoch
 (`checkpoints/`), TensorBoard (`logs/`) and a CSV history (`history.csv`).
+
+The backup and the per-epoch weights are written atomically (a temporary file renamed onto
+the final name), so a process killed at any moment, even while saving, leaves only complete
+files under their final names.
 """
 
+import glob
+import json
 import math
 import os
+import re
 
 import keras
+import numpy as np
 
-from keras_slowfast.atomic import save_weights_atomically
+from keras_slowfast.atomic import atomic_path, save_weights_atomically, write_text_atomically
 
 __all__ = [
+    "AtomicBackupAndRestore",
+    "AtomicModelCheckpoint",
     "AvaFrameMAP",
     "LearningRateLogger",
+    "resume_epoch",
     "save_weights_atomically",
     "standard_callbacks",
 ]
+
+_BACKUP_WEIGHTS = "latest.weights.h5"
+_BACKUP_METADATA = "training_metadata.json"
+# Inside the backup's weights file: the training position and the random-seed states.
+_STATE_GROUP = "backup_state"
+
+
+def _seed_state_variables(model):
+    """The model's variables that are not weights: the states of its random seed generators."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _read_backup_metadata(weights_path):
+    import h5py
+
+    with h5py.File(weights_path, "r") as f:
+        group = f.get(_STATE_GROUP)
+        if group is None or "metadata" not in group.attrs:
+            return None
+        return json.loads(group.attrs["metadata"])
+
+
+def resume_epoch(backup_dir):
+    """The epoch (0-based) at which `model.fit` resumes from the backup in `backup_dir`.
+
+    It is 0 when there is no backup. Use it to start an input pipeline that depends on the
+    epoch (a seeded per-epoch shuffle) where the resumed run starts, so that a resumed run
+    sees the same batches as an uninterrupted one.
+
+    Args:
+        backup_dir: the folder of an `AtomicBackupAndRestore` (`model_dir/backup` with
+            `standard_callbacks`).
+
+    Returns:
+        An int.
+
+    Example:
+        >>> import tempfile
+        >>> resume_epoch(tempfile.mkdtemp())
+        0
+    """
+    path = os.path.join(os.fspath(backup_dir), _BACKUP_WEIGHTS)
+    if os.path.exists(path):
+        metadata = _read_backup_metadata(path)
+        if metadata is not None:
+            return int(metadata["epoch"])
+    meta_path = os.path.join(os.fspath(backup_dir), _BACKUP_METADATA)
+    if os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    return 0
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that survives being killed at any moment.
+
+    Keras' callback writes `latest.weights.h5` in place and then `training_metadata.json`:
+    a kill during the first write leaves a truncated file, a kill between the two pairs new
+    weights with the previous epoch number (the resumed run then repeats an epoch), and the
+    states of the random seed generators (dropout masks) are not saved, so a resumed run
+    draws other masks than an uninterrupted one. This callback instead writes one file
+    atomically (temporary file, then `os.replace`) holding the weights, the optimizer
+    state, the seed-generator states and the epoch, and restores all of them;
+    `training_metadata.json` is still written (atomically, after the weights) for readers.
+
+    A rerun resumes at the start of the epoch after the last one finished: the steps of an
+    interrupted epoch are redone. Saving every N steps is not offered, because `model.fit`
+    cannot start in the middle of an epoch (Keras would replay the epoch's first steps on
+    weights that already took them). With op determinism, seeded initialisation and an
+    input pipeline that yields the same batches for an epoch whether or not the run was
+    resumed (see `resume_epoch`), a run killed and resumed any number of times ends with
+    the same weights as an uninterrupted one.
+
+    Args:
+        backup_dir: folder of the backup (used by this callback only).
+        delete_checkpoint: delete the backup when training finishes.
+
+    Example:
+        >>> callback = AtomicBackupAndRestore("runs/demo/backup", delete_checkpoint=False)
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        self.backup_dir = os.fspath(backup_dir)
+        self._weights_path = os.path.join(self.backup_dir, _BACKUP_WEIGHTS)
+        self._training_metadata_path = os.path.join(self.backup_dir, _BACKUP_METADATA)
+
+    def on_train_begin(self, logs=None):
+        # Temporary files of a save that was killed: never renamed, never to be read.
+        for pattern in (f".{_BACKUP_WEIGHTS}.*.tmp*", f".{_BACKUP_METADATA}.*.tmp*"):
+            for path in glob.glob(os.path.join(glob.escape(self.backup_dir), pattern)):
+                os.remove(path)
+        self._load_model()
+
+    def _load_model(self):
+        if not self.model.built:
+            raise ValueError(
+                "To use `AtomicBackupAndRestore`, build the model before calling `fit()`. "
+                f"Received: model={self.model.name!r} (not built)"
+            )
+        if not os.path.exists(self._weights_path):
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self._weights_path)
+        import h5py
+
+        with h5py.File(self._weights_path, "r") as f:
+            group = f.get(_STATE_GROUP)
+            if group is None:  # a backup written by keras.callbacks.BackupAndRestore
+                metadata = None
+            else:
+                metadata = json.loads(group.attrs["metadata"])
+                seeds = group.get("seed_generators")
+                for variable in _seed_state_variables(self.model):
+                    if seeds is not None and variable.path in seeds:
+                        variable.assign(np.asarray(seeds[variable.path]))
+        if metadata is None and os.path.exists(self._training_metadata_path):
+            with open(self._training_metadata_path, encoding="utf-8") as f:
+                metadata = json.load(f)
+        if metadata is not None:
+            self.model._initial_epoch = int(metadata["epoch"])
+
+    def _save_model(self):
+        import h5py
+
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        if self.model.optimizer is not None:
+            iterations = self.model.optimizer.iterations
+            metadata["iterations"] = int(keras.ops.convert_to_numpy(iterations))
+        with atomic_path(self._weights_path, suffix=".weights.h5") as tmp:
+            self.model.save_weights(tmp, overwrite=True)
+            with h5py.File(tmp, "a") as f:
+                group = f.create_group(_STATE_GROUP)
+                group.attrs["metadata"] = json.dumps(metadata)
+                seeds = group.create_group("seed_generators")
+                for variable in _seed_state_variables(self.model):
+                    seeds.create_dataset(
+                        variable.path, data=keras.ops.convert_to_numpy(variable.value)
+                    )
+        write_text_atomically(self._training_metadata_path, json.dumps(metadata))
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`keras.callbacks.ModelCheckpoint` writing through a temporary file (`os.replace`).
+
+    A kill while saving leaves the previous files intact and no truncated file under a
+    checkpoint name; the temporary files of such a save are removed when training starts
+    again. Arguments are those of `keras.callbacks.ModelCheckpoint`.
+
+    Example:
+        >>> callback = AtomicModelCheckpoint(
+        ...     "runs/demo/checkpoints/epoch_{epoch:03d}.weights.h5", save_weights_only=True)
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        folder, name = os.path.split(os.fspath(self.filepath))
+        if "{" in folder:
+            return
+        stem = glob.escape(re.sub(r"\{[^}]*\}", "\x00", name)).replace("\x00", "*")
+        for path in glob.glob(os.path.join(glob.escape(folder or "."), f".{stem}.*.tmp*")):
+            os.remove(path)
+
+    def _save_model(self, epoch, batch, logs):
+        filepath = self._get_file_path(epoch, batch, logs)
+        if not self._should_save_model(epoch, batch, logs, filepath):
+            return
+        if os.path.isdir(filepath):
+            raise IsADirectoryError(
+                f"`filepath` names an existing folder; give a file name. Received: "
+                f"filepath={filepath!r}"
+            )
+        if self.save_weights_only:
+            save_weights_atomically(self.model, filepath)
+        else:
+            suffix = ".keras" if filepath.endswith(".keras") else os.path.splitext(filepath)[1]
+            with atomic_path(filepath, suffix=suffix) as tmp:
+                self.model.save(tmp, overwrite=True)
+        if self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saved the model to {filepath}", flush=True)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -37,9 +230,10 @@ def standard_callbacks(model_dir, extra=()):
     """The callbacks of the training scripts, writing into `model_dir`.
 
     In order: `LearningRateLogger`, the `extra` callbacks (so that metrics they add to the
-    epoch logs are written too), `BackupAndRestore` into `model_dir/backup` (rerunning the
-    same command resumes after the last finished epoch), `ModelCheckpoint` of the weights
-    after every epoch (`model_dir/checkpoints/epoch_NNN.weights.h5`), `TensorBoard`
+    epoch logs are written too), `AtomicModelCheckpoint` of the weights after every epoch
+    (`model_dir/checkpoints/epoch_NNN.weights.h5`), `AtomicBackupAndRestore` into
+    `model_dir/backup` (rerunning the same command resumes after the last finished epoch;
+    see `resume_epoch` for the input pipeline), `TensorBoard`
     (`model_dir/logs`) and `CSVLogger` (`model_dir/history.csv`, appended on resume).
 
     Args:
@@ -51,16 +245,18 @@ def standard_callbacks(model_dir, extra=()):
 
     Example:
         >>> [type(c).__name__ for c in standard_callbacks("runs/demo")]  # doctest: +ELLIPSIS
-        ['LearningRateLogger', 'BackupAndRestore', 'ModelCheckpoint', 'TensorBoard', ...]
+        ['LearningRateLogger', 'AtomicModelCheckpoint', 'AtomicBackupAndRestore', ...]
     """
     d = os.fspath(model_dir)
     return [
         LearningRateLogger(),
         *extra,
-        keras.callbacks.BackupAndRestore(os.path.join(d, "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
+        # The epoch's weights before the backup: a run killed between the two saves redoes
+        # the epoch and writes its weights again, so no epoch's file is ever missing.
+        AtomicModelCheckpoint(
             os.path.join(d, "checkpoints", "epoch_{epoch:03d}.weights.h5"), save_weights_only=True
         ),
+        AtomicBackupAndRestore(os.path.join(d, "backup"), delete_checkpoint=False),
         keras.callbacks.TensorBoard(
             os.path.join(d, "logs"), update_freq="epoch", write_graph=False, profile_batch=0
         ),
