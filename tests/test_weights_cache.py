@@ -259,7 +259,11 @@ def test_a_lock_held_too_long_fails_clearly(served, monkeypatch):
         registry.fetch(PRESET)
 
 
-@pytest.mark.parametrize("phase", ["download", "conversion"])
+# The kill during the download is `large` (a second TensorFlow child) to keep the default
+# suite short; the kill during the conversion runs by default.
+@pytest.mark.parametrize(
+    "phase", [pytest.param("download", marks=pytest.mark.large), "conversion"]
+)
 def test_a_killed_first_load_leaves_nothing_that_blocks_the_next(
     served, golden_io, tmp_path, monkeypatch, phase
 ):
@@ -313,6 +317,7 @@ def test_a_killed_first_load_leaves_nothing_that_blocks_the_next(
     assert path == weights_path
 
 
+@pytest.mark.large  # a TensorFlow child process without the DAC override: 22-28 s
 def test_a_read_only_keras_home_falls_back_to_the_temp_folder(
     served, golden_io, tmp_path, monkeypatch
 ):
