@@ -29,11 +29,11 @@ import importlib
 import logging
 import os
 import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
 
+from keras_slowfast.atomic import atomic_path
 from keras_slowfast.models.layers import ClipNormalization
 
 __all__ = ["export_onnx", "export_openvino", "export_saved_model", "export_tflite"]
@@ -206,27 +206,10 @@ def _check_target(path, suffix, overwrite, name="path"):
     return os.path.abspath(path)
 
 
-@contextlib.contextmanager
-def _temporary_path(path, suffix):
-    """Yields a fresh file name beside `path` (same folder, so `os.replace` is atomic)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=folder
-    )
-    os.close(handle)
-    try:
-        yield temporary
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def _write_atomically(path, data):
-    with _temporary_path(path, "") as temporary:
+    with atomic_path(path) as temporary:
         with open(temporary, "wb") as f:
             f.write(data)
-        os.replace(temporary, path)
 
 
 def _import_optional(module, extra):
@@ -347,12 +330,13 @@ def export_openvino(model, path, overwrite=False):
     ov_model = ov.convert_model(_inference_function(model, detector))
     for output in ov_model.outputs:
         output.get_tensor().set_names({"probabilities"})
-    with _temporary_path(path, ".xml") as temporary:
+    # The .bin is moved into place first; the .xml, renamed last by `atomic_path`, is what
+    # makes the pair visible.
+    with atomic_path(path, suffix=".xml") as temporary:
         temporary_weights = temporary[: -len(".xml")] + ".bin"
         try:
             ov.save_model(ov_model, temporary, compress_to_fp16=False)
             os.replace(temporary_weights, weights_path)
-            os.replace(temporary, path)
         finally:
             if os.path.exists(temporary_weights):
                 os.remove(temporary_weights)

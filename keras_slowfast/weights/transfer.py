@@ -164,26 +164,33 @@ def model_state(model):
     return state
 
 
-def caffe2_blobs_to_state(blobs):
-    """Translates Caffe2 model-zoo blobs to PySlowFast state-dict keys (pure function)."""
-    state = {}
+def _rename_strictly(items, rename, what):
+    """`{rename(name): value}` for `(name, value)` items, every name mapped exactly once.
+
+    `rename` returns `None` for a name it does not know; unknown names and two names mapping
+    to the same key are errors naming them (`what` names the checkpoint's kind).
+    """
+    out = {}
     unknown = []
-    for name, value in blobs.items():
-        if name_maps.caffe2_is_solver_state(name):
-            continue
-        key = name_maps.caffe2_to_pyslowfast(name)
+    for name, value in items:
+        key = rename(name)
         if key is None:
             unknown.append(name)
-        elif key in state:
-            raise CheckpointMismatchError(f"Two Caffe2 blobs map to {key}: one of them is {name}")
+        elif key in out:
+            raise CheckpointMismatchError(f"Two {what} names map to {key}: one of them is {name}")
         else:
-            state[key] = value
+            out[key] = value
     if unknown:
         raise CheckpointMismatchError(
-            "Unknown Caffe2 blobs (not part of a SlowFast network):\n  "
-            + "\n  ".join(sorted(unknown))
+            f"Unknown {what} names (not part of the network):\n  " + "\n  ".join(sorted(unknown))
         )
-    return state
+    return out
+
+
+def caffe2_blobs_to_state(blobs):
+    """Translates Caffe2 model-zoo blobs to PySlowFast state-dict keys (pure function)."""
+    items = [(n, v) for n, v in blobs.items() if not name_maps.caffe2_is_solver_state(n)]
+    return _rename_strictly(items, name_maps.caffe2_to_pyslowfast, "Caffe2 blob")
 
 
 def pytorchvideo_state_to_pyslowfast(state):
@@ -216,22 +223,7 @@ def pytorchvideo_state_to_pyslowfast(state):
         if builder == "create_resnet"
         else name_maps.pytorchvideo_to_pyslowfast
     )
-    out = {}
-    unknown = []
-    for key, value in state.items():
-        new = mapper(key)
-        if new is None:
-            unknown.append(key)
-        elif new in out:
-            raise CheckpointMismatchError(f"Two PyTorchVideo keys map to {new}: one is {key}")
-        else:
-            out[new] = value
-    if unknown:
-        raise CheckpointMismatchError(
-            f"Unknown PyTorchVideo keys (not part of a {builder} network):\n  "
-            + "\n  ".join(sorted(unknown))
-        )
-    return out
+    return _rename_strictly(state.items(), mapper, f"PyTorchVideo {builder}")
 
 
 def contrastive_state_to_pyslowfast(state):
