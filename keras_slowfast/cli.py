@@ -6,6 +6,7 @@ Examples::
     keras-slowfast classify video.mp4 --views 1 --top 3    # one centred view, quicker
     keras-slowfast classify video.mp4 --model slowfast_16x8_r101_50_50
     keras-slowfast classify video.mp4 --weights SLOWFAST_8x8_R50.pkl
+    keras-slowfast classify video.mp4 --views 1 --gradcam cam.mp4   # Grad-CAM overlay video
     keras-slowfast convert SLOWFAST_8x8_R50.pkl slowfast_8x8_r50.weights.h5
     keras-slowfast export serving/slowfast --model slowfast_8x8_r50 --weights k400
     keras-slowfast export slowfast.onnx --format onnx      # also openvino (.xml), tflite
@@ -117,7 +118,17 @@ def _classify(args):
         )
     if not os.path.isfile(args.video):
         raise ValueError(f"No video file at this path. Received: video={args.video!r}")
+    if args.gradcam_class is not None and args.gradcam is None:
+        raise ValueError(
+            f"--gradcam-class needs --gradcam OUT.mp4. Received: gradcam_class={args.gradcam_class}"
+        )
     model = _build_model(args)
+    classes = model.output_shape[-1]
+    if args.gradcam_class is not None and not 0 <= args.gradcam_class < classes:
+        raise ValueError(
+            f"--gradcam-class must be a class index in [0, {classes}). "
+            f"Received: gradcam_class={args.gradcam_class}"
+        )
     start = time.perf_counter()
     probs = classify_video(model, args.video, preset=preset.name, views=args.views)
     elapsed = time.perf_counter() - start
@@ -129,7 +140,38 @@ def _classify(args):
     top = decode_predictions(probs[None], args.top, class_names=names)[0]
     for rank, (index, name, score) in enumerate(top):
         print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")
+    if args.gradcam is not None:
+        _classify_gradcam(args, model, preset, names)
     return 0
+
+
+def _classify_gradcam(args, model, preset, names):
+    """`classify --gradcam`: Grad-CAM of the quick centre view, written as a video."""
+    from keras_slowfast.inference import video_views
+    from keras_slowfast.labels import class_names_for
+    from keras_slowfast.visualize import grad_cam, write_gradcam_video
+
+    proto = preset.protocol
+    clip = next(
+        video_views(
+            args.video,
+            proto.num_frames,
+            proto.sampling_rate,
+            views=1,
+            size=proto.test_crop_size,
+            temporal_views=proto.temporal_views,
+            crop_indices=proto.crop_indices,
+            sampling=proto.sampling,
+            target_fps=proto.target_fps,
+        )
+    )[0]
+    heatmaps, index = grad_cam(model, clip, class_index=args.gradcam_class)
+    name = class_names_for(model.output_shape[-1], names)[index]
+    score = float(model.predict_on_batch(clip[None])[0, index])
+    # Uniform clips play in real time; a segment clip spans the video, shown at 8 fps.
+    fps = proto.target_fps / proto.sampling_rate if proto.sampling == "uniform" else 8
+    write_gradcam_video(clip, heatmaps, args.gradcam, fps=fps, title=f"{name} {score:.2f}")
+    print(f"Grad-CAM of class {index} ({name}, {score:.4f} on the centre view): {args.gradcam}")
 
 
 def _convert(args):
@@ -538,6 +580,20 @@ def build_parser():
         "1: one centred view",
     )
     p.add_argument("--top", type=_positive, default=5, help="how many classes to print")
+    p.add_argument(
+        "--gradcam",
+        metavar="OUT.mp4",
+        default=None,
+        help="also write the Grad-CAM maps of the centre view (centred clip, centre crop) "
+        "as a video: [frame | slow | fast]",
+    )
+    p.add_argument(
+        "--gradcam-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the class index Grad-CAM explains (default: the centre view's top class)",
+    )
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_classify)
 
