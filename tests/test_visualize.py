@@ -94,8 +94,9 @@ def _finite_difference_gradients(head, activations, cls, eps):
 
 @pytest.fixture(scope="module")
 def tiny():
-    """A narrow SlowFast whose head gives spatially varying gradients: res5 is 2x2, the
-    head's window 1x1 (train crop 32 on a 64 input), softmax per position then averaged."""
+    """A narrow SlowFast whose head gives spatially varying gradients: res5 is 2x3, the
+    head's window 1x1 (train crop 32 on a 64x96 input), softmax per position then averaged.
+    The clip is not square, so a transposed map would not match."""
     keras.utils.set_random_seed(3)
     model = SlowFast(
         depth=50,
@@ -103,7 +104,7 @@ def tiny():
         num_frames=8,
         alpha=4,
         classes=3,
-        input_shape=(8, 64, 64, 3),
+        input_shape=(8, 64, 96, 3),
         train_crop_size=32,
     )
     # Larger class weights than the init's 0.01 (gradients well above float32 noise), not
@@ -112,7 +113,7 @@ def tiny():
     rng = np.random.default_rng(0)
     kernel, bias = proj.get_weights()
     proj.set_weights([rng.normal(0, 0.3, kernel.shape).astype(np.float32), bias])
-    clip = rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    clip = rng.integers(0, 256, (8, 64, 96, 3), dtype=np.uint8)
     return model, clip
 
 
@@ -183,7 +184,7 @@ def test_grad_cam_slowfast_and_slow_maps(tiny):
     model, clip = tiny
     heatmaps, cls = visualize.grad_cam(model, clip[None])  # a batch of one works too
     assert len(heatmaps) == 2
-    _check_maps(heatmaps, (8, 64, 64))
+    _check_maps(heatmaps, (8, 64, 96))
     assert max(m.max() for m in heatmaps) == 1.0
     # An explicit class is the one explained.
     other = (cls + 1) % 3
@@ -243,12 +244,12 @@ def test_write_gradcam_video(tiny, tmp_path):
         clip, heatmaps, tmp_path / "cam.mp4", fps=15, title="class 0"
     )
     frames, rate = _read(out)
-    assert frames.shape == (8, 64, 3 * 64, 3)
+    assert frames.shape == (8, 64, 3 * 96, 3)
     assert rate == 15
     assert os.listdir(tmp_path) == ["cam.mp4"]  # no temporary file left
     # The first panel is the clip (codec noise aside), away from its title.
     np.testing.assert_allclose(
-        frames[:, 30:, :64].astype(float).mean(), clip[:, 30:].astype(float).mean(), atol=3
+        frames[:, 30:, :96].astype(float).mean(), clip[:, 30:].astype(float).mean(), atol=3
     )
     with pytest.raises(ValueError, match="heatmaps"):
         visualize.write_gradcam_video(clip, [heatmaps[0][:4]], tmp_path / "x.mp4")
