@@ -253,3 +253,53 @@ def test_in_process_servers_round_trip():
     finally:
         worker.stop()
         dispatcher.stop()
+
+
+def _train_script(*flags):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    return subprocess.run(
+        [sys.executable, str(REPO / "examples" / "train.py"), *flags],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_train_script_refuses_video_list_with_data_service(tmp_path):
+    result = _train_script(
+        "--train_list=train.csv",
+        "--data_service_address=grpc://localhost:5050",
+        f"--model_dir={tmp_path}",
+    )
+    assert result.returncode != 0
+    assert "--data_service_address needs --train_tfrecords" in result.stderr
+
+
+@pytest.mark.large
+def test_train_script_reads_through_the_service(cluster, records, tmp_path):
+    result = _train_script(
+        f"--train_tfrecords={','.join(records)}",
+        f"--data_service_address={cluster['target']}",
+        "--arch=slow_8x8_r50",
+        "--num_frames=4",
+        "--sampling_rate=2",
+        "--width_per_group=8",
+        "--classes=6",
+        "--crop_size=32",
+        "--jitter_min=32",
+        "--jitter_max=40",
+        "--global_batch_size=2",
+        "--epochs=1",
+        "--steps_per_epoch=3",
+        "--warmup_epochs=0",
+        "--precise_bn_batches=0",
+        "--seed=0",
+        f"--model_dir={tmp_path / 'run'}",
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (tmp_path / "run" / "final.weights.h5").exists()
