@@ -148,7 +148,7 @@ class DataServiceServer:
 
     def stop(self):
         """Stops the server (idempotent)."""
-        self.server._stop()
+        self.server.stop()
 
     def __repr__(self):
         return f"DataServiceServer(kind={self.kind!r}, address={self.address!r})"
