@@ -303,3 +303,16 @@ def test_train_script_reads_through_the_service(cluster, records, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "run" / "final.weights.h5").exists()
+
+
+def test_fault_tolerant_dispatcher_journals(tmp_path):
+    """Plumbing: a fault-tolerant dispatcher keeps its journal in `work_dir`."""
+    dispatcher = data_service.start_dispatcher(work_dir=str(tmp_path), fault_tolerant=True)
+    worker = data_service.start_worker(dispatcher.address)
+    try:
+        ds = data_service.distribute_dataset(tf.data.Dataset.range(3), dispatcher.target)
+        assert sorted(int(x) for x in ds) == [0, 1, 2]
+        assert any(p.is_file() for p in tmp_path.rglob("*"))
+    finally:
+        worker.stop()
+        dispatcher.stop()
