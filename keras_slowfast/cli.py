@@ -12,6 +12,7 @@ Examples::
     keras-slowfast export slowfast.onnx --format onnx      # also openvino (.xml), tflite
     keras-slowfast weights                                 # the published weights
     keras-slowfast info slowfast_8x8_r50                   # params, GMACs, sampling, accuracy
+    keras-slowfast data-service dispatcher --port 5050     # tf.data service (docs/scaling.md)
 """
 
 import argparse
@@ -24,6 +25,7 @@ import time
 import warnings
 
 _TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
+_DATA_SERVICE_CLI = "keras_slowfast.training.data_service_cli"
 
 
 def _models(kind=None):
@@ -788,6 +790,10 @@ def build_parser():
     if _has_tfrecords_cli():
         # Listed for --help; main() hands its arguments to the data package's command.
         sub.add_parser("write-tfrecords", help="write JPEG-frame TFRecords of a video list")
+    # Listed for --help; main() hands its arguments to the training package's command.
+    sub.add_parser(
+        "data-service", help="run a tf.data service dispatcher or worker (input on CPU hosts)"
+    )
     return parser
 
 
@@ -800,6 +806,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["write-tfrecords"] and _has_tfrecords_cli():
         return importlib.import_module(_TFRECORDS_CLI).main(argv[1:])
+    if argv[:1] == ["data-service"]:
+        return importlib.import_module(_DATA_SERVICE_CLI).main(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "cpu", False):
         import tensorflow as tf
