@@ -34,6 +34,7 @@ from keras_slowfast.streaming import (
     extract_features,
     feature_model,
     timeline,
+    window_clips,
     window_frame_indices,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "segment_clip",
     "timeline",
     "video_views",
+    "window_clips",
     "window_frame_indices",
 ]
 
