@@ -42,8 +42,11 @@ __all__ = [
     "Features",
     "Window",
     "extract_features",
+    "SaveSummary",
     "feature_model",
+    "save_features",
     "timeline",
+    "video_list",
     "window_clips",
     "window_frame_indices",
 ]
@@ -674,3 +677,284 @@ def extract_features(
         stride=float(window_stride_seconds),
         crop_size=size,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Writing the features of many videos to a folder, resumably.
+
+_FORMATS = ("npy", "hdf5")
+_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+FAILURES_FILE = "failures.txt"
+_SETTINGS = ("video", "preset", "weights", "stride", "num_frames", "sampling_rate", "format")
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveSummary:
+    """What :func:`save_features` did.
+
+    Attributes:
+        extracted: `(video, output name)` of the videos written by this call.
+        existing: `(video, output name)` of the videos already complete (skipped).
+        failed: `(video, reason)` of the videos that could not be read.
+        failures_file: the file listing `failed` (tab-separated), or `None` when none
+            failed.
+
+    Example:
+        >>> SaveSummary([("a.mp4", "a")], [], [], None).extracted
+        [('a.mp4', 'a')]
+    """
+
+    extracted: list
+    existing: list
+    failed: list
+    failures_file: str | None
+
+
+def video_list(videos, path_prefix=None):
+    """`(path, output name)` of each video: a video file, or a list file of video paths.
+
+    A list file (`.txt`, `.csv`, `.lst`, `.list`) has one video path per line (its first
+    comma- or whitespace-separated field; blank lines and `#` comments ignored). Relative
+    paths are taken under `path_prefix` if given, else under the list's folder. The output
+    name is the path relative to that folder without its extension (`a/b/clip.mp4` ->
+    `a/b/clip`), so equal file names in different folders stay apart; an absolute path
+    outside it keeps its whole path (without the root). A single video is named after its
+    file.
+
+    Raises:
+        ValueError: for a missing list, an empty list, or two videos with one output name.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with open(os.path.join(tmp, "list.txt"), "w") as f:
+        ...         _ = f.write("a/clip.mp4\\n# comment\\nb/clip.mp4 label\\n")
+        ...     [name for _, name in video_list(os.path.join(tmp, "list.txt"))]
+        ['a/clip', 'b/clip']
+        >>> video_list("videos/k00.mp4")
+        [('videos/k00.mp4', 'k00')]
+    """
+    source = os.fspath(videos)
+    if not source.lower().endswith(_LIST_SUFFIXES):
+        if path_prefix is not None and not os.path.isabs(source) and not os.path.exists(source):
+            source = os.path.join(path_prefix, source)
+        stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0]
+        if not stem:
+            raise ValueError(f"The video path has no file name. Received: videos={videos!r}")
+        return [(source, stem)]
+    if not os.path.isfile(source):
+        raise ValueError(f"No video list file at this path. Received: videos={videos!r}")
+    base = os.path.abspath(
+        path_prefix if path_prefix is not None else os.path.dirname(os.path.abspath(source))
+    )
+    out = []
+    owners = {}
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            entry = line.replace(",", " ").split()[0]
+            path = entry if os.path.isabs(entry) else os.path.join(base, entry)
+            rel = os.path.relpath(os.path.abspath(path), base)
+            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
+            name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
+            if name in owners and owners[name] != path:
+                raise ValueError(
+                    "Two videos of the list would write the same output name "
+                    f"{name!r}. Received: videos={[owners[name], path]!r}"
+                )
+            if name not in owners:
+                owners[name] = path
+                out.append((path, name))
+    if not out:
+        raise ValueError(f"The video list names no video. Received: videos={videos!r}")
+    return out
+
+
+def _settings(video, preset, weights, stride, num_frames, sampling_rate, fmt):
+    return {
+        "video": str(video),
+        "preset": preset,
+        "weights": weights,
+        "stride": float(stride),
+        "num_frames": int(num_frames),
+        "sampling_rate": int(sampling_rate),
+        "format": fmt,
+    }
+
+
+def _complete(folder, name, settings):
+    """Whether `name`'s outputs exist, are whole and were written with `settings`."""
+    import json
+
+    base = os.path.join(folder, name)
+    try:
+        if settings["format"] == "npy":
+            with open(base + ".json", encoding="utf-8") as f:
+                meta = json.load(f)
+            shape = np.load(base + ".npy", mmap_mode="r").shape
+        else:
+            import h5py
+
+            with h5py.File(base + ".h5", "r") as f:
+                meta = json.loads(f.attrs["metadata"])
+                shape = f["features"].shape
+    except Exception:  # missing, partial or unreadable: extract again
+        return False
+    if any(meta.get(k) != v for k, v in settings.items()):
+        return False
+    return tuple(shape) == (len(meta.get("times", ())), meta.get("dim"))
+
+
+def _write(folder, name, feats, settings):
+    import json
+
+    from keras_slowfast import __version__
+    from keras_slowfast.atomic import atomic_path, write_text_atomically
+
+    base = os.path.join(folder, name)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    meta = dict(
+        settings,
+        dim=feats.dim,
+        fps=feats.fps,
+        total_frames=feats.total_frames,
+        target_fps=feats.target_fps,
+        crop_size=feats.crop_size,
+        times=feats.times.tolist(),
+        starts=feats.starts.tolist(),
+        ends=feats.ends.tolist(),
+        frame_indices=feats.frame_indices.tolist(),
+        keras_slowfast_version=__version__,
+    )
+    if settings["format"] == "npy":
+        with atomic_path(base + ".npy", suffix=".npy") as tmp:
+            np.save(tmp, feats.features)
+        meta["features_file"] = os.path.basename(base) + ".npy"
+        # Written last: its presence marks the video as complete.
+        write_text_atomically(base + ".json", json.dumps(meta, indent=1) + "\n")
+        return
+    import h5py
+
+    with atomic_path(base + ".h5", suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=feats.features)
+            f.create_dataset("times", data=feats.times)
+            f.create_dataset("starts", data=feats.starts)
+            f.create_dataset("ends", data=feats.ends)
+            f.create_dataset("frame_indices", data=feats.frame_indices)
+            f.attrs["metadata"] = json.dumps(meta)
+
+
+def save_features(
+    model,
+    videos,
+    output_dir,
+    *,
+    preset,
+    weights=None,
+    format="npy",
+    window_stride_seconds=1.0,
+    batch_size=8,
+    num_frames=None,
+    sampling_rate=None,
+    path_prefix=None,
+    timeout=3600.0,
+    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    progress=False,
+    on_video=None,
+):
+    """Writes the window features of a video or a list of videos to a folder, resumably.
+
+    Per video (named by :func:`video_list`): `<name>.npy` (float32 `(windows, dim)`) and a
+    `<name>.json` sidecar (the video, preset, weights, dim, fps, frame count, window
+    times, starts, ends and frame indices, clip settings, stride and package version), or
+    with `format="hdf5"` one `<name>.h5` holding the same (datasets `features`, `times`,
+    `starts`, `ends`, `frame_indices`; the sidecar as JSON in the `metadata` attribute).
+    Every file is written to a temporary name and renamed; the sidecar (or the `.h5`)
+    comes last, so it marks a complete video: a video whose outputs exist and match these
+    settings is skipped, and an interrupted run leaves no partial file. A video that
+    cannot be read (or takes longer than `timeout`) is skipped and listed, with the
+    reason, in `output_dir/failures.txt`.
+
+    Args:
+        model: the feature model (see :func:`feature_model`) taking uint8 clips.
+        videos: a video path or a list file.
+        output_dir: the folder to write to.
+        preset: the model's preset (clip settings and crop).
+        weights: the weights' description, recorded in the sidecar and compared on resume.
+        format: `"npy"` or `"hdf5"` (needs the optional `h5py`).
+        window_stride_seconds, batch_size, num_frames, sampling_rate, timeout,
+            read_timeout, progress: as for :func:`extract_features` (`timeout` is per video).
+        path_prefix: folder of the list's relative paths (default: the list's folder).
+        on_video: optional `fn(path, name, status)` called per video with status
+            `"extracted"`, `"existing"` or the failure reason.
+
+    Returns:
+        A :class:`SaveSummary`.
+
+    Example:
+        >>> net = feature_model(keras_slowfast.SlowFastR50(weights="k400"))  # doctest: +SKIP
+        >>> save_features(net, "videos.txt", "features",
+        ...               preset="slowfast_8x8_r50")  # doctest: +SKIP
+    """
+    if format not in _FORMATS:
+        raise ValueError(f"`format` must be one of {_FORMATS}. Received: format={format!r}")
+    if format == "hdf5":
+        try:
+            import h5py  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                "`format='hdf5'` needs h5py: pip install 'keras-slowfast[hdf5]'"
+            ) from e
+    stride = _check_positive_number("window_stride_seconds", window_stride_seconds)
+    num_frames, sampling_rate, _, _ = _resolve_clip(preset, num_frames, sampling_rate, None)
+    entries = video_list(videos, path_prefix)
+    model = feature_model(model)  # once: each new model would be traced again
+    output_dir = os.fspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    failures_path = os.path.join(output_dir, FAILURES_FILE)
+    extracted, existing, failed = [], [], []
+    bar = ProgressBar(len(entries), "features", unit="videos", enabled=bool(progress))
+
+    def record_failures():
+        from keras_slowfast.atomic import write_text_atomically
+
+        text = "".join(f"{p}\t{' '.join(str(r).split())}\n" for p, r in failed)
+        write_text_atomically(failures_path, text)
+
+    with bar:
+        for path, name in entries:
+            settings = _settings(path, preset, weights, stride, num_frames, sampling_rate, format)
+            if _complete(output_dir, name, settings):
+                existing.append((path, name))
+                status = "existing"
+            else:
+                try:
+                    feats = extract_features(
+                        model,
+                        path,
+                        preset=preset,
+                        window_stride_seconds=stride,
+                        batch_size=batch_size,
+                        num_frames=num_frames,
+                        sampling_rate=sampling_rate,
+                        timeout=timeout,
+                        read_timeout=read_timeout,
+                    )
+                except Exception as e:  # any unreadable video is skipped and reported
+                    failed.append((path, str(e)))
+                    record_failures()
+                    status = str(e)
+                else:
+                    _write(output_dir, name, feats, settings)
+                    extracted.append((path, name))
+                    status = "extracted"
+            if on_video is not None:
+                on_video(path, name, status)
+            bar.update()
+    if not failed and os.path.exists(failures_path):
+        os.remove(failures_path)  # from an earlier run whose failures are now resolved
+    return SaveSummary(extracted, existing, failed, failures_path if failed else None)
