@@ -144,10 +144,10 @@ def _resolve_clip(preset, num_frames, sampling_rate, crop_size):
     if preset is not None:
         proto = presets.get_preset(preset, kind=presets.CLASSIFIER).protocol
     else:
-        proto = presets.Protocol(num_frames=num_frames or 0, sampling_rate=sampling_rate or 0)
-    num_frames = num_frames or proto.num_frames
-    sampling_rate = sampling_rate or proto.sampling_rate
-    if not num_frames or not sampling_rate:
+        proto = presets.Protocol(num_frames=0, sampling_rate=0)
+    num_frames = proto.num_frames if num_frames is None else num_frames
+    sampling_rate = proto.sampling_rate if sampling_rate is None else sampling_rate
+    if preset is None and (num_frames == 0 or sampling_rate == 0):
         raise ValueError(
             "Give `preset` or both `num_frames` and `sampling_rate`. "
             f"Received: preset={preset!r}, num_frames={num_frames!r}, "
@@ -287,6 +287,10 @@ def _stream_clips(
         counters["total_frames"] = total
         if stats is not None:
             stats.update(counters)
+        if next_k == 0:
+            # A video shorter than window 0's clip start: window 0 still exists.
+            next_first = 0
+            plan_until(0)
         last = total - 1
         last_frame = store.get(last)
         for p in pending:
