@@ -132,6 +132,8 @@ class _PacedHandler(http.server.BaseHTTPRequestHandler):
         rate = len(body) / self.server.seconds  # bytes per second of video
         self.send_response(200)
         self.send_header("Content-Type", "video/mp2t")
+        # With its length known FFmpeg ends the stream cleanly instead of an I/O error.
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.server.started = time.monotonic()
         sent = 0
@@ -147,6 +149,8 @@ class _PacedHandler(http.server.BaseHTTPRequestHandler):
 
 def _live(args, folder):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _ROOT not in sys.path:
+        sys.path.insert(0, _ROOT)
     from keras_slowfast import hub
     from keras_slowfast.inference import timeline
 

@@ -123,7 +123,7 @@ def window_frame_indices(
 
     Example:
         >>> window_frame_indices(0.5, 30.0, 8, 8, total_frames=300).tolist()
-        [0, 0, 0, 6, 15, 24, 33, 42]
+        [0, 0, 1, 10, 19, 28, 37, 46]
         >>> window_frame_indices(9.5, 30.0, 8, 8, total_frames=300).tolist()
         [253, 262, 271, 280, 289, 298, 299, 299]
     """

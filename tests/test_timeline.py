@@ -158,13 +158,15 @@ def test_clips_equal_independently_decoded_frames(videos, name, stride):
 
 
 def test_scores_equal_clips_scored_one_by_one(narrow, videos):
+    # A 128 crop (the model is fully convolutional) keeps this quick; 3 windows in
+    # batches of 2 and 1.
     fps, frames = decode_all(videos / "k03.mp4")
-    want = expected_windows(len(frames), fps, 2.5, 32, 2)
-    got = list(timeline(narrow, str(videos / "k03.mp4"), SLOWFAST, window_stride_seconds=2.5,
-                        batch_size=3))  # fmt: skip
-    assert [w.index for w in got] == [0, 1, 2, 3]
+    want = expected_windows(len(frames), fps, 3.3, 32, 2)
+    got = list(timeline(narrow, str(videos / "k03.mp4"), SLOWFAST, window_stride_seconds=3.3,
+                        batch_size=2, crop_size=128))  # fmt: skip
+    assert [w.index for w in got] == [0, 1, 2]
     for w, (_, centre, start, end, indices) in zip(got, want):
-        clip = centre_crop([frames[i] for i in indices], 256)
+        clip = centre_crop([frames[i] for i in indices], 128)
         probs = np.asarray(narrow.predict_on_batch(clip[None]))[0]
         assert w.scores.dtype == np.float32 and w.scores.shape == (7,)
         np.testing.assert_allclose(w.scores, probs, rtol=0, atol=1e-5)
@@ -398,18 +400,18 @@ def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
     )
     assert status == 0
     printed = capsys.readouterr().out
-    api = list(timeline(model, video, "slow_8x8_r50", window_stride_seconds=2.0))
+    api = list(timeline(model, video, "slow_8x8_r50", window_stride_seconds=4.0))
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
     names = [f"class_{i}" for i in range(5)]
     assert rows[0] == ["window", "start", "end", "time", "top_class", "top_score", *names]
-    assert len(rows) - 1 == len(api) == 5
+    assert len(rows) - 1 == len(api) == 3
     for row, w in zip(rows[1:], api):
         assert int(row[0]) == w.index
         np.testing.assert_allclose([float(v) for v in row[1:4]], [w.start, w.end, w.time])
         assert row[4] == names[int(w.scores.argmax())]
         np.testing.assert_allclose([float(v) for v in row[6:]], w.scores, rtol=1e-5)
-    assert len([line for line in printed.splitlines() if "class_" in line]) == 5
+    assert len([line for line in printed.splitlines() if "class_" in line]) == 3
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
