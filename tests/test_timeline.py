@@ -390,7 +390,7 @@ def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
             "--classes",
             "5",
             "--stride",
-            "2",
+            "4",
             "--top",
             "2",
             "--csv",
@@ -405,13 +405,13 @@ def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
         rows = list(csv.reader(f))
     names = [f"class_{i}" for i in range(5)]
     assert rows[0] == ["window", "start", "end", "time", "top_class", "top_score", *names]
-    assert len(rows) - 1 == len(api) == 3
+    assert len(rows) - 1 == len(api) == 2  # centres 2 and 6 s of 10 s
     for row, w in zip(rows[1:], api):
         assert int(row[0]) == w.index
         np.testing.assert_allclose([float(v) for v in row[1:4]], [w.start, w.end, w.time])
         assert row[4] == names[int(w.scores.argmax())]
         np.testing.assert_allclose([float(v) for v in row[6:]], w.scores, rtol=1e-5)
-    assert len([line for line in printed.splitlines() if "class_" in line]) == 3
+    assert len([line for line in printed.splitlines() if "class_" in line]) == 2
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
