@@ -812,11 +812,18 @@ def _complete(folder, name, settings):
     return tuple(shape) == (len(meta.get("times", ())), meta.get("dim"))
 
 
+def _public(path):
+    """Gives a temporary file (created private) the mode a new file gets under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _write(folder, name, feats, settings):
     import json
 
     from keras_slowfast import __version__
-    from keras_slowfast.atomic import atomic_path, write_text_atomically
+    from keras_slowfast.atomic import atomic_path
 
     base = os.path.join(folder, name)
     os.makedirs(os.path.dirname(base), exist_ok=True)
@@ -836,9 +843,13 @@ def _write(folder, name, feats, settings):
     if settings["format"] == "npy":
         with atomic_path(base + ".npy", suffix=".npy") as tmp:
             np.save(tmp, feats.features)
+            _public(tmp)
         meta["features_file"] = os.path.basename(base) + ".npy"
         # Written last: its presence marks the video as complete.
-        write_text_atomically(base + ".json", json.dumps(meta, indent=1) + "\n")
+        with atomic_path(base + ".json") as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(meta, indent=1) + "\n")
+            _public(tmp)
         return
     import h5py
 
@@ -850,6 +861,7 @@ def _write(folder, name, feats, settings):
             f.create_dataset("ends", data=feats.ends)
             f.create_dataset("frame_indices", data=feats.frame_indices)
             f.attrs["metadata"] = json.dumps(meta)
+        _public(tmp)
 
 
 def save_features(
