@@ -23,6 +23,19 @@ time from the moment its clip's last frame was sent to the moment the window cam
 When the model is slower than one window per stride the latency grows window after
 window: that rate is printed too.
 
+Figures on 2 shared CPU cores (load average 6-8), stride 1 s, SlowFast 8x8 clips (32 frames
+every 2, 256 crop):
+
+    video   mode windows      s  win/s dec fr/s dec/win conv/win held RSS MiB traced MiB
+    2 min  clips     120    4.3  28.10      843    30.0     16.0   33      704       19.4
+    2 min narrow     120   75.9   1.58       47    30.0     16.0   33     1503      152.9
+   10 min  clips     600   30.5  19.66      590    30.0     16.0   33      704       19.4
+   10 min narrow     600  517.1   1.16       35    30.0     16.0   33     1504      152.9
+
+Live (12 s paced over HTTP, full-size R50, batch 1): first window 3.6 s after its clip's last
+frame was sent, then one window every 4.5 s, so the lag grows (43 s after 12 windows): this
+CPU cannot follow a 1 s stride with the full-size model in real time.
+
 Run from the repository root:
 
     python benchmarks/bench_timeline.py                       # 2 and 10 minutes

@@ -72,8 +72,9 @@ def centre_crop(frames, size):
 
 @pytest.fixture(scope="module")
 def narrow():
+    # A narrow Slow 8x8 (8 frames every 8): the same window rule as SlowFast's clip, cheaper.
     keras.utils.set_random_seed(1)
-    return hub.from_preset(SLOWFAST, load_weights=False, width_per_group=8, classes=7)
+    return hub.from_preset("slow_8x8_r50", load_weights=False, width_per_group=8, classes=7)
 
 
 # --------------------------------------------------------------------------- pure indices
@@ -161,9 +162,9 @@ def test_scores_equal_clips_scored_one_by_one(narrow, videos):
     # A 128 crop (the model is fully convolutional) keeps this quick; 3 windows in
     # batches of 2 and 1.
     fps, frames = decode_all(videos / "k03.mp4")
-    want = expected_windows(len(frames), fps, 3.3, 32, 2)
-    got = list(timeline(narrow, str(videos / "k03.mp4"), SLOWFAST, window_stride_seconds=3.3,
-                        batch_size=2, crop_size=128))  # fmt: skip
+    want = expected_windows(len(frames), fps, 3.3, 8, 8)
+    got = list(timeline(narrow, str(videos / "k03.mp4"), "slow_8x8_r50",
+                        window_stride_seconds=3.3, batch_size=2, crop_size=128))  # fmt: skip
     assert [w.index for w in got] == [0, 1, 2]
     for w, (_, centre, start, end, indices) in zip(got, want):
         clip = centre_crop([frames[i] for i in indices], 128)
@@ -368,11 +369,10 @@ def test_memory_does_not_grow_with_length_2_and_10_minutes(tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 
-def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
+def test_cli_timeline_csv_matches_the_api(narrow, tmp_path, videos, capsys):
     from keras_slowfast import cli
 
-    keras.utils.set_random_seed(2)
-    model = hub.from_preset("slow_8x8_r50", load_weights=False, width_per_group=8, classes=5)
+    model = narrow
     weights = tmp_path / "narrow.weights.h5"
     model.save_weights(weights)
     out = tmp_path / "timeline.csv"
@@ -388,7 +388,7 @@ def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
             "--width-per-group",
             "8",
             "--classes",
-            "5",
+            "7",
             "--stride",
             "4",
             "--top",
@@ -403,7 +403,7 @@ def test_cli_timeline_csv_matches_the_api(tmp_path, videos, capsys):
     api = list(timeline(model, video, "slow_8x8_r50", window_stride_seconds=4.0))
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
-    names = [f"class_{i}" for i in range(5)]
+    names = [f"class_{i}" for i in range(7)]
     assert rows[0] == ["window", "start", "end", "time", "top_class", "top_score", *names]
     assert len(rows) - 1 == len(api) == 2  # centres 2 and 6 s of 10 s
     for row, w in zip(rows[1:], api):
