@@ -13,6 +13,8 @@ Examples::
     keras-slowfast weights                                 # the published weights
     keras-slowfast info slowfast_8x8_r50                   # params, GMACs, sampling, accuracy
     keras-slowfast data-service dispatcher --port 5050     # tf.data service (docs/scaling.md)
+    keras-slowfast timeline long.mp4 --csv timeline.csv    # top classes every second
+    keras-slowfast features videos.txt --output feats/     # pooled features every second
 """
 
 import argparse
@@ -174,6 +176,146 @@ def _classify_gradcam(args, model, preset, names):
     fps = proto.target_fps / proto.sampling_rate if proto.sampling == "uniform" else 8
     write_gradcam_video(clip, heatmaps, args.gradcam, fps=fps, title=f"{name} {score:.2f}")
     print(f"Grad-CAM of class {index} ({name}, {score:.4f} on the centre view): {args.gradcam}")
+
+
+def _class_names(preset, classes):
+    from keras_slowfast.labels import class_names_for
+
+    if preset.labels is not None and classes == preset.classes:
+        return class_names_for(classes, preset.labels)
+    return class_names_for(classes)
+
+
+def _plot_timeline(times, scores, class_names, path, top):
+    """Draws the timeline with `keras_slowfast.visualize.plot_timeline` (imported lazily)."""
+    try:
+        from keras_slowfast.visualize import plot_timeline
+    except ImportError as e:
+        raise ValueError(
+            f"--plot needs keras_slowfast.visualize.plot_timeline, which could not be "
+            f"imported ({e}). Received: plot={path!r}"
+        ) from e
+    return plot_timeline(times, scores, class_names, path, top=top)
+
+
+def _timeline_csv(path, windows, names):
+    """Writes one row per window: window,start,end,time,top_class,top_score,<each class>."""
+    import csv
+    import io
+
+    from keras_slowfast.atomic import write_text_atomically
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["window", "start", "end", "time", "top_class", "top_score", *names])
+    for w in windows:
+        best = int(w.scores.argmax())
+        writer.writerow(
+            [
+                w.index,
+                f"{w.start:.6g}",
+                f"{w.end:.6g}",
+                f"{w.time:.6g}",
+                names[best],
+                f"{float(w.scores[best]):.6g}",
+                *(f"{float(s):.6g}" for s in w.scores),
+            ]
+        )
+    write_text_atomically(path, buffer.getvalue())
+
+
+def _timeline(args):
+    import numpy as np
+
+    from keras_slowfast import presets
+    from keras_slowfast.inference import timeline
+
+    preset = presets.get_preset(args.model)
+    if preset.kind != presets.CLASSIFIER or not preset.include_top:
+        raise ValueError(
+            f"`timeline` needs a classifier preset with a head. Received: model={args.model!r}"
+        )
+    model = _build_model(args)
+    names = _class_names(preset, model.output_shape[-1])
+    top = min(args.top, len(names))
+    start = time.perf_counter()
+    windows = []
+    for w in timeline(
+        model,
+        args.video,
+        preset.name,
+        window_stride_seconds=args.stride,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        timeout=args.timeout,
+    ):
+        windows.append(w)
+        best = np.argsort(-w.scores, kind="stable")[:top]
+        labels = ", ".join(f"{names[i]} {w.scores[i]:.3f}" for i in best)
+        print(f"{w.start:8.2f} {w.end:8.2f}  {labels}", flush=True)
+    elapsed = time.perf_counter() - start
+    print(
+        f"{os.path.basename(args.video)}: {len(windows)} windows every {args.stride:g} s, "
+        f"{preset.name}, {elapsed:.1f} s"
+    )
+    if args.csv:
+        _timeline_csv(args.csv, windows, names)
+        print(f"written: {args.csv}")
+    if args.plot:
+        _plot_timeline(
+            np.array([w.time for w in windows]),
+            np.stack([w.scores for w in windows]),
+            names,
+            args.plot,
+            top=top,
+        )
+        print(f"written: {args.plot}")
+    return 0
+
+
+def _features(args):
+    from keras_slowfast import presets
+    from keras_slowfast.inference import feature_model
+    from keras_slowfast.streaming import save_features, video_list
+
+    preset = presets.get_preset(args.model)
+    if preset.kind != presets.CLASSIFIER:
+        raise ValueError(
+            f"`features` needs a classifier or backbone preset. Received: model={args.model!r}"
+        )
+    video_list(args.videos, args.path_prefix)  # a bad list fails before the model is built
+    model = feature_model(_build_model(args))
+    start = time.perf_counter()
+
+    def report(path, name, status):
+        if status not in ("extracted", "existing"):
+            print(f"skipped {path}: {status}", file=sys.stderr, flush=True)
+
+    summary = save_features(
+        model,
+        args.videos,
+        args.output,
+        preset=preset.name,
+        weights=args.weights or preset.weights,
+        format=args.format,
+        window_stride_seconds=args.stride,
+        batch_size=args.batch_size,
+        path_prefix=args.path_prefix,
+        timeout=args.timeout,
+        progress=not args.quiet,
+        on_video=report,
+    )
+    elapsed = time.perf_counter() - start
+    total = len(summary.extracted) + len(summary.existing) + len(summary.failed)
+    print(
+        f"{total} video(s): {len(summary.extracted)} extracted, {len(summary.existing)} "
+        f"already complete, {len(summary.failed)} failed; {model.output_shape[-1]}-d "
+        f"features of {preset.name} every {args.stride:g} s in {args.output}, {elapsed:.1f} s"
+    )
+    if summary.failures_file:
+        print(f"failures: {summary.failures_file}")
+        return 1
+    return 0
 
 
 def _convert(args):
@@ -773,6 +915,55 @@ def build_parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_detect)
+
+    p = sub.add_parser(
+        "timeline",
+        help="score a long video (or a stream) every --stride seconds",
+        description="Scores one centred clip per window (centres at (k + 0.5) * stride "
+        "seconds) with the preset's clip and test crop, decoding the video once; prints "
+        "each window's top classes and writes a CSV with one row per window: window, "
+        "start, end, time, top_class, top_score, then one column of scores per class.",
+    )
+    p.add_argument("video", help="the video file or a stream URL")
+    _add_model_args(p)
+    p.add_argument("--csv", default=None, help="the CSV file to write")
+    p.add_argument("--plot", default=None, help="an image of the timeline to write")
+    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument("--top", type=_positive, default=5, help="classes printed per window")
+    p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="seconds allowed (default: no limit)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_timeline)
+
+    p = sub.add_parser(
+        "features",
+        help="write pooled backbone features every --stride seconds of videos",
+        description="For each video writes OUTPUT/<name>.npy (windows x dim float32) and "
+        "OUTPUT/<name>.json (times, frame indices, settings), or OUTPUT/<name>.h5; <name> "
+        "is the video's path relative to the list's folder (or --path-prefix) without its "
+        "extension. Resumable: complete videos are skipped. Unreadable videos are skipped "
+        "and listed in OUTPUT/failures.txt; the exit status is 1 when any failed.",
+    )
+    p.add_argument(
+        "videos",
+        metavar="VIDEO_OR_LIST",
+        help="a video file, or a list file (.txt/.csv/.lst/.list, one video path per line)",
+    )
+    p.add_argument("--output", required=True, metavar="DIR", help="the output folder")
+    p.add_argument("--format", choices=("npy", "hdf5"), default="npy")
+    _add_model_args(p)
+    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
+    p.add_argument("--path-prefix", default=None, help="folder of the list's relative paths")
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds allowed per video (default: 3600)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_features)
 
     p = sub.add_parser("weights", help="list every preset, its checkpoint and the cache folder")
     p.set_defaults(func=_list_weights)
