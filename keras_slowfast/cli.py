@@ -146,6 +146,8 @@ def _classify(args):
         print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")
     if args.gradcam is not None:
         _classify_gradcam(args, model, preset, names)
+    if args.annotate is not None:
+        _classify_annotate(args, model, preset)
     return 0
 
 
@@ -178,6 +180,37 @@ def _classify_gradcam(args, model, preset, names):
     print(f"Grad-CAM of class {index} ({name}, {score:.4f} on the centre view): {args.gradcam}")
 
 
+def _annotate(video, windows, names, path, top_k, progress):
+    """Re-encodes `video` with each window's top classes drawn on the frames it covers."""
+    import numpy as np
+
+    from keras_slowfast.visualize import annotate_video
+
+    annotate_video(
+        video,
+        np.array([w.time for w in windows]),
+        np.stack([w.scores for w in windows]),
+        path,
+        names,
+        top_k=top_k,
+        starts=np.array([w.start for w in windows]),
+        ends=np.array([w.end for w in windows]),
+        progress=progress,
+    )
+    print(f"written: {path}")
+
+
+def _classify_annotate(args, model, preset):
+    """`classify --annotate`: one window every `--stride` seconds, labels drawn per window."""
+    from keras_slowfast.inference import timeline
+
+    names = _class_names(preset, model.output_shape[-1])
+    windows = list(
+        timeline(model, args.video, preset.name, window_stride_seconds=args.stride, progress=True)
+    )
+    _annotate(args.video, windows, names, args.annotate, min(args.top, 3, len(names)), True)
+
+
 def _class_names(preset, classes):
     from keras_slowfast.labels import class_names_for
 
@@ -187,14 +220,8 @@ def _class_names(preset, classes):
 
 
 def _plot_timeline(times, scores, class_names, path, top):
-    """Draws the timeline with `keras_slowfast.visualize.plot_timeline` (imported lazily)."""
-    try:
-        from keras_slowfast.visualize import plot_timeline
-    except ImportError as e:
-        raise ValueError(
-            f"--plot needs keras_slowfast.visualize.plot_timeline, which could not be "
-            f"imported ({e}). Received: plot={path!r}"
-        ) from e
+    from keras_slowfast.visualize import plot_timeline
+
     return plot_timeline(times, scores, class_names, path, top=top)
 
 
@@ -270,6 +297,8 @@ def _timeline(args):
             top=top,
         )
         print(f"written: {args.plot}")
+    if args.annotate:
+        _annotate(args.video, windows, names, args.annotate, min(top, 3), not args.quiet)
     return 0
 
 
@@ -738,6 +767,19 @@ def build_parser():
         metavar="N",
         help="the class index Grad-CAM explains (default: the centre view's top class)",
     )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT.mp4",
+        default=None,
+        help="also write the video with the top classes (up to 3) of a window every "
+        "--stride seconds drawn on the frames it covers",
+    )
+    p.add_argument(
+        "--stride",
+        type=float,
+        default=1.0,
+        help="--annotate: seconds between window centres (default: %(default)s)",
+    )
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_classify)
 
@@ -927,7 +969,18 @@ def build_parser():
     p.add_argument("video", help="the video file or a stream URL")
     _add_model_args(p)
     p.add_argument("--csv", default=None, help="the CSV file to write")
-    p.add_argument("--plot", default=None, help="an image of the timeline to write")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="a PNG of the top classes over time to write (needs matplotlib: "
+        "pip install 'keras-slowfast[plot]')",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT.mp4",
+        default=None,
+        help="a copy of the video with each window's top classes (up to 3) drawn on it",
+    )
     p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
     p.add_argument("--top", type=_positive, default=5, help="classes printed per window")
     p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")

@@ -415,11 +415,49 @@ def test_cli_timeline_csv_matches_the_api(narrow, tmp_path, videos, capsys):
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
 
 
-def test_cli_timeline_plot_without_visualize_is_a_clear_error(monkeypatch):
-    import sys
+def test_cli_timeline_plot_and_annotated_video(narrow, tmp_path, videos):
+    pytest.importorskip("matplotlib")
+    import av
+    import cv2
 
     from keras_slowfast import cli
 
-    monkeypatch.setitem(sys.modules, "keras_slowfast.visualize", None)  # import fails
-    with pytest.raises(ValueError, match="--plot needs keras_slowfast.visualize.plot_timeline"):
-        cli._plot_timeline(np.zeros(1), np.zeros((1, 2)), ["a", "b"], "plot.png", top=1)
+    weights = tmp_path / "narrow.weights.h5"
+    narrow.save_weights(weights)
+    plot, annotated = tmp_path / "timeline.png", tmp_path / "annotated.mp4"
+    video = str(videos / "k00.mp4")
+    args = ["timeline", video, "--model", "slow_8x8_r50", "--weights", str(weights),
+            "--width-per-group", "8", "--classes", "7", "--stride", "5", "--quiet",
+            "--plot", str(plot), "--annotate", str(annotated)]  # fmt: skip
+    assert cli.main(args) == 0
+    image = cv2.imread(str(plot))
+    assert image is not None and image.ndim == 3 and image.std() > 0
+    with av.open(video) as src, av.open(str(annotated)) as out:
+        a = [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+        b = [f.to_ndarray(format="rgb24") for f in out.decode(video=0)]
+    assert len(b) == len(a) == 300 and b[0].shape == a[0].shape
+    # The labels are drawn at the top left of every frame; the rest is the re-encoded input.
+    diff = np.abs(np.stack(a[::50]).astype(int) - np.stack(b[::50]).astype(int)).mean(-1)
+    assert diff[:, :40, :100].mean() > 10 * diff[:, 120:, 200:].mean()
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+def test_cli_classify_annotate_draws_the_timeline_windows(narrow, tmp_path, videos, capsys):
+    import av
+
+    from keras_slowfast import cli
+
+    weights = tmp_path / "narrow.weights.h5"
+    narrow.save_weights(weights)
+    annotated = tmp_path / "annotated.mp4"
+    video = str(videos / "k03.mp4")
+    args = ["classify", video, "--model", "slow_8x8_r50", "--weights", str(weights),
+            "--width-per-group", "8", "--classes", "7", "--views", "1", "--stride", "5",
+            "--annotate", str(annotated)]  # fmt: skip
+    assert cli.main(args) == 0
+    assert f"written: {annotated}" in capsys.readouterr().out
+    with av.open(str(annotated)) as out:
+        stream = out.streams.video[0]
+        frames = sum(1 for _ in out.decode(video=0))
+        assert (stream.width, stream.height, stream.average_rate) == (340, 256, 30)
+    assert frames == 300
