@@ -29,6 +29,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -179,6 +180,39 @@ class _Pending:
         self.end_frame = end_frame
 
 
+def _live_frames(video, container, stream, deadline):
+    """The decoded frames; a stream URL's I/O error after some frames ends the stream.
+
+    A live source without a length (HTTP without Content-Length, a camera going away) ends
+    by closing its connection, which FFmpeg reports as an I/O error: that is the end of the
+    stream (with a warning), so the last windows are still completed. Timeouts, errors
+    before the first frame and any error in a file still raise.
+    """
+    frames = video_io._frames(video, container, stream, deadline)
+    if not video_io.is_stream_url(video):
+        yield from frames
+        return
+    count = 0
+    try:
+        for frame in frames:
+            count += 1
+            yield frame
+    except video_io.VideoReadError as e:
+        if count == 0 or "timed out" in str(e):
+            raise
+        try:  # the frames still in the decoder (reordering delay)
+            for frame in stream.codec_context.decode(None):
+                count += 1
+                yield frame
+        except Exception:  # noqa: BLE001 - nothing more to drain
+            pass
+        warnings.warn(
+            f"{video}: the stream ended with an error after {count} frames ({e.reason}); "
+            "taking that as the end of the stream (the connection closed).",
+            stacklevel=3,
+        )
+
+
 def _stream_clips(
     video, *, stride, num_frames, sampling_rate, target_fps, size, timeout, read_timeout, stats, bar
 ):
@@ -259,7 +293,7 @@ def _stream_clips(
                 stats.update(counters)
             return window, clip
 
-        for frame in video_io._frames(video, container, stream, deadline):
+        for frame in _live_frames(video, container, stream, deadline):
             j = n
             n += 1
             counters["decoded_frames"] = n

@@ -202,6 +202,12 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
         if mode == "silent":
             self.server.stop.wait(30)
             return
+        if mode == "live":
+            # A live source: no length, no ranges; the end is the connection closing.
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+            return
         start = 0
         match = re.match(r"bytes=(\d+)-", self.headers.get("Range") or "")
         if match:
@@ -279,6 +285,18 @@ def test_live_stream_of_unknown_length(server):
         assert (window.time, window.end) == (centre, end)
         np.testing.assert_array_equal(clip, centre_crop([frames[i] for i in indices], 256))
     assert stats["total_frames"] == len(frames)
+
+
+def test_live_stream_ending_with_the_connection_keeps_its_last_windows(server):
+    # No Content-Length: FFmpeg reports the closed connection as an I/O error at the end.
+    fps, frames = decode_all(server.ts_path)
+    want = expected_windows(len(frames), fps, 1.0, 32, 2)
+    with pytest.warns(UserWarning, match="the stream ended with an error after 300 frames"):
+        got = list(window_clips(f"{server.url}/live/k03.ts", SLOWFAST, timeout=60))
+    assert [w.index for w, _ in got] == [k for k, *_ in want]
+    for (window, clip), (*_, indices) in zip(got, want):
+        np.testing.assert_array_equal(window.frame_indices, indices)
+        np.testing.assert_array_equal(clip, centre_crop([frames[i] for i in indices], 256))
 
 
 def test_stalled_stream_raises_instead_of_hanging(server):
