@@ -1,7 +1,7 @@
 """Makes docs/timeline.png: a timeline of a 30 s video made of the three sample clips.
 
 No published weights are downloadable where this figure is made, so a narrow SlowFast
-(width 8) is first fine-tuned for a minute to tell the three source clips apart (classes
+(width 8) is first trained for a few minutes to tell the three source clips apart (classes
 `k00`, `bikes`, `k03`), from random clips of each; the figure then shows `timeline` finding
 where each source plays in their concatenation. Usage:
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_slowfast import SlowFast
 from keras_slowfast.data.transforms import resize_short_side
-from keras_slowfast.data.video import decode_all_frames, read_clip
+from keras_slowfast.data.video import read_clip
 from keras_slowfast.inference import timeline
 from keras_slowfast.visualize import plot_timeline
 
@@ -34,7 +34,7 @@ def concatenate(videos_dir, path):
         video = f"{videos_dir}/{name}.mp4"
         with av.open(video) as c:
             fps = float(c.streams.video[0].average_rate)
-        frames = decode_all_frames(video)
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         for i in range(int(len(frames) / fps * 30)):
             frame = resize_short_side(frames[min(int(i * fps / 30), len(frames) - 1)], 256)
             x = (frame.shape[1] - 340) // 2
@@ -68,7 +68,7 @@ def main(videos_dir, output):
     model.compile(
         keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    model.fit(x, y, batch_size=8, epochs=6, shuffle=True, verbose=2)
+    model.fit(x, y, batch_size=8, epochs=10, shuffle=True, verbose=2)
     with tempfile.TemporaryDirectory() as tmp:
         video = f"{tmp}/concat.mp4"
         concatenate(videos_dir, video)

@@ -411,3 +411,13 @@ def test_cli_classify_gradcam_slowfast(videos, tmp_path):
     frames, rate = _read(out)
     assert frames.shape == (32, 256, 3 * 256, 3)
     assert rate == 15
+
+
+def test_the_issue_spelling_works_after_a_plain_import():
+    import keras_slowfast
+    from keras_slowfast import inference, visualize
+
+    assert keras_slowfast.visualize.grad_cam is visualize.grad_cam
+    assert keras_slowfast.inference.timeline is inference.timeline
+    with pytest.raises(AttributeError, match="no attribute 'visualise'"):
+        keras_slowfast.visualise  # noqa: B018
