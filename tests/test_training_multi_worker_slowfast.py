@@ -51,6 +51,9 @@ LOSS_ATOL = 1e-5
 # Weight change of step 1 against the oracle's, relative to the largest change of the
 # same tensor (gradients all-reduced from two halves vs one global batch, in float32).
 UPDATE_RTOL = 1e-3
+# Precise-BN statistics against NumPy over the global batch, relative to the layer's
+# standard deviation (mean) or largest variance (variance): float32 activations.
+PRECISE_BN_RTOL = 1e-4
 RUN_TIMEOUT_S = 900
 
 
@@ -72,7 +75,7 @@ def records(videos, tmp_path_factory):
     return str(out / "clips-*")
 
 
-def _train_flags(model_dir, source, epochs, steps_per_epoch):
+def _train_flags(model_dir, source, epochs, steps_per_epoch, extra=()):
     return [
         *NARROW_SLOWFAST_FLAGS,
         "--sync_bn",
@@ -82,16 +85,19 @@ def _train_flags(model_dir, source, epochs, steps_per_epoch):
         f"--steps_per_epoch={steps_per_epoch}",
         f"--model_dir={model_dir}",
         *data_source_flags(source),
+        *extra,
     ]
 
 
-def run_two_workers(folder, tag, source, model_dir, epochs, steps_per_epoch, probe_dir=None):
+def run_two_workers(
+    folder, tag, source, model_dir, epochs, steps_per_epoch, probe_dir=None, extra=()
+):
     """Runs two train.py workers to the end; returns their logs."""
     with Workers(folder, tag) as workers:
         start_train_workers(
             workers,
             free_ports(2),
-            _train_flags(model_dir, source, epochs, steps_per_epoch),
+            _train_flags(model_dir, source, epochs, steps_per_epoch, extra),
             probe_dir,
         )
         finished = workers.wait(RUN_TIMEOUT_S)
@@ -138,23 +144,38 @@ def _logged_losses(model_dir):
 
 @pytest.fixture(scope="module")
 def one_step(records, tmp_path_factory):
-    """Two workers, one step of a global batch of 4 (2 per worker), TFRecords read directly."""
+    """Two workers, one step of a global batch of 4 (2 per worker), then precise BN on one
+    global batch; TFRecords read directly."""
     folder = tmp_path_factory.mktemp("one_step")
     probe = folder / "probe"
     probe.mkdir()
     model_dir = folder / "run"
-    logs = run_two_workers(folder, "one_step", {"tfrecords": records}, model_dir, 1, 1, probe)
+    logs = run_two_workers(
+        folder,
+        "one_step",
+        {"tfrecords": records},
+        model_dir,
+        1,
+        1,
+        probe,
+        extra=["--precise_bn_batches=1"],
+    )
     return dict(folder=folder, probe=probe, model_dir=model_dir, logs=logs)
 
 
 def test_first_step_workers_hold_identical_weights(one_step):
     probe = one_step["probe"]
     _assert_same_weights(probe / "initial_worker0.weights.h5", probe / "initial_worker1.weights.h5")
+    _assert_same_weights(probe / "trained_worker0.weights.h5", probe / "trained_worker1.weights.h5")
     _assert_same_weights(probe / "final_worker0.weights.h5", probe / "final_worker1.weights.h5")
+    # The chief's final.weights.h5 is what both hold.
+    _assert_same_weights(
+        probe / "final_worker0.weights.h5", one_step["model_dir"] / "final.weights.h5"
+    )
     # One step changed them.
     before, after = (
         h5_arrays(probe / "initial_worker0.weights.h5"),
-        h5_arrays(probe / "final_worker0.weights.h5"),
+        h5_arrays(probe / "trained_worker0.weights.h5"),
     )
     assert any(not np.array_equal(before[n], after[n]) for n in before)
 
@@ -222,7 +243,7 @@ def test_first_step_loss_equals_single_process_loss(one_step):
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     model.save_weights(str(one_step["folder"] / "oracle.weights.h5"))
     before = h5_arrays(probe / "initial_worker0.weights.h5")
-    workers = h5_arrays(probe / "final_worker0.weights.h5")
+    workers = h5_arrays(probe / "trained_worker0.weights.h5")
     oracle = h5_arrays(one_step["folder"] / "oracle.weights.h5")
     assert workers.keys() == oracle.keys()
     worst = (0.0, None)
@@ -237,6 +258,48 @@ def test_first_step_loss_equals_single_process_loss(one_step):
     print(
         f"step-1 weight change vs single process: worst relative error {worst[0]:.3g} ({worst[1]})"
     )
+
+
+def test_precise_bn_statistics_are_those_of_the_global_batch(one_step):
+    """After training, `train.py` recomputes BatchNorm statistics on one global batch.
+
+    Oracle: a single process with plain BatchNorm, the trained weights and the two
+    workers' precise-BN batches concatenated; each BatchNorm's mean and population
+    variance of its inputs (NumPy, float64) in training mode.
+    """
+    import keras
+
+    probe = one_step["probe"]
+    halves = [np.load(probe / f"precise_bn_batch_worker{i}.npz") for i in range(2)]
+    x = np.concatenate([h["x"] for h in halves])
+    model = _narrow_slowfast(sync_bn=False)
+    model.load_weights(str(probe / "trained_worker0.weights.h5"))
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) > 50
+    moving = {bn.name: bn.moving_mean.numpy() for bn in bns}
+    taps = keras.Model(model.input, [bn.input for bn in bns])
+    inputs = [np.asarray(a, np.float64) for a in taps(x, training=True)]
+    final = _narrow_slowfast(sync_bn=False)
+    final.load_weights(str(probe / "final_worker0.weights.h5"))
+    worst = 0.0
+    for bn, a in zip(bns, inputs):
+        axes = tuple(range(a.ndim - 1))
+        mean, var = a.mean(axes), a.var(axes)
+        layer = final.get_layer(bn.name)
+        got_mean, got_var = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+        # Errors relative to the layer's spread (mean) and largest variance.
+        scale = float(np.sqrt(var.max()))
+        mean_error = float(np.abs(got_mean - mean).max()) / scale
+        var_error = float(np.abs(got_var - var).max()) / float(var.max())
+        worst = max(worst, mean_error, var_error)
+        assert mean_error <= PRECISE_BN_RTOL and var_error <= PRECISE_BN_RTOL, (
+            bn.name,
+            mean_error,
+            var_error,
+        )
+        # Not the moving averages of training.
+        assert not np.allclose(got_mean, moving[bn.name]), bn.name
+    print(f"precise BN vs single process: {len(bns)} layers, worst relative error {worst:.3g}")
 
 
 @pytest.mark.large

@@ -6,7 +6,9 @@ process writes there, named by its task (`worker0`, `worker1`, or `single`):
 * `initial_<task>.weights.h5`: the weights of the model as `train.py` built it (after
   `--init_weights`), before any step;
 * `batch_<task>.npz`: the first batch its input pipeline yields (`x`, `y`), which is the
-  batch of its replica at step 1;
+  batch of its replica at step 1 (custom loop); `precise_bn_batch_<task>.npz`: the first
+  batch of the pipeline made for precise BN;
+* `trained_<task>.weights.h5`: the weights before precise BN (when it runs);
 * `final_<task>.weights.h5`: the weights when `train.py`'s `main` returns;
 
 and prints `STEP <global step> <loss>` after every training step of the custom loop (the
@@ -49,7 +51,8 @@ def _task():
 
 
 def _probe_path(name):
-    return Path(FLAGS.probe_dir) / f"{name}_{_task()}{'.weights.h5' if name != 'batch' else '.npz'}"
+    suffix = ".npz" if name.endswith("batch") else ".weights.h5"
+    return Path(FLAGS.probe_dir) / f"{name}_{_task()}{suffix}"
 
 
 _build_model = train.build_model
@@ -64,6 +67,8 @@ def build_model(num_frames):
 
 
 _input_fn = train._input_fn
+# The datasets the input function makes, in order: training, then precise BN.
+_BATCH_NAMES = ["batch", "precise_bn_batch"]
 
 
 def input_fn(*args, **kwargs):
@@ -71,16 +76,26 @@ def input_fn(*args, **kwargs):
 
     def probed(input_context):
         ds = dataset_fn(input_context)
-        if not FLAGS.probe_dir or "batch" in _STATE:
+        calls = _STATE.setdefault("input_calls", 0)
+        _STATE["input_calls"] = calls + 1
+        if not FLAGS.probe_dir or calls >= len(_BATCH_NAMES):
             return ds
-        # The first batch is taken here and handed to training as its first element.
+        # The first batch is taken here and handed on as the dataset's first element.
         first = next(iter(ds))
         x, y = first[0], first[1]
-        np.savez(_probe_path("batch"), x=x.numpy(), y=y.numpy())
-        _STATE["batch"] = True
+        np.savez(_probe_path(_BATCH_NAMES[calls]), x=x.numpy(), y=y.numpy())
         return tf.data.Dataset.from_tensors(first).concatenate(ds.skip(1))
 
     return probed
+
+
+_update_bn_stats = training.update_bn_stats
+
+
+def update_bn_stats(model, *args, **kwargs):
+    if FLAGS.probe_dir:
+        model.save_weights(str(_probe_path("trained")))
+    return _update_bn_stats(model, *args, **kwargs)
 
 
 class ProbedTrainer(training.DistributedTrainer):
@@ -104,6 +119,7 @@ class ProbedTrainer(training.DistributedTrainer):
 train.build_model = build_model
 train._input_fn = input_fn
 training.DistributedTrainer = ProbedTrainer
+training.update_bn_stats = update_bn_stats
 
 
 def main(argv):
