@@ -246,7 +246,7 @@ def test_first_step_loss_equals_single_process_loss(one_step):
     workers = h5_arrays(probe / "trained_worker0.weights.h5")
     oracle = h5_arrays(one_step["folder"] / "oracle.weights.h5")
     assert workers.keys() == oracle.keys()
-    worst = (0.0, None)
+    worst = (0.0, "")
     for name in oracle:
         expected = oracle[name] - before[name]
         got = workers[name] - before[name]
