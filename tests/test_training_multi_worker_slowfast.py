@@ -48,9 +48,12 @@ GLOBAL_BATCH = 4
 # Loss of step 1 against the single-process oracle: float32 round-off of a mean of 4
 # cross-entropies of about 1.1 after 50 layers reduced in another order.
 LOSS_ATOL = 1e-5
-# Weight change of step 1 against the oracle's, relative to the largest change of the
-# same tensor (gradients all-reduced from two halves vs one global batch, in float32).
+# Weight change of step 1 against the oracle's (gradients all-reduced from two halves vs
+# one global batch, in float32): per tensor relative to its largest change (a BatchNorm
+# offset's gradient is a sum that nearly cancels: about 5e-4 seen), and over all weights
+# (L2 norm of the difference / of the change; about 1e-6 seen).
 UPDATE_RTOL = 1e-3
+UPDATE_OVERALL_RTOL = 1e-5
 # Precise-BN statistics against NumPy over the global batch, relative to the layer's
 # standard deviation (mean) or largest variance (variance): float32 activations.
 PRECISE_BN_RTOL = 1e-4
@@ -247,17 +250,26 @@ def test_first_step_loss_equals_single_process_loss(one_step):
     oracle = h5_arrays(one_step["folder"] / "oracle.weights.h5")
     assert workers.keys() == oracle.keys()
     worst = (0.0, "")
+    difference = change = 0.0
     for name in oracle:
-        expected = oracle[name] - before[name]
-        got = workers[name] - before[name]
+        expected = oracle[name].astype(np.float64) - before[name]
+        got = workers[name].astype(np.float64) - before[name]
         scale = float(np.max(np.abs(expected), initial=0.0))
         error = float(np.max(np.abs(got - expected), initial=0.0))
-        assert error <= UPDATE_RTOL * scale + 1e-9, (name, error, scale)
+        # Plus the float32 spacing of the stored weights: a change far below a weight's
+        # magnitude is only known to within it.
+        ulp = 2 * float(np.spacing(np.float32(np.max(np.abs(oracle[name]), initial=0.0))))
+        assert error <= UPDATE_RTOL * scale + ulp, (name, error, scale)
         if scale:
             worst = max(worst, (error / scale, name))
+        difference += float(np.sum((got - expected) ** 2))
+        change += float(np.sum(expected**2))
+    overall = (difference / change) ** 0.5
     print(
-        f"step-1 weight change vs single process: worst relative error {worst[0]:.3g} ({worst[1]})"
+        f"step-1 weight change vs single process: overall relative error {overall:.3g}, "
+        f"worst tensor {worst[0]:.3g} ({worst[1]})"
     )
+    assert overall <= UPDATE_OVERALL_RTOL
 
 
 def test_precise_bn_statistics_are_those_of_the_global_batch(one_step):
@@ -373,6 +385,9 @@ def test_fine_tune_from_k400_through_a_local_mirror(records, golden, tmp_path, m
             "--init_weights=k400",
             f"--init_classes={init_classes}",
             "--classes=5",
+            # The custom loop (the multi-worker one, on one device here): on CPU its first
+            # step compiles in about 2 minutes, `model.fit`'s in many more.
+            "--custom_loop",
             "--global_batch_size=2",
             "--epochs=1",
             "--steps_per_epoch=2",
