@@ -11,7 +11,11 @@ steps (tracing) are reported apart; the table gives the median of the timed step
 On a machine with N cores, two workers with one thread each use at most 2 cores; compare
 them with the single process given the same number of threads.
 
-    python benchmarks/bench_multi_worker.py --steps 6 --single_threads 1,2
+    python benchmarks/bench_multi_worker.py --steps 6 --single_threads 1,2 --compare_unsynced
+
+`--compare_unsynced` adds two workers without synchronized BatchNorm, to separate the
+cost of its all-reduces (several per BatchNorm layer and step, about 110 layers) from that of
+the gradients'.
 
 Prints one JSON line per run and a table.
 """
@@ -51,7 +55,7 @@ def _worker(args):
             input_shape=(args.frames, args.crop, args.crop, 3),
             train_crop_size=args.crop,
             dropout_rate=0.0,
-            sync_bn=multi,
+            sync_bn=multi and args.sync_bn,
         )
         optimizer = training.create_optimizer(
             model,
@@ -82,6 +86,7 @@ def _worker(args):
     record = dict(
         processes=replicas,
         threads=args.threads,
+        sync_bn=multi and args.sync_bn,
         global_batch=global_batch,
         chief=training.is_chief(strategy),
         first_steps_s=[round(t, 3) for t in times[: args.warmup]],
@@ -105,7 +110,7 @@ def _free_ports(count):
             s.close()
 
 
-def _run(args, processes, threads):
+def _run(args, processes, threads, sync_bn=True):
     ports = _free_ports(processes) if processes > 1 else []
     procs = []
     try:
@@ -119,6 +124,7 @@ def _run(args, processes, threads):
                 )
             command = [sys.executable, os.path.abspath(__file__), "--_worker"]
             command += [f"--threads={threads}"] + _shared_flags(args)
+            command += ["--sync_bn" if sync_bn else "--no-sync_bn"]
             procs.append(
                 subprocess.Popen(
                     command,
@@ -167,6 +173,17 @@ def _parser():
     p.add_argument("--steps", type=int, default=6, help="Timed steps.")
     p.add_argument("--threads", type=int, default=1, help="TF threads of each worker.")
     p.add_argument(
+        "--sync_bn",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Synchronized BatchNorm in the workers (set by the runner).",
+    )
+    p.add_argument(
+        "--compare_unsynced",
+        action="store_true",
+        help="Also run the two workers without synchronized BatchNorm.",
+    )
+    p.add_argument(
         "--single_threads", default="1,2", help="Thread counts of the single-process runs."
     )
     p.add_argument("--timeout", type=float, default=1200, help="Seconds per configuration.")
@@ -184,17 +201,20 @@ def main(argv=None):
         return
     print(f"{os.cpu_count()} CPU cores visible", flush=True)
     rows = []
-    configs = [(1, int(t)) for t in args.single_threads.split(",") if t]
-    configs.append((2, args.threads))
-    for processes, threads in configs:
-        records = _run(args, processes, threads)
+    configs = [(1, int(t), False) for t in args.single_threads.split(",") if t]
+    configs.append((2, args.threads, True))
+    if args.compare_unsynced:
+        configs.append((2, args.threads, False))
+    for processes, threads, sync_bn in configs:
+        records = _run(args, processes, threads, sync_bn)
         for r in records:
             print(json.dumps(r), flush=True)
         chief = next(r for r in records if r["chief"])
         median = max(r["median_step_s"] for r in records)
         rows.append(
             (
-                f"{processes} process{'es' if processes > 1 else ''} x {threads} thread(s)",
+                f"{processes} process{'es' if processes > 1 else ''} x {threads} thread(s)"
+                + (", sync BN" if chief["sync_bn"] else ""),
                 chief["global_batch"],
                 " ".join(f"{t:.2f}" for t in chief["first_steps_s"]),
                 " ".join(f"{t:.2f}" for t in chief["step_times_s"]),

@@ -34,11 +34,13 @@ import numpy as np
 import pytest
 from multi_worker_harness import (
     NARROW_SLOWFAST_FLAGS,
+    REPO,
     TRAIN_PROBE,
     Workers,
     data_source_flags,
     free_ports,
     h5_arrays,
+    result_lines,
     start_train_workers,
     step_losses,
 )
@@ -439,3 +441,58 @@ def test_fine_tune_from_k400_through_a_local_mirror(records, golden, tmp_path, m
     assert old_head.shape[0] == init_classes
     assert not np.allclose(initial[head.kernel.path], old_head[:5].T)
     print(f"fine-tune: {compared} backbone tensors equal the checkpoint's; head 5-way, trained")
+
+
+def _data_service_available():
+    import importlib.util
+
+    return (
+        importlib.util.find_spec("keras_slowfast.training.data_service") is not None
+        and "data_service_address" in (REPO / "examples" / "train.py").read_text()
+    )
+
+
+def _listening_address(workers, index, kind):
+    """The HOST:PORT a `data-service` process prints once it listens."""
+    prefix = f"data-service {kind} listening on "
+    workers.wait_for(
+        lambda: bool(result_lines(workers.log(index), prefix)), 120, f"the {kind} to listen"
+    )
+    address = result_lines(workers.log(index), prefix)[0].strip()
+    return "127.0.0.1:" + address.rsplit(":", 1)[1]
+
+
+@pytest.mark.large
+def test_two_trainers_fed_by_a_two_worker_data_service(records, tmp_path):
+    """Dispatcher, two data-service workers and two trainers, all processes on 127.0.0.1."""
+    if not _data_service_available():
+        pytest.skip("the tf.data service helpers are not in this checkout")
+    cli = [sys.executable, "-m", "keras_slowfast.cli", "data-service"]
+    epochs, steps = 2, 2
+    model_dir = tmp_path / "run"
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    with Workers(tmp_path, "service") as service, Workers(tmp_path, "trainers") as trainers:
+        dispatcher = _listening_address(
+            service, service.start([*cli, "dispatcher", "--port=0"]), "dispatcher"
+        )
+        for _ in range(2):
+            index = service.start(
+                [*cli, "worker", f"--dispatcher={dispatcher}", "--worker-address=127.0.0.1"]
+            )
+            _listening_address(service, index, "worker")
+        source = {"tfrecords": records, "data_service_address": f"grpc://{dispatcher}"}
+        start_train_workers(
+            trainers, free_ports(2), _train_flags(model_dir, source, epochs, steps), probe
+        )
+        finished = trainers.wait(RUN_TIMEOUT_S)
+        assert finished, trainers.tails() + service.tails()
+        trainers.check()
+        # The service processes still run (they end only when stopped).
+        assert service.returncodes() == [None, None, None], service.tails()
+    chief, other = (step_losses(trainers.log(i)) for i in range(2))
+    assert sorted(chief) == sorted(other) == list(range(1, epochs * steps + 1))
+    assert chief == other
+    assert all(np.isfinite(list(chief.values())))
+    _assert_same_weights(probe / "final_worker0.weights.h5", probe / "final_worker1.weights.h5")
+    assert (model_dir / "final.weights.h5").exists()
