@@ -242,7 +242,7 @@ def test_first_step_loss_equals_single_process_loss(one_step):
         for h in halves
     ]
     print(f"step-1 loss with per-worker BatchNorm statistics: {np.mean(per_half)!r}")
-    assert abs(np.mean(per_half) - chief[1]) > 100 * LOSS_ATOL
+    assert abs(np.mean(per_half) - chief[1]) > 10 * LOSS_ATOL
 
     # One step of the single process moves the weights as the workers' step did.
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -263,13 +263,13 @@ def test_first_step_loss_equals_single_process_loss(one_step):
         ulp = 2 * float(np.spacing(np.float32(np.max(np.abs(oracle[name]), initial=0.0))))
         assert error <= UPDATE_RTOL * scale + ulp, (name, error, scale)
         if scale:
-            worst = max(worst, (error / scale, name))
+            worst = max(worst, (max(error - ulp, 0.0) / scale, name))
         difference += float(np.sum((got - expected) ** 2))
         change += float(np.sum(expected**2))
     overall = (difference / change) ** 0.5
     print(
         f"step-1 weight change vs single process: overall relative error {overall:.3g}, "
-        f"worst tensor {worst[0]:.3g} ({worst[1]})"
+        f"worst tensor beyond 2 float32 spacings {worst[0]:.3g} ({worst[1]})"
     )
     assert overall <= UPDATE_OVERALL_RTOL
 
