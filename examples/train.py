@@ -19,6 +19,17 @@ Fine-tuning the Kinetics-400 weights on a new 10-class data set (new head):
         --arch slowfast_8x8_r50 --init_weights k400 --classes 10 --global_batch_size 16 \\
         --base_lr 0.1 --epochs 20 --warmup_epochs 2 --model_dir runs/mine
 
+Input on CPU machines (tf.data service, TFRecords only; see docs/scaling.md):
+
+    keras-slowfast data-service dispatcher --port 5050            # on host "dispatcher"
+    keras-slowfast data-service worker --dispatcher dispatcher:5050 --worker-address $(hostname)
+    python examples/train.py --train_tfrecords k400/train-* --steps_per_epoch 3750 \
+        --data_service_address grpc://dispatcher:5050 --model_dir runs/k400 ...
+
+Only the JPEG-frame TFRecord pipeline (--train_tfrecords) can run on service workers: it is
+TensorFlow ops only. The --train_list pipeline decodes videos with PyAV inside a
+tf.numpy_function, whose Python code exists only in the trainer's process.
+
 Outputs in `--model_dir`: `checkpoints/` (weights per epoch, or `tf.train` checkpoints of
 the custom loop), `backup/` (automatic resume), `logs/` or `train/` (TensorBoard),
 `history.csv`, and `final.weights.h5` (after precise BN).
@@ -56,6 +67,24 @@ flags.DEFINE_integer("crop_size", 224, "Training crop side.")
 flags.DEFINE_integer("jitter_min", 256, "Smallest short side of the scale jitter.")
 flags.DEFINE_integer("jitter_max", 320, "Largest short side of the scale jitter.")
 flags.DEFINE_integer("seed", None, "Seed for data order and augmentation (None: random).")
+flags.DEFINE_string(
+    "data_service_address",
+    None,
+    "grpc://HOST:PORT of a tf.data service dispatcher: the training TFRecord pipeline runs on "
+    "its workers (--train_tfrecords only; see docs/scaling.md).",
+)
+flags.DEFINE_enum(
+    "data_service_mode",
+    "distributed_epoch",
+    ["distributed_epoch", "parallel_epochs"],
+    "distributed_epoch: each clip once per epoch over all workers; parallel_epochs: every "
+    "service worker runs the whole data set.",
+)
+flags.DEFINE_string(
+    "data_service_job_name",
+    None,
+    "Job shared by the trainers of this run (default: derived from --model_dir).",
+)
 # Model.
 flags.DEFINE_enum("arch", "slowfast_8x8_r50", list(ARCHS), "Architecture.")
 flags.DEFINE_integer("classes", 400, "Classes of the classifier.")
@@ -116,6 +145,11 @@ def _check_flags():
         raise app.UsageError("--model_dir is required.")
     if FLAGS.train_tfrecords and not FLAGS.steps_per_epoch:
         raise app.UsageError("--steps_per_epoch is required with --train_tfrecords.")
+    if FLAGS.data_service_address and FLAGS.train_list:
+        raise app.UsageError(
+            "--data_service_address needs --train_tfrecords: the --train_list pipeline decodes "
+            "videos in Python (tf.numpy_function), which tf.data service workers cannot run."
+        )
 
 
 def _data_kwargs(mode, num_frames, sampling_rate):
@@ -147,7 +181,21 @@ def _input_fn(list_file, tfrecords, mode, num_frames, sampling_rate):
         return training.kinetics_input_fn(
             list_file, FLAGS.global_batch_size, seed=seed, path_prefix=FLAGS.path_prefix, **kwargs
         )
+    if FLAGS.data_service_address and mode == "train":
+        kwargs.update(_data_service_kwargs())
     return training.tfrecord_input_fn(tfrecords, FLAGS.global_batch_size, seed=seed, **kwargs)
+
+
+def _data_service_kwargs():
+    """`tfrecord_input_fn` arguments for --data_service_address."""
+    job = FLAGS.data_service_job_name
+    if not job:
+        job = "train_" + os.path.basename(os.path.normpath(FLAGS.model_dir))
+    return dict(
+        data_service_address=FLAGS.data_service_address,
+        processing_mode=FLAGS.data_service_mode,
+        job_name=job,
+    )
 
 
 def build_model(num_frames):
@@ -183,6 +231,14 @@ def _fit(model, strategy, steps_per_epoch, num_frames, sampling_rate):
         num_frames,
         sampling_rate,
     ).repeat()
+    if FLAGS.data_service_address:
+        kwargs = _data_service_kwargs()
+        train = training.distribute_dataset(
+            train,
+            kwargs["data_service_address"],
+            kwargs["processing_mode"],
+            kwargs["job_name"],
+        )
     val = None
     if FLAGS.val_list or FLAGS.val_tfrecords:
         val = _dataset(

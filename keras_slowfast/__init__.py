@@ -66,3 +66,15 @@ __all__ = [
     "load_pytorchvideo",
     "model_flops",
 ]
+
+# Submodules that pull in the data pipeline, TensorFlow training code or plotting load on
+# first use (`keras_slowfast.visualize.grad_cam(...)`), so building a model stays light.
+_LAZY_SUBMODULES = ("data", "evaluation", "inference", "streaming", "training", "visualize")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_slowfast.{name}")
+    raise AttributeError(f"module 'keras_slowfast' has no attribute {name!r}")

@@ -23,6 +23,20 @@ __all__ = [
 ]
 
 
+def _umask():
+    """The process' file mode creation mask (read without changing it where possible)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=""):
     """Yields a temporary file name beside `path`; renames it onto `path` when the block ends.
@@ -48,6 +62,9 @@ def atomic_path(path, suffix=""):
     os.close(handle)
     try:
         yield tmp
+        # mkstemp creates the file owner-only; give it the mode a plain open() would.
+        if os.path.isfile(tmp):
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

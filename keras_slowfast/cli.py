@@ -6,11 +6,15 @@ Examples::
     keras-slowfast classify video.mp4 --views 1 --top 3    # one centred view, quicker
     keras-slowfast classify video.mp4 --model slowfast_16x8_r101_50_50
     keras-slowfast classify video.mp4 --weights SLOWFAST_8x8_R50.pkl
+    keras-slowfast classify video.mp4 --views 1 --gradcam cam.mp4   # Grad-CAM overlay video
     keras-slowfast convert SLOWFAST_8x8_R50.pkl slowfast_8x8_r50.weights.h5
     keras-slowfast export serving/slowfast --model slowfast_8x8_r50 --weights k400
     keras-slowfast export slowfast.onnx --format onnx      # also openvino (.xml), tflite
     keras-slowfast weights                                 # the published weights
     keras-slowfast info slowfast_8x8_r50                   # params, GMACs, sampling, accuracy
+    keras-slowfast data-service dispatcher --port 5050     # tf.data service (docs/scaling.md)
+    keras-slowfast timeline long.mp4 --csv timeline.csv    # top classes every second
+    keras-slowfast features videos.txt --output feats/     # pooled features every second
 """
 
 import argparse
@@ -23,6 +27,7 @@ import time
 import warnings
 
 _TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
+_DATA_SERVICE_CLI = "keras_slowfast.training.data_service_cli"
 
 
 def _models(kind=None):
@@ -117,7 +122,17 @@ def _classify(args):
         )
     if not os.path.isfile(args.video):
         raise ValueError(f"No video file at this path. Received: video={args.video!r}")
+    if args.gradcam_class is not None and args.gradcam is None:
+        raise ValueError(
+            f"--gradcam-class needs --gradcam OUT.mp4. Received: gradcam_class={args.gradcam_class}"
+        )
     model = _build_model(args)
+    classes = model.output_shape[-1]
+    if args.gradcam_class is not None and not 0 <= args.gradcam_class < classes:
+        raise ValueError(
+            f"--gradcam-class must be a class index in [0, {classes}). "
+            f"Received: gradcam_class={args.gradcam_class}"
+        )
     start = time.perf_counter()
     probs = classify_video(model, args.video, preset=preset.name, views=args.views)
     elapsed = time.perf_counter() - start
@@ -129,6 +144,206 @@ def _classify(args):
     top = decode_predictions(probs[None], args.top, class_names=names)[0]
     for rank, (index, name, score) in enumerate(top):
         print(f"{rank + 1:>3}. {score:8.4f}  {name}  (class {index})")
+    if args.gradcam is not None:
+        _classify_gradcam(args, model, preset, names)
+    if args.annotate is not None:
+        _classify_annotate(args, model, preset)
+    return 0
+
+
+def _classify_gradcam(args, model, preset, names):
+    """`classify --gradcam`: Grad-CAM of the quick centre view, written as a video."""
+    from keras_slowfast.inference import video_views
+    from keras_slowfast.labels import class_names_for
+    from keras_slowfast.visualize import grad_cam, write_gradcam_video
+
+    proto = preset.protocol
+    clip = next(
+        video_views(
+            args.video,
+            proto.num_frames,
+            proto.sampling_rate,
+            views=1,
+            size=proto.test_crop_size,
+            temporal_views=proto.temporal_views,
+            crop_indices=proto.crop_indices,
+            sampling=proto.sampling,
+            target_fps=proto.target_fps,
+        )
+    )[0]
+    heatmaps, index = grad_cam(model, clip, class_index=args.gradcam_class)
+    name = class_names_for(model.output_shape[-1], names)[index]
+    score = float(model.predict_on_batch(clip[None])[0, index])
+    # Uniform clips play in real time; a segment clip spans the video, shown at 8 fps.
+    fps = proto.target_fps / proto.sampling_rate if proto.sampling == "uniform" else 8
+    write_gradcam_video(clip, heatmaps, args.gradcam, fps=fps, title=f"{name} {score:.2f}")
+    print(f"Grad-CAM of class {index} ({name}, {score:.4f} on the centre view): {args.gradcam}")
+
+
+def _annotate(video, windows, names, path, top_k, progress):
+    """Re-encodes `video` with each window's top classes drawn on the frames it covers."""
+    import numpy as np
+
+    from keras_slowfast.visualize import annotate_video
+
+    annotate_video(
+        video,
+        np.array([w.time for w in windows]),
+        np.stack([w.scores for w in windows]),
+        path,
+        names,
+        top_k=top_k,
+        starts=np.array([w.start for w in windows]),
+        ends=np.array([w.end for w in windows]),
+        progress=progress,
+    )
+    print(f"written: {path}")
+
+
+def _classify_annotate(args, model, preset):
+    """`classify --annotate`: one window every `--stride` seconds, labels drawn per window."""
+    from keras_slowfast.inference import timeline
+
+    names = _class_names(preset, model.output_shape[-1])
+    windows = list(
+        timeline(model, args.video, preset.name, window_stride_seconds=args.stride, progress=True)
+    )
+    _annotate(args.video, windows, names, args.annotate, min(args.top, 3, len(names)), True)
+
+
+def _class_names(preset, classes):
+    from keras_slowfast.labels import class_names_for
+
+    if preset.labels is not None and classes == preset.classes:
+        return class_names_for(classes, preset.labels)
+    return class_names_for(classes)
+
+
+def _plot_timeline(times, scores, class_names, path, top):
+    from keras_slowfast.visualize import plot_timeline
+
+    return plot_timeline(times, scores, class_names, path, top=top)
+
+
+def _timeline_csv(path, windows, names):
+    """Writes one row per window: window,start,end,time,top_class,top_score,<each class>."""
+    import csv
+    import io
+
+    from keras_slowfast.atomic import write_text_atomically
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["window", "start", "end", "time", "top_class", "top_score", *names])
+    for w in windows:
+        best = int(w.scores.argmax())
+        writer.writerow(
+            [
+                w.index,
+                f"{w.start:.6g}",
+                f"{w.end:.6g}",
+                f"{w.time:.6g}",
+                names[best],
+                f"{float(w.scores[best]):.6g}",
+                *(f"{float(s):.6g}" for s in w.scores),
+            ]
+        )
+    write_text_atomically(path, buffer.getvalue())
+
+
+def _timeline(args):
+    import numpy as np
+
+    from keras_slowfast import presets
+    from keras_slowfast.inference import timeline
+
+    preset = presets.get_preset(args.model)
+    if preset.kind != presets.CLASSIFIER or not preset.include_top:
+        raise ValueError(
+            f"`timeline` needs a classifier preset with a head. Received: model={args.model!r}"
+        )
+    model = _build_model(args)
+    names = _class_names(preset, model.output_shape[-1])
+    top = min(args.top, len(names))
+    start = time.perf_counter()
+    windows = []
+    for w in timeline(
+        model,
+        args.video,
+        preset.name,
+        window_stride_seconds=args.stride,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        timeout=args.timeout,
+    ):
+        windows.append(w)
+        best = np.argsort(-w.scores, kind="stable")[:top]
+        labels = ", ".join(f"{names[i]} {w.scores[i]:.3f}" for i in best)
+        print(f"{w.start:8.2f} {w.end:8.2f}  {labels}", flush=True)
+    elapsed = time.perf_counter() - start
+    print(
+        f"{os.path.basename(args.video)}: {len(windows)} windows every {args.stride:g} s, "
+        f"{preset.name}, {elapsed:.1f} s"
+    )
+    if args.csv:
+        _timeline_csv(args.csv, windows, names)
+        print(f"written: {args.csv}")
+    if args.plot:
+        _plot_timeline(
+            np.array([w.time for w in windows]),
+            np.stack([w.scores for w in windows]),
+            names,
+            args.plot,
+            top=top,
+        )
+        print(f"written: {args.plot}")
+    if args.annotate:
+        _annotate(args.video, windows, names, args.annotate, min(top, 3), not args.quiet)
+    return 0
+
+
+def _features(args):
+    from keras_slowfast import presets
+    from keras_slowfast.inference import feature_model
+    from keras_slowfast.streaming import save_features, video_list
+
+    preset = presets.get_preset(args.model)
+    if preset.kind != presets.CLASSIFIER:
+        raise ValueError(
+            f"`features` needs a classifier or backbone preset. Received: model={args.model!r}"
+        )
+    video_list(args.videos, args.path_prefix)  # a bad list fails before the model is built
+    model = feature_model(_build_model(args))
+    start = time.perf_counter()
+
+    def report(path, name, status):
+        if status not in ("extracted", "existing"):
+            print(f"skipped {path}: {status}", file=sys.stderr, flush=True)
+
+    summary = save_features(
+        model,
+        args.videos,
+        args.output,
+        preset=preset.name,
+        weights=args.weights or preset.weights,
+        format=args.format,
+        window_stride_seconds=args.stride,
+        batch_size=args.batch_size,
+        path_prefix=args.path_prefix,
+        timeout=args.timeout,
+        progress=not args.quiet,
+        on_video=report,
+    )
+    elapsed = time.perf_counter() - start
+    total = len(summary.extracted) + len(summary.existing) + len(summary.failed)
+    print(
+        f"{total} video(s): {len(summary.extracted)} extracted, {len(summary.existing)} "
+        f"already complete, {len(summary.failed)} failed; {model.output_shape[-1]}-d "
+        f"features of {preset.name} every {args.stride:g} s in {args.output}, {elapsed:.1f} s"
+    )
+    if summary.failures_file:
+        print(f"failures: {summary.failures_file}")
+        return 1
     return 0
 
 
@@ -538,6 +753,33 @@ def build_parser():
         "1: one centred view",
     )
     p.add_argument("--top", type=_positive, default=5, help="how many classes to print")
+    p.add_argument(
+        "--gradcam",
+        metavar="OUT.mp4",
+        default=None,
+        help="also write the Grad-CAM maps of the centre view (centred clip, centre crop) "
+        "as a video: [frame | slow | fast]",
+    )
+    p.add_argument(
+        "--gradcam-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the class index Grad-CAM explains (default: the centre view's top class)",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT.mp4",
+        default=None,
+        help="also write the video with the top classes (up to 3) of a window every "
+        "--stride seconds drawn on the frames it covers",
+    )
+    p.add_argument(
+        "--stride",
+        type=float,
+        default=1.0,
+        help="--annotate: seconds between window centres (default: %(default)s)",
+    )
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_classify)
 
@@ -716,6 +958,66 @@ def build_parser():
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_detect)
 
+    p = sub.add_parser(
+        "timeline",
+        help="score a long video (or a stream) every --stride seconds",
+        description="Scores one centred clip per window (centres at (k + 0.5) * stride "
+        "seconds) with the preset's clip and test crop, decoding the video once; prints "
+        "each window's top classes and writes a CSV with one row per window: window, "
+        "start, end, time, top_class, top_score, then one column of scores per class.",
+    )
+    p.add_argument("video", help="the video file or a stream URL")
+    _add_model_args(p)
+    p.add_argument("--csv", default=None, help="the CSV file to write")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="a PNG of the top classes over time to write (needs matplotlib: "
+        "pip install 'keras-slowfast[plot]')",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT.mp4",
+        default=None,
+        help="a copy of the video with each window's top classes (up to 3) drawn on it",
+    )
+    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument("--top", type=_positive, default=5, help="classes printed per window")
+    p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="seconds allowed (default: no limit)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_timeline)
+
+    p = sub.add_parser(
+        "features",
+        help="write pooled backbone features every --stride seconds of videos",
+        description="For each video writes OUTPUT/<name>.npy (windows x dim float32) and "
+        "OUTPUT/<name>.json (times, frame indices, settings), or OUTPUT/<name>.h5; <name> "
+        "is the video's path relative to the list's folder (or --path-prefix) without its "
+        "extension. Resumable: complete videos are skipped. Unreadable videos are skipped "
+        "and listed in OUTPUT/failures.txt; the exit status is 1 when any failed.",
+    )
+    p.add_argument(
+        "videos",
+        metavar="VIDEO_OR_LIST",
+        help="a video file, or a list file (.txt/.csv/.lst/.list, one video path per line)",
+    )
+    p.add_argument("--output", required=True, metavar="DIR", help="the output folder")
+    p.add_argument("--format", choices=("npy", "hdf5"), default="npy")
+    _add_model_args(p)
+    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
+    p.add_argument("--path-prefix", default=None, help="folder of the list's relative paths")
+    p.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds allowed per video (default: 3600)"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    p.set_defaults(func=_features)
+
     p = sub.add_parser("weights", help="list every preset, its checkpoint and the cache folder")
     p.set_defaults(func=_list_weights)
 
@@ -732,6 +1034,10 @@ def build_parser():
     if _has_tfrecords_cli():
         # Listed for --help; main() hands its arguments to the data package's command.
         sub.add_parser("write-tfrecords", help="write JPEG-frame TFRecords of a video list")
+    # Listed for --help; main() hands its arguments to the training package's command.
+    sub.add_parser(
+        "data-service", help="run a tf.data service dispatcher or worker (input on CPU hosts)"
+    )
     return parser
 
 
@@ -744,6 +1050,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["write-tfrecords"] and _has_tfrecords_cli():
         return importlib.import_module(_TFRECORDS_CLI).main(argv[1:])
+    if argv[:1] == ["data-service"]:
+        return importlib.import_module(_DATA_SERVICE_CLI).main(argv[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "cpu", False):
         import tensorflow as tf

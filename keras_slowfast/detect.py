@@ -758,9 +758,15 @@ def draw_detections(frame, boxes, labels, thickness=None):
 
 
 def _encoder(container, template, width, height):
+    """An H.264 (else MPEG-4 Part 2) stream on `container` with the timing of `template`."""
+    rate = template.average_rate or template.guessed_rate or template.base_rate
+    return _video_stream(container, rate, template.time_base, width, height)
+
+
+def _video_stream(container, rate, time_base, width, height):
+    """Adds an H.264 (else MPEG-4 Part 2) video stream of `rate` fps to `container`."""
     import av
 
-    rate = template.average_rate or template.guessed_rate or template.base_rate
     even = width % 2 == 0 and height % 2 == 0
     for codec, options in (("libx264", {"crf": "18", "preset": "veryfast"}), ("mpeg4", {})):
         if codec not in av.codecs_available:
@@ -774,7 +780,7 @@ def _encoder(container, template, width, height):
         if codec == "mpeg4":
             stream.codec_context.qscale = 2
             stream.codec_context.flags |= "QSCALE"  # constant quality
-        stream.codec_context.time_base = template.time_base
+        stream.codec_context.time_base = time_base
         return stream
     raise ValueError("No video encoder (libx264 or mpeg4) in this PyAV build.")
 
@@ -800,48 +806,70 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
     """
     import fractions
 
-    import av
-
-    from keras_slowfast.data import video as video_lib
     from keras_slowfast.data.ava_video import _Slots
-    from keras_slowfast.progress import ProgressBar
 
-    path = os.fspath(path)
-    deadline = time.monotonic() + _check_timeout(timeout)
     by_second = {}
     for i, second in enumerate(detections.seconds.tolist()):
         lines = [f"{n} {s:.2f}" for _, n, s in detections.top_actions(i)]
         by_second.setdefault(second, ([], []))
         by_second[second][0].append(detections.boxes[i])
         by_second[second][1].append(lines)
+
+    def start(container, stream):
+        slots = _Slots(container, stream, fractions.Fraction(AVA_FPS))
+        first_slot = None
+
+        def draw(rgb, pts):
+            nonlocal first_slot
+            slot = slots.slot(pts)
+            if first_slot is None:
+                first_slot = slot
+            position = (slot - first_slot) / AVA_FPS
+            last = max(0, detections.keyframes - 1)
+            second = min(max(0, math.floor(position + 0.5)), last)
+            if second in by_second:
+                rgb = np.ascontiguousarray(rgb)
+                draw_detections(rgb, np.array(by_second[second][0]), by_second[second][1])
+            return rgb
+
+        return draw
+
+    return _reencode_video(
+        video, path, start, f"{detections.video}: writing", progress=progress, timeout=timeout
+    )
+
+
+def _reencode_video(video, path, start, description, progress=True, timeout=None):
+    """Decodes `video`, draws on every frame and encodes the frames to `path`, atomically.
+
+    `start(container, stream)` is called once the input is open and returns
+    `draw(rgb, pts) -> rgb`, called on each decoded RGB frame with its timestamp (in
+    `stream.time_base` units). The output keeps the input's frames (count, size, frame rate
+    and timestamps when they increase) in H.264, or MPEG-4 Part 2 without an H.264 encoder.
+    """
+    import av
+
+    from keras_slowfast.data import video as video_lib
+    from keras_slowfast.progress import ProgressBar
+
+    path = os.fspath(path)
+    deadline = time.monotonic() + _check_timeout(timeout)
     container, stream = video_lib._open(video, 1, deadline)
     try:
         # The temporary file keeps the extension: PyAV picks the container format by it.
-        with atomic_path(path, suffix=os.path.splitext(os.fspath(path))[1]) as tmp:
+        with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
             info = video_lib._stream_info(video, stream)
-            slots = _Slots(container, stream, fractions.Fraction(AVA_FPS))
+            draw = start(container, stream)
             total = info.header_frames or None
-            first_slot = None
             last_pts = None
             with (
                 av.open(tmp, "w") as out,
-                ProgressBar(
-                    total, f"{detections.video}: writing", unit="frames", enabled=progress
-                ) as bar,
+                ProgressBar(total, description, unit="frames", enabled=progress) as bar,
             ):
                 encoder = None
                 for frame in video_lib._frames(video, container, stream, deadline):
                     pts = video_lib._checked_pts(video, frame)
-                    slot = slots.slot(pts)
-                    if first_slot is None:
-                        first_slot = slot
-                    position = (slot - first_slot) / AVA_FPS
-                    last = max(0, detections.keyframes - 1)
-                    second = min(max(0, math.floor(position + 0.5)), last)
-                    rgb = video_lib._to_rgb(frame)
-                    if second in by_second:
-                        rgb = np.ascontiguousarray(rgb)
-                        draw_detections(rgb, np.array(by_second[second][0]), by_second[second][1])
+                    rgb = draw(video_lib._to_rgb(frame), pts)
                     if encoder is None:
                         encoder = _encoder(out, stream, rgb.shape[1], rgb.shape[0])
                     new = av.VideoFrame.from_ndarray(rgb, format="rgb24")

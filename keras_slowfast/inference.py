@@ -28,13 +28,29 @@ from keras_slowfast.data.sampling import segment_indices
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
 from keras_slowfast.data.video import VideoReadError, read_clip, read_test_views
 from keras_slowfast.detect import detect_actions
+from keras_slowfast.streaming import (
+    Features,
+    Window,
+    extract_features,
+    feature_model,
+    timeline,
+    window_clips,
+    window_frame_indices,
+)
 
 __all__ = [
+    "Features",
+    "Window",
     "classify_video",
     "describe_protocol",
     "detect_actions",
+    "extract_features",
+    "feature_model",
     "segment_clip",
+    "timeline",
     "video_views",
+    "window_clips",
+    "window_frame_indices",
 ]
 
 _SAMPLINGS = ("uniform", "segment")

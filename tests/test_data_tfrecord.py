@@ -275,7 +275,12 @@ def test_command_line(tmp_path, videos, capsys):
     assert "wrote 2 shard(s)" in captured.out and "skipped 1 video(s)" in captured.out
     assert "missing.mp4" in captured.err
     files = sorted(p.name for p in (tmp_path / "cli").iterdir())
-    assert files == ["part-00000-of-00002.tfrecord", "part-00001-of-00002.tfrecord"]
+    assert files == [
+        "part-00000-of-00002.tfrecord",
+        "part-00001-of-00002.tfrecord",
+        "part.manifest",
+        "part.manifest.json",
+    ]
     status = cli.main(
         [
             str(listing),

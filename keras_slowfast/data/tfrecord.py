@@ -11,11 +11,15 @@ on tf.data service workers.
 
 import collections
 import concurrent.futures
+import hashlib
+import itertools
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast import atomic
 from keras_slowfast.data import kinetics, sampling, transforms
 from keras_slowfast.data import video as video_lib
 
@@ -118,12 +122,29 @@ def _encode_video(path, label, index, short_side, jpeg_quality, timeout):
     return example.SerializeToString()
 
 
-def _write_next(window, writers, num_shards):
-    """Writes the oldest pending video of `window` (its list index picks the shard)."""
-    future = window.popleft()
-    index, record = future.result()
-    if record is not None:
-        writers[index % num_shards].write(record)
+MANIFEST_VERSION = 1
+
+
+def _settings_record(paths, labels, short_side, jpeg_quality, num_shards):
+    digest = hashlib.sha256()
+    for path, label in zip(paths, labels):
+        digest.update(f"{path}\t{label}\n".encode("utf-8", "surrogateescape"))
+    return {
+        "version": MANIFEST_VERSION,
+        "list_sha256": digest.hexdigest(),
+        "num_videos": len(paths),
+        "num_shards": num_shards,
+        "short_side": short_side,
+        "jpeg_quality": jpeg_quality,
+    }
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def write_frame_tfrecords(
@@ -138,18 +159,30 @@ def write_frame_tfrecords(
     on_error="skip",
     error_counter=None,
     timeout=300.0,
+    task_index=0,
+    num_tasks=1,
 ):
-    """Writes videos as sharded TFRecords of JPEG-frame `SequenceExample`s.
+    """Writes videos as sharded TFRecords of JPEG-frame `SequenceExample`s; resumable.
 
     Video `i` of the list goes to shard `i % num_shards`; shards are named
     `{output_prefix}-{k:05d}-of-{num_shards:05d}.tfrecord`. Every decoded
     frame is stored (decoder output order) with its timestamp, so that the
     reader picks the same frames as the PyAV pipeline.
 
+    Resumable and splittable: shards are written one after the other, each to a hidden
+    temporary file (`.NAME.partial`) renamed onto its name once complete, then recorded in
+    `{output_prefix}.manifest/` (one JSON file per shard: the videos written, those
+    skipped, the settings). A rerun keeps the recorded shards and redoes the others, so a
+    killed conversion restarts where it stopped. `task_index`/`num_tasks` split the shards
+    among machines (task `t` writes shards `k` with `k % num_tasks == t`); the task that
+    finds every shard recorded also writes `{output_prefix}.manifest.json`. None of these
+    extra names matches the pattern `{output_prefix}-*`.
+
     Args:
         list_file: PySlowFast list file (`path label` per line) or a sequence
             of `(path, label)` pairs.
-        output_prefix: path prefix of the shards (folders are created).
+        output_prefix: path prefix of the shards (folders are created; local or mounted
+            file system).
         path_prefix: folder prepended to the listed paths.
         num_shards: number of output files.
         short_side: if set, frames are resized so that their short side has
@@ -157,20 +190,39 @@ def write_frame_tfrecords(
         jpeg_quality: JPEG quality, 1 to 100.
         num_workers: videos decoded and encoded in parallel (threads).
         on_error: `"skip"` (warn, count, leave the video out) or `"raise"`.
-        error_counter: a `DecodeErrorCounter` for skipped videos.
+        error_counter: a `DecodeErrorCounter` for videos skipped by this call.
         timeout: seconds after which decoding one video is abandoned.
+        task_index: this task's index in `[0, num_tasks)`.
+        num_tasks: tasks (machines or processes) sharing the conversion.
 
     Returns:
-        The list of shard paths written.
+        The paths of this task's shards (all shards when `num_tasks=1`), complete.
+
+    Raises:
+        ValueError: bad arguments, or shards recorded under the same prefix with other
+            settings (another list, size, quality or shard count).
 
     Example:
 
     >>> write_frame_tfrecords("train.csv", "tfrecords/train", num_shards=64, short_side=320)
     ... # doctest: +SKIP
+    >>> # Machine 3 of 8, same command on each with its own --task-index:
+    >>> write_frame_tfrecords("train.csv", "/shared/k400/train", num_shards=1024,
+    ...                       short_side=320, task_index=3, num_tasks=8)  # doctest: +SKIP
     """
     paths, labels = kinetics.read_video_list(list_file, path_prefix)
     kinetics._check_positive_int("num_shards", num_shards)
     kinetics._check_positive_int("num_workers", num_workers)
+    kinetics._check_positive_int("num_tasks", num_tasks)
+    if (
+        isinstance(task_index, bool)
+        or not isinstance(task_index, (int, np.integer))
+        or not 0 <= task_index < num_tasks
+    ):
+        raise ValueError(
+            f"`task_index` must be an int in [0, num_tasks={num_tasks}). "
+            f"Received: task_index={task_index!r}"
+        )
     if short_side is not None:
         kinetics._check_positive_int("short_side", short_side)
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int):
@@ -184,37 +236,104 @@ def write_frame_tfrecords(
             f"`on_error` must be one of {kinetics._ON_ERROR}. Received: on_error={on_error!r}"
         )
     counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
-    folder = os.path.dirname(os.fspath(output_prefix))
+    prefix = os.fspath(output_prefix)
+    folder = os.path.dirname(prefix)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    shard_paths = [
-        f"{os.fspath(output_prefix)}-{k:05d}-of-{num_shards:05d}.tfrecord"
-        for k in range(num_shards)
-    ]
+    manifest_dir = f"{prefix}.manifest"
+    os.makedirs(manifest_dir, exist_ok=True)
+    settings = _settings_record(paths, labels, short_side, jpeg_quality, num_shards)
+    names = [f"{os.path.basename(prefix)}-{k:05d}-of-{num_shards:05d}" for k in range(num_shards)]
+    shard_paths = [os.path.join(folder, f"{n}.tfrecord") for n in names]
+    entry_paths = [os.path.join(manifest_dir, f"{n}.json") for n in names]
+
+    def recorded(k):
+        entry = _read_json(entry_paths[k])
+        if entry is None:
+            return False
+        if entry.get("settings") != settings:
+            raise ValueError(
+                f"{entry_paths[k]} records shard {k} written with other settings "
+                f"({entry.get('settings')}, now {settings}): use another prefix or delete "
+                f"the old shards. Received: output_prefix={prefix!r}"
+            )
+        return os.path.exists(shard_paths[k])
+
+    mine = range(task_index, num_shards, num_tasks)
+    pending = [k for k in mine if not recorded(k)]
+    # The videos to encode, in writing order (shard after shard).
+    jobs = [(k, i) for k in pending for i in range(k, len(paths), num_shards)]
 
     def work(i):
         try:
-            return i, _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
+            return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
         except Exception as e:
             kinetics._report(paths[i], kinetics._as_read_error(paths[i], e), on_error, counter)
-            return i, None
+            return None
 
-    writers = [tf.io.TFRecordWriter(p) for p in shard_paths]
+    state = {"shard": None, "writer": None, "written": [], "skipped": []}
+
+    def partial(k):
+        return os.path.join(folder, f".{names[k]}.tfrecord.partial")
+
+    def finish_shard():
+        k = state["shard"]
+        state["writer"].close()
+        state["writer"] = None
+        os.replace(partial(k), shard_paths[k])
+        entry = {
+            "shard": os.path.basename(shard_paths[k]),
+            "videos": state["written"],
+            "skipped": state["skipped"],
+            "settings": settings,
+        }
+        atomic.write_text_atomically(entry_paths[k], json.dumps(entry, indent=1) + "\n")
+
+    def start_shard(k):
+        state.update(shard=k, written=[], skipped=[])
+        state["writer"] = tf.io.TFRecordWriter(partial(k))
+
     try:
+        # Shards with no video (more shards than videos) are written empty.
         with concurrent.futures.ThreadPoolExecutor(num_workers) as pool:
-            # A bounded window of videos in flight, written in list order: a slow video
-            # never lets the encoded ones behind it pile up in memory.
+            # A bounded window of videos in flight, written in order: a slow video never
+            # lets the encoded ones behind it pile up in memory.
             window = collections.deque()
-            for i in range(len(paths)):
-                window.append(pool.submit(work, i))
-                if len(window) >= 2 * num_workers:
-                    _write_next(window, writers, num_shards)
-            while window:
-                _write_next(window, writers, num_shards)
+            todo = iter(jobs)
+            shards = iter(pending)
+            for k, i in itertools.chain(todo, [(None, None)]):
+                if k is not None:
+                    window.append((k, i, pool.submit(work, i)))
+                while window and (k is None or len(window) >= 2 * num_workers):
+                    wk, wi, future = window.popleft()
+                    while state["shard"] != wk:
+                        if state["writer"] is not None:
+                            finish_shard()
+                        start_shard(next(shards))
+                    record = future.result()
+                    if record is None:
+                        state["skipped"].append([wi, paths[wi]])
+                    else:
+                        state["writer"].write(record)
+                        state["written"].append(wi)
+            if state["writer"] is not None:
+                finish_shard()
+            for k in shards:  # the remaining (empty) shards
+                start_shard(k)
+                finish_shard()
     finally:
-        for w in writers:
-            w.close()
-    return shard_paths
+        if state["writer"] is not None:
+            state["writer"].close()
+    if all(os.path.exists(p) for p in shard_paths) and all(os.path.exists(p) for p in entry_paths):
+        entries = [_read_json(p) for p in entry_paths]
+        manifest = {
+            "settings": settings,
+            "shards": [e["shard"] for e in entries],
+            "num_written": sum(len(e["videos"]) for e in entries),
+            "skipped": sorted(x for e in entries for x in e["skipped"]),
+        }
+        atomic.write_text_atomically(f"{prefix}.manifest.json", json.dumps(manifest, indent=1))
+    return [shard_paths[k] for k in mine]
 
 
 # Reader ---------------------------------------------------------------------

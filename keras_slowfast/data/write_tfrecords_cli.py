@@ -1,5 +1,9 @@
 """Command line: convert a PySlowFast video list into JPEG-frame TFRecords.
 
+Resumable: complete shards are recorded in OUTPUT_PREFIX.manifest/ and kept by a rerun,
+so a killed conversion is restarted with the same command. Several machines can share one
+conversion with --task-index/--num-tasks (same list, prefix and settings on each).
+
 Example:
 
     keras-slowfast-write-tfrecords train.csv tfrecords/train \\
@@ -41,6 +45,18 @@ def build_parser():
         default="skip",
         help="skip unreadable videos with a warning (default) or stop at the first one",
     )
+    parser.add_argument(
+        "--task-index",
+        type=int,
+        default=0,
+        help="this machine's index when NUM_TASKS machines share the conversion (default 0)",
+    )
+    parser.add_argument(
+        "--num-tasks",
+        type=int,
+        default=1,
+        help="machines sharing the conversion; task T writes shards K with K %% NUM_TASKS == T",
+    )
     return parser
 
 
@@ -74,12 +90,15 @@ def main(argv=None):
             num_workers=args.workers,
             on_error=args.on_error,
             error_counter=counter,
+            task_index=args.task_index,
+            num_tasks=args.num_tasks,
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"wrote {len(shards)} shard(s) to {args.output_prefix}-*; skipped {counter.count} video(s)"
+        f"wrote {len(shards)} shard(s) to {args.output_prefix}-* (complete shards of a "
+        f"previous run kept); skipped {counter.count} video(s)"
     )
     for path, reason in counter.failures:
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -22,6 +22,12 @@ from keras_slowfast.training.callbacks import (
     save_weights_atomically,
     standard_callbacks,
 )
+from keras_slowfast.training.data_service import (
+    DataServiceServer,
+    distribute_dataset,
+    start_dispatcher,
+    start_worker,
+)
 from keras_slowfast.training.loop import DistributedTrainer, kinetics_input_fn, tfrecord_input_fn
 from keras_slowfast.training.losses import AvaBinaryCrossentropy, ava_loss
 from keras_slowfast.training.optimizers import (
@@ -52,6 +58,7 @@ __all__ = [
     "AvaBinaryCrossentropy",
     "AvaFrameMAP",
     "BackboneLoadReport",
+    "DataServiceServer",
     "DistributedTrainer",
     "LearningRateLogger",
     "PreciseBatchNorm",
@@ -62,6 +69,7 @@ __all__ = [
     "convert_sync_batchnorm",
     "create_ava_optimizer",
     "create_optimizer",
+    "distribute_dataset",
     "get_strategy",
     "is_chief",
     "kinetics_input_fn",
@@ -72,6 +80,8 @@ __all__ = [
     "scale_learning_rate",
     "set_mixed_precision",
     "standard_callbacks",
+    "start_dispatcher",
+    "start_worker",
     "tfrecord_input_fn",
     "transfer_weights",
     "update_bn_stats",

@@ -81,18 +81,43 @@ def kinetics_input_fn(list_file, global_batch_size, seed=None, **kwargs):
     return dataset_fn
 
 
-def tfrecord_input_fn(file_pattern, global_batch_size, seed=None, **kwargs):
-    """A `dataset_fn` for `DistributedTrainer` that shards TFRecord files across workers.
+def tfrecord_input_fn(
+    file_pattern,
+    global_batch_size,
+    seed=None,
+    *,
+    data_service_address=None,
+    processing_mode="distributed_epoch",
+    job_name=None,
+    **kwargs,
+):
+    """A `dataset_fn` for `DistributedTrainer` over JPEG-frame TFRecords, local or remote.
 
-    Pipeline `i` of `n` reads files `i::n` of the sorted matches of `file_pattern` (give
-    at least as many files as workers), repeats them, and batches
-    `global_batch_size // num_replicas` clips.
+    Locally (`data_service_address=None`), pipeline `i` of `n` reads files `i::n` of the
+    sorted matches of `file_pattern` (give at least as many files as workers), repeats
+    them, and batches `global_batch_size // num_replicas` clips.
+
+    With `data_service_address`, the whole pipeline (reading, parsing, JPEG decoding, frame
+    sampling, augmentation, per-replica batching, repetition) runs on `tf.data` service
+    workers (see `keras_slowfast.training.data_service`). Every input pipeline then builds
+    the same dataset over all files with the same `seed` and joins the same job
+    (`job_name`): the service, not the trainer, splits the data, so there is no
+    per-pipeline file sharding (and no `tf.distribute` auto-sharding). In
+    `"distributed_epoch"` mode the files are handed to the workers on demand, so every
+    clip is produced once per pass over the files, across all workers and trainers.
 
     Args:
         file_pattern: glob pattern, path, or list of them (JPEG-frame TFRecords written by
-            `keras_slowfast.data.write_frame_tfrecords`).
+            `keras_slowfast.data.write_frame_tfrecords`). With the data service, the paths
+            are opened by the service workers (use storage they read).
         global_batch_size: clips per step over all replicas.
-        seed: base seed; pipeline `i` uses `seed + i` (None: random).
+        seed: base seed; locally pipeline `i` uses `seed + i`, with the data service all
+            use `seed` (None: random).
+        data_service_address: `"grpc://host:port"` of a `tf.data` service dispatcher
+            (None: run the pipeline in this process).
+        processing_mode: `"distributed_epoch"` or `"parallel_epochs"` (data service only).
+        job_name: the job shared by all trainers of one run (data service only; default
+            `"keras_slowfast_train"`; runs sharing a dispatcher need distinct names).
         **kwargs: other `keras_slowfast.data.frame_tfrecord_dataset` arguments.
 
     Returns:
@@ -101,14 +126,23 @@ def tfrecord_input_fn(file_pattern, global_batch_size, seed=None, **kwargs):
     Example:
         >>> fn = tfrecord_input_fn("k400/train-*", 64, num_frames=32, sampling_rate=2)
         ... # doctest: +SKIP
+        >>> fn = tfrecord_input_fn("gs://bucket/k400/train-*", 64,
+        ...                        data_service_address="grpc://dispatcher:5050",
+        ...                        job_name="k400_run1")  # doctest: +SKIP
     """
     from keras_slowfast.data import frame_tfrecord_dataset
+    from keras_slowfast.training import data_service
 
     if "batch_size" in kwargs:
         raise ValueError(
             "Give `global_batch_size`; the per-replica batch is derived from it. "
             f"Received: batch_size={kwargs['batch_size']!r}"
         )
+    if data_service_address is not None:
+        data_service.parse_service_address(data_service_address, "data_service_address")
+        data_service._check_mode(processing_mode)
+        if job_name is None:
+            job_name = "keras_slowfast_train"
     patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else file_pattern
     files = sorted({f for p in patterns for f in tf.io.gfile.glob(os.fspath(p))})
     if not files:
@@ -116,6 +150,14 @@ def tfrecord_input_fn(file_pattern, global_batch_size, seed=None, **kwargs):
 
     def dataset_fn(input_context):
         n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+        if data_service_address is not None:
+            # One dataset for all pipelines: identical graphs share one registered dataset
+            # and one job; the service splits the files among its workers.
+            ds = frame_tfrecord_dataset(files, batch_size=batch_size, seed=seed, **kwargs)
+            return data_service.distribute_dataset(
+                ds.repeat(), data_service_address, processing_mode, job_name
+            )
         if len(files) < n:
             raise ValueError(
                 f"Give at least one TFRecord file per worker ({n}); {len(files)} match. "
@@ -123,7 +165,7 @@ def tfrecord_input_fn(file_pattern, global_batch_size, seed=None, **kwargs):
             )
         ds = frame_tfrecord_dataset(
             files[i::n],
-            batch_size=input_context.get_per_replica_batch_size(global_batch_size),
+            batch_size=batch_size,
             seed=None if seed is None else seed + i,
             **kwargs,
         )

@@ -1,0 +1,1010 @@
+"""Sliding-window inference over long videos and live streams, with bounded memory.
+
+A video is cut into windows every `window_stride_seconds`: window `k` is centred at
+`time = (k + 0.5) * stride` seconds and labels the interval `[k * stride, (k + 1) * stride)`
+(the last one cut at the end of the video). Each window is scored on one clip: the
+preset's `num_frames` frames every `sampling_rate` frames at `target_fps` (30), mapped to
+the stream's own frames as PySlowFast maps a test clip (:func:`window_frame_indices`),
+short side resized to the test crop size and centre-cropped (one view per window).
+
+Windows and the end of the video:
+
+- the video's length is its decoded frame count `N` at the stream's frame rate `fps`
+  (frame ordinals, in decoder output order, are the time axis: frame `i` is at `i / fps`);
+- window `k` exists when its centre lies before the end, `(k + 0.5) * stride * fps < N`;
+  window 0 always exists (a video shorter than half a stride still gets one window, whose
+  centre then lies past its end and whose clip is clamped);
+- clip indices before the first frame are clamped to frame 0 and those past the last
+  frame to frame `N - 1`, as PySlowFast clamps its test clips (so the first and last
+  windows repeat the first and last frames).
+
+Decoding is one sequential pass. Each frame is converted (RGB, resize, crop) only if a
+pending window uses it, and kept only while one does; a window is scored as soon as its
+last frame is decoded and a batch is full, so memory does not grow with the video's
+length and a live source (a stream URL or device whose length is unknown) gets windows
+with a latency of about half a clip plus a batch.
+"""
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from keras_slowfast import presets
+from keras_slowfast.data import video as video_io
+from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
+from keras_slowfast.frame_indices import torch_linspace
+from keras_slowfast.progress import ProgressBar
+
+__all__ = [
+    "Features",
+    "Window",
+    "extract_features",
+    "SaveSummary",
+    "feature_model",
+    "save_features",
+    "timeline",
+    "video_list",
+    "window_clips",
+    "window_frame_indices",
+]
+
+_DEFAULT_READ_TIMEOUT_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Window:
+    """One scored window of a video.
+
+    Attributes:
+        index: the window number `k`, from 0.
+        time: the window's centre in seconds, `(k + 0.5) * stride`.
+        start: the start of the interval the window labels, `k * stride` seconds.
+        end: the end of that interval, `min((k + 1) * stride, N / fps)` seconds.
+        frame_indices: int64 `(num_frames,)`: the ordinals (decoder output order, from 0)
+            of the stream's frames the clip used, in clip order.
+        scores: float32 `(classes,)`: the model's output for the clip (probabilities for
+            a classifier; pooled features for a feature model).
+
+    Example:
+        >>> w = Window(0, 0.5, 0.0, 1.0, np.zeros(8, np.int64), np.ones(3, np.float32))
+        >>> w.time, w.scores.shape
+        (0.5, (3,))
+    """
+
+    index: int
+    time: float
+    start: float
+    end: float
+    frame_indices: np.ndarray
+    scores: np.ndarray
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_positive_number(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
+        allowed = "None or a positive number" if allow_none else "a positive number"
+        raise ValueError(f"`{name}` must be {allowed}. Received: {name}={value!r}")
+    return float(value)
+
+
+def window_frame_indices(
+    centre_seconds, fps, num_frames, sampling_rate, target_fps=30, total_frames=None
+):
+    """The stream frame ordinals of the clip centred at `centre_seconds` (pure NumPy).
+
+    PySlowFast's test-clip arithmetic with the clip placed by its centre: the clip spans
+    `clip_size = sampling_rate * num_frames / target_fps * fps` native frames (float64),
+    starting at `start = centre_seconds * fps - clip_size / 2`; the indices are a float32
+    torch-style `linspace(start, start + clip_size - 1, num_frames)`, clamped to
+    `[0, total_frames - 1]` and truncated toward zero.
+
+    Args:
+        centre_seconds: the clip's centre in seconds.
+        fps: the stream's frame rate.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at `target_fps`.
+        target_fps: the frame rate `sampling_rate` refers to.
+        total_frames: the video's frame count, or `None` when it is not known yet (then
+            only the start is clamped; clamping the end later gives the same result).
+
+    Returns:
+        An int64 array `(num_frames,)`.
+
+    Example:
+        >>> window_frame_indices(0.5, 30.0, 8, 8, total_frames=300).tolist()
+        [0, 0, 1, 10, 19, 28, 37, 46]
+        >>> window_frame_indices(9.5, 30.0, 8, 8, total_frames=300).tolist()
+        [253, 262, 271, 280, 289, 298, 299, 299]
+    """
+    fps = _check_positive_number("fps", fps)
+    num_frames = _check_positive_int("num_frames", num_frames)
+    sampling_rate = _check_positive_int("sampling_rate", sampling_rate)
+    target_fps = _check_positive_number("target_fps", target_fps)
+    if total_frames is not None:
+        total_frames = _check_positive_int("total_frames", total_frames)
+    clip_size = sampling_rate * num_frames / target_fps * fps
+    start = float(centre_seconds) * fps - clip_size / 2.0
+    values = torch_linspace(start, start + clip_size - 1.0, num_frames)
+    upper = np.float32(np.inf) if total_frames is None else np.float32(total_frames - 1)
+    return np.trunc(np.clip(values, np.float32(0), upper)).astype(np.int64)
+
+
+def _resolve_clip(preset, num_frames, sampling_rate, crop_size):
+    if preset is not None:
+        proto = presets.get_preset(preset, kind=presets.CLASSIFIER).protocol
+    else:
+        proto = presets.Protocol(num_frames=0, sampling_rate=0)
+    num_frames = proto.num_frames if num_frames is None else num_frames
+    sampling_rate = proto.sampling_rate if sampling_rate is None else sampling_rate
+    if preset is None and (num_frames == 0 or sampling_rate == 0):
+        raise ValueError(
+            "Give `preset` or both `num_frames` and `sampling_rate`. "
+            f"Received: preset={preset!r}, num_frames={num_frames!r}, "
+            f"sampling_rate={sampling_rate!r}"
+        )
+    num_frames = _check_positive_int("num_frames", num_frames)
+    sampling_rate = _check_positive_int("sampling_rate", sampling_rate)
+    size = proto.test_crop_size if crop_size is None else crop_size
+    size = _check_positive_int("crop_size", size)
+    return num_frames, sampling_rate, proto.target_fps, size
+
+
+def _convert(rgb, size):
+    frame = resize_short_side(rgb, size)
+    y, x = uniform_crop_offset(frame.shape[0], frame.shape[1], size, 1)
+    return np.ascontiguousarray(frame[y : y + size, x : x + size])
+
+
+class _Pending:
+    """A window whose frames are still being decoded."""
+
+    __slots__ = ("index", "indices", "unique", "centre_frame", "end_frame")
+
+    def __init__(self, index, indices, centre_frame, end_frame):
+        self.index = index
+        self.indices = indices
+        self.unique = np.unique(indices)
+        self.centre_frame = centre_frame
+        self.end_frame = end_frame
+
+
+def _live_frames(video, container, stream, deadline):
+    """The decoded frames; a stream URL's I/O error after some frames ends the stream.
+
+    A live source without a length (HTTP without Content-Length, a camera going away) ends
+    by closing its connection, which FFmpeg reports as an I/O error: that is the end of the
+    stream (with a warning), so the last windows are still completed. Timeouts, errors
+    before the first frame and any error in a file still raise.
+    """
+    frames = video_io._frames(video, container, stream, deadline)
+    if not video_io.is_stream_url(video):
+        yield from frames
+        return
+    count = 0
+    try:
+        for frame in frames:
+            count += 1
+            yield frame
+    except video_io.VideoReadError as e:
+        if count == 0 or "timed out" in str(e):
+            raise
+        try:  # the frames still in the decoder (reordering delay)
+            for frame in stream.codec_context.decode(None):
+                count += 1
+                yield frame
+        except Exception:  # noqa: BLE001 - nothing more to drain
+            pass
+        warnings.warn(
+            f"{video}: the stream ended with an error after {count} frames ({e.reason}); "
+            "taking that as the end of the stream (the connection closed).",
+            stacklevel=3,
+        )
+
+
+def _stream_clips(
+    video, *, stride, num_frames, sampling_rate, target_fps, size, timeout, read_timeout, stats, bar
+):
+    """Yields `(Window without scores, clip)` for each window as soon as it is complete."""
+    start_time = time.monotonic()
+    deadline = math.inf if timeout is None else start_time + timeout
+    open_deadline = min(deadline, start_time + read_timeout)
+    container, stream = video_io._open(video, 1, open_deadline)
+    try:
+        info = video_io._stream_info(video, stream)
+        fps = info.fps
+        expected = None
+        if info.header_frames > 0:
+            expected = max(1, math.ceil(info.header_frames / (stride * fps) - 0.5))
+        if bar is not None:
+            bar.total = expected
+        counters = {
+            "fps": fps,
+            "decoded_frames": 0,
+            "converted_frames": 0,
+            "max_buffered_frames": 0,
+            "windows": 0,
+            "total_frames": None,
+        }
+        if stats is not None:
+            stats.update(counters)
+        store = {}  # ordinal -> converted frame, for frames a pending window uses
+        needed = {}  # ordinal -> number of pending windows using it
+        pending = []  # planned windows, by index
+        next_k = 0
+        next_first = int(
+            window_frame_indices(0.5 * stride, fps, num_frames, sampling_rate, target_fps)[0]
+        )
+        last_raw = None
+        n = 0
+
+        def plan_until(ordinal):
+            nonlocal next_k, next_first
+            while next_first <= ordinal:
+                centre = (next_k + 0.5) * stride
+                indices = window_frame_indices(centre, fps, num_frames, sampling_rate, target_fps)
+                p = _Pending(next_k, indices, centre * fps, (next_k + 1) * stride * fps)
+                for u in p.unique.tolist():
+                    needed[u] = needed.get(u, 0) + 1
+                pending.append(p)
+                next_k += 1
+                nxt = window_frame_indices(
+                    (next_k + 0.5) * stride, fps, num_frames, sampling_rate, target_fps
+                )
+                next_first = int(nxt[0])
+
+        def release(p):
+            for u in p.unique.tolist():
+                left = needed[u] - 1
+                if left:
+                    needed[u] = left
+                else:
+                    del needed[u]
+                    store.pop(u, None)
+
+        def assemble(p, total, last_frame=None):
+            indices = p.indices if total is None else np.minimum(p.indices, total - 1)
+            clip = np.stack([store[i] if i in store else last_frame for i in indices.tolist()])
+            end = (p.index + 1) * stride
+            if total is not None:
+                end = min(end, total / fps)
+            release(p)
+            window = Window(
+                index=int(p.index),
+                time=(p.index + 0.5) * stride,
+                start=p.index * stride,
+                end=float(end),
+                frame_indices=indices.astype(np.int64),
+                scores=None,
+            )
+            counters["windows"] += 1
+            if stats is not None:
+                stats.update(counters)
+            return window, clip
+
+        for frame in _live_frames(video, container, stream, deadline):
+            j = n
+            n += 1
+            counters["decoded_frames"] = n
+            plan_until(j)
+            last_raw = frame
+            if j in needed:
+                try:
+                    store[j] = _convert(video_io._to_rgb(frame), size)
+                except Exception as e:
+                    raise video_io.VideoReadError(video, f"colour conversion failed ({e})") from e
+                counters["converted_frames"] += 1
+                if len(store) > counters["max_buffered_frames"]:
+                    counters["max_buffered_frames"] = len(store)
+            # Windows whose last frame is decoded and whose interval has ended, in order.
+            while pending:
+                p = pending[0]
+                exists = p.index == 0 or p.centre_frame < n
+                if not (exists and int(p.indices[-1]) <= j and n >= p.end_frame):
+                    break
+                pending.pop(0)
+                yield assemble(p, None)
+        if n == 0:
+            raise video_io.VideoReadError(video, "no decodable frame")
+        total = n
+        counters["total_frames"] = total
+        if stats is not None:
+            stats.update(counters)
+        if next_k == 0:
+            # A video shorter than window 0's clip start: window 0 still exists.
+            next_first = 0
+            plan_until(0)
+        last = total - 1
+        last_frame = store.get(last)
+        for p in pending:
+            if not (p.index == 0 or p.centre_frame < total):
+                continue
+            if last_frame is None:
+                # Indices past the end are clamped to the last frame, which no window may
+                # have kept.
+                last_frame = _convert(video_io._to_rgb(last_raw), size)
+                counters["converted_frames"] += 1
+            yield assemble(p, total, last_frame)
+        pending.clear()
+    finally:
+        container.close()
+
+
+def window_clips(
+    video,
+    preset=None,
+    *,
+    window_stride_seconds=1.0,
+    num_frames=None,
+    sampling_rate=None,
+    crop_size=None,
+    timeout=None,
+    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    stats=None,
+):
+    """The windows of a video and their clips, without a model (what :func:`timeline` scores).
+
+    Args:
+        video, preset, window_stride_seconds, num_frames, sampling_rate, crop_size,
+            timeout, read_timeout, stats: as for :func:`timeline`.
+
+    Yields:
+        `(window, clip)`: a :class:`Window` whose `scores` is `None`, and its uint8 clip
+        `(num_frames, size, size, 3)`, as soon as the clip's frames are decoded.
+
+    Example:
+        >>> for window, clip in window_clips("video.mp4", "slowfast_8x8_r50"):  # doctest: +SKIP
+        ...     print(window.time, window.frame_indices[:3], clip.shape)
+        0.5 [0 0 0] (32, 256, 256, 3)
+    """
+    stride, timeout, read_timeout = _check_stream_args(
+        video, window_stride_seconds, timeout, read_timeout, stats
+    )
+    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+        preset, num_frames, sampling_rate, crop_size
+    )
+    return _stream_clips(
+        video,
+        stride=stride,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        size=size,
+        timeout=timeout,
+        read_timeout=read_timeout,
+        stats=stats,
+        bar=None,
+    )
+
+
+def _check_stream_args(video, window_stride_seconds, timeout, read_timeout, stats):
+    stride = _check_positive_number("window_stride_seconds", window_stride_seconds)
+    timeout = _check_positive_number("timeout", timeout, allow_none=True)
+    read_timeout = _check_positive_number("read_timeout", read_timeout)
+    if stats is not None and not isinstance(stats, dict):
+        raise TypeError(f"`stats` must be None or a dict. Received: stats={stats!r}")
+    if not isinstance(video, (str, os.PathLike)):
+        raise TypeError(f"`video` must be a path or a stream URL. Received: video={video!r}")
+    return stride, timeout, read_timeout
+
+
+def _scored(model, clips, batch_size, bar):
+    """Scores `(window, clip)` items in batches; yields the windows with their scores."""
+    ready = []
+
+    def flush():
+        batch = np.stack([clip for _, clip in ready])
+        out = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != len(ready):
+            raise ValueError(
+                "The model must return one vector per clip, shape (batch, classes). "
+                f"Received: output shape {out.shape}"
+            )
+        windows = [dataclasses.replace(w, scores=row.copy()) for (w, _), row in zip(ready, out)]
+        ready.clear()
+        bar.update(len(windows))
+        return windows
+
+    try:
+        for item in clips:
+            ready.append(item)
+            if len(ready) >= batch_size:
+                yield from flush()
+        if ready:
+            yield from flush()
+    finally:
+        clips.close()
+        bar.close()
+
+
+def timeline(
+    model,
+    video,
+    preset=None,
+    *,
+    window_stride_seconds=1.0,
+    num_frames=None,
+    sampling_rate=None,
+    batch_size=8,
+    progress=False,
+    timeout=None,
+    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    crop_size=None,
+    stats=None,
+):
+    """Scores a video window by window; a generator of :class:`Window`, in time order.
+
+    The video is decoded once, front to back (a file, a stream URL or a device PyAV
+    opens), and windows come out as soon as their clips are decoded and a batch is full,
+    so this works on live sources and on videos of any length in constant memory (see the
+    module docstring for the exact window and clamping rules).
+
+    Args:
+        model: a model taking uint8 RGB clips `(batch, num_frames, size, size, 3)` and
+            returning `(batch, classes)` (a classifier; or a feature model, see
+            :func:`feature_model`). Called with `predict_on_batch`.
+        video: path of the video file, or a stream URL (`http://...`, `rtsp://...`).
+        preset: the model's preset name or architecture key: gives the clip (`num_frames`,
+            `sampling_rate`, `target_fps`) and the crop size (its `test_crop_size`).
+            Without it give `num_frames` and `sampling_rate` (crop 256, 30 fps).
+        window_stride_seconds: seconds between window centres (and each window's length).
+        num_frames: frames per clip (default: the preset's).
+        sampling_rate: frame stride at `target_fps` (default: the preset's).
+        batch_size: windows per model call.
+        progress: draw a progress bar on stderr.
+        timeout: seconds allowed for the whole video, or `None` (no limit: a live source).
+        read_timeout: seconds one blocking read (opening, a packet) may wait; a stalled
+            source then raises :class:`keras_slowfast.data.VideoReadError` instead of
+            hanging.
+        crop_size: short side and crop size (default: the preset's `test_crop_size`).
+        stats: an optional dict updated with counters: `decoded_frames`,
+            `converted_frames`, `max_buffered_frames`, `windows`, `fps`, `total_frames`.
+
+    Yields:
+        :class:`Window` objects with `index`, `time`, `start`, `end`, `frame_indices`
+        and `scores`.
+
+    Raises:
+        ValueError: for a bad argument (naming it).
+        keras_slowfast.data.VideoReadError: when the video cannot be opened or decoded,
+            or a timeout passes.
+
+    Example:
+        >>> model = keras_slowfast.SlowFastR50(weights="k400")  # doctest: +SKIP
+        >>> for w in timeline(model, "video.mp4", "slowfast_8x8_r50"):  # doctest: +SKIP
+        ...     print(f"{w.start:6.1f}-{w.end:6.1f} s  class {w.scores.argmax()}")
+    """
+    stride, timeout, read_timeout = _check_stream_args(
+        video, window_stride_seconds, timeout, read_timeout, stats
+    )
+    batch_size = _check_positive_int("batch_size", batch_size)
+    if not hasattr(model, "predict_on_batch"):
+        raise TypeError(f"`model` must be a Keras model. Received: model={model!r}")
+    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+        preset, num_frames, sampling_rate, crop_size
+    )
+    bar = ProgressBar(None, os.path.basename(str(video)), unit="windows", enabled=bool(progress))
+    clips = _stream_clips(
+        video,
+        stride=stride,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        size=size,
+        timeout=timeout,
+        read_timeout=read_timeout,
+        stats=stats,
+        bar=bar,
+    )
+    return _scored(model, clips, batch_size, bar)
+
+
+def feature_model(model):
+    """A model giving a classifier's pooled backbone features (no head).
+
+    The features are the global average over time, height and width of each pathway's
+    res5 output, concatenated slow first (2048 + 256 = 2304 for SlowFast R50/R101, 2048
+    for Slow R50): the features PySlowFast's head pools before its projection (at the
+    training crop this is exactly the projection's input; at the 256-pixel test crop the
+    head averages 2x2 overlapping windows, whose mean differs slightly from this global
+    mean).
+
+    Args:
+        model: a classifier of this package (with its head), or a backbone built with
+            `include_top=False` and `pooling=None` (res5 maps) or `pooling="avg"` (then
+            returned as it is).
+
+    Returns:
+        A `keras.Model` from the same input to float32 `(batch, dim)`.
+
+    Example:
+        >>> import keras_slowfast
+        >>> net = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
+        >>> feature_model(net).output_shape  # slow 8 * 32 + fast 8 * 4 channels
+        (None, 288)
+    """
+    import keras
+
+    names = {layer.name for layer in model.layers}
+    if "head_pathway0_avgpool" in names:
+        maps = [model.get_layer("head_pathway0_avgpool").input]
+        if "head_pathway1_avgpool" in names:
+            maps.append(model.get_layer("head_pathway1_avgpool").input)
+    else:
+        outputs = model.outputs
+        if len(outputs) == 1 and len(outputs[0].shape) == 2:
+            return model
+        maps = list(outputs)
+        if not maps or any(len(m.shape) != 5 for m in maps):
+            raise ValueError(
+                "`model` must be a classifier of this package or a backbone built with "
+                "include_top=False (pooling None or 'avg'). "
+                f"Received: model with outputs {[tuple(m.shape) for m in outputs]}"
+            )
+    pooled = [
+        keras.layers.GlobalAveragePooling3D(name=f"features_pathway{p}_pool", dtype="float32")(m)
+        for p, m in enumerate(maps)
+    ]
+    out = (
+        pooled[0]
+        if len(pooled) == 1
+        else keras.layers.Concatenate(name="features_concat", dtype="float32")(pooled)
+    )
+    return keras.Model(model.inputs, out, name=f"{model.name}_features")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Features:
+    """Pooled backbone features of a video's windows (see :func:`extract_features`).
+
+    Attributes:
+        features: float32 `(windows, dim)`.
+        times: float64 `(windows,)` window centres in seconds.
+        starts: float64 `(windows,)` window starts in seconds.
+        ends: float64 `(windows,)` window ends in seconds.
+        frame_indices: int64 `(windows, num_frames)` stream frame ordinals of each clip.
+        fps: the stream's frame rate.
+        total_frames: the decoded frame count.
+        num_frames: frames per clip.
+        sampling_rate: frame stride at `target_fps`.
+        target_fps: the frame rate of `sampling_rate`.
+        stride: seconds between windows.
+        crop_size: the test crop.
+
+    Example:
+        >>> f = Features(np.zeros((2, 4), np.float32), np.array([0.5, 1.5]),
+        ...              np.array([0.0, 1.0]), np.array([1.0, 2.0]),
+        ...              np.zeros((2, 8), np.int64), 30.0, 60, 8, 8, 30, 1.0, 256)
+        >>> f.dim, f.as_dict()["fps"]
+        (4, 30.0)
+    """
+
+    features: np.ndarray
+    times: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    frame_indices: np.ndarray
+    fps: float
+    total_frames: int
+    num_frames: int
+    sampling_rate: int
+    target_fps: int
+    stride: float
+    crop_size: int
+
+    @property
+    def dim(self):
+        """The feature length."""
+        return int(self.features.shape[1])
+
+    def as_dict(self):
+        """The fields as a dict."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _preset_feature_model(preset, weights, checkpoint, model_kwargs):
+    from keras_slowfast import hub
+
+    kwargs = dict(model_kwargs or {}, include_top=False, pooling="avg")
+    if checkpoint is not None:
+        return hub.from_preset(preset, checkpoint=checkpoint, **kwargs)
+    if weights is None:
+        return hub.from_preset(preset, **kwargs)
+    if weights is False or weights in ("", "none", "None"):
+        return hub.from_preset(preset, load_weights=False, **kwargs)
+    return hub.build(presets.get_preset(preset).name, weights, **kwargs)
+
+
+def extract_features(
+    model_or_preset,
+    video,
+    *,
+    preset=None,
+    weights=None,
+    checkpoint=None,
+    model_kwargs=None,
+    window_stride_seconds=1.0,
+    batch_size=8,
+    num_frames=None,
+    sampling_rate=None,
+    progress=False,
+    timeout=None,
+    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    stats=None,
+):
+    """Pooled backbone features of every window of a video (dense features).
+
+    The windows and clips are those of :func:`timeline`; each clip's features are the
+    global average of each pathway's res5 output, slow then fast (see
+    :func:`feature_model`): 2304 numbers for SlowFast R50/R101, 2048 for Slow R50.
+
+    Args:
+        model_or_preset: a preset name or architecture key (the backbone is built with
+            `include_top=False, pooling="avg"` and `weights`/`checkpoint`), or a Keras
+            model (a classifier of this package, or a backbone; see :func:`feature_model`).
+        video: path of the video file or a stream URL.
+        preset: with a model, its preset (for the clip settings); default: none, so give
+            `num_frames` and `sampling_rate`. Ignored for a preset name.
+        weights: for a preset name: `None` (its published weights), `"none"` (random), a
+            published weights name or a `.weights.h5` / `.pyth` / `.pkl` path.
+        checkpoint: for a preset name: a checkpoint file of the preset.
+        model_kwargs: for a preset name: builder overrides (e.g. `width_per_group`).
+        window_stride_seconds, batch_size, num_frames, sampling_rate, progress, timeout,
+            read_timeout, stats: as for :func:`timeline`.
+
+    Returns:
+        A :class:`Features`.
+
+    Example:
+        >>> feats = extract_features("slowfast_8x8_r50_kinetics400",
+        ...                          "video.mp4")  # doctest: +SKIP
+        >>> feats.features.shape, feats.times[:2]  # doctest: +SKIP
+        ((10, 2304), array([0.5, 1.5]))
+    """
+    if isinstance(model_or_preset, str):
+        preset = model_or_preset
+        net = _preset_feature_model(preset, weights, checkpoint, model_kwargs)
+    elif hasattr(model_or_preset, "predict_on_batch"):
+        net = feature_model(model_or_preset)
+    else:
+        raise TypeError(
+            "`model_or_preset` must be a preset name or a Keras model. "
+            f"Received: model_or_preset={model_or_preset!r}"
+        )
+    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+        preset, num_frames, sampling_rate, None
+    )
+    counters = {} if stats is None else stats
+    windows = list(
+        timeline(
+            net,
+            video,
+            preset,
+            window_stride_seconds=window_stride_seconds,
+            num_frames=num_frames,
+            sampling_rate=sampling_rate,
+            batch_size=batch_size,
+            progress=progress,
+            timeout=timeout,
+            read_timeout=read_timeout,
+            stats=counters,
+        )
+    )
+    return Features(
+        features=np.stack([w.scores for w in windows]).astype(np.float32),
+        times=np.array([w.time for w in windows], np.float64),
+        starts=np.array([w.start for w in windows], np.float64),
+        ends=np.array([w.end for w in windows], np.float64),
+        frame_indices=np.stack([w.frame_indices for w in windows]).astype(np.int64),
+        fps=float(counters["fps"]),
+        total_frames=int(counters["total_frames"]),
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=int(target_fps),
+        stride=float(window_stride_seconds),
+        crop_size=size,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Writing the features of many videos to a folder, resumably.
+
+_FORMATS = ("npy", "hdf5")
+_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+FAILURES_FILE = "failures.txt"
+_SETTINGS = ("video", "preset", "weights", "stride", "num_frames", "sampling_rate", "format")
+
+
+@dataclasses.dataclass(frozen=True)
+class SaveSummary:
+    """What :func:`save_features` did.
+
+    Attributes:
+        extracted: `(video, output name)` of the videos written by this call.
+        existing: `(video, output name)` of the videos already complete (skipped).
+        failed: `(video, reason)` of the videos that could not be read.
+        failures_file: the file listing `failed` (tab-separated), or `None` when none
+            failed.
+
+    Example:
+        >>> SaveSummary([("a.mp4", "a")], [], [], None).extracted
+        [('a.mp4', 'a')]
+    """
+
+    extracted: list
+    existing: list
+    failed: list
+    failures_file: str | None
+
+
+def video_list(videos, path_prefix=None):
+    """`(path, output name)` of each video: a video file, or a list file of video paths.
+
+    A list file (`.txt`, `.csv`, `.lst`, `.list`) has one video path per line (its first
+    comma- or whitespace-separated field; blank lines and `#` comments ignored). Relative
+    paths are taken under `path_prefix` if given, else under the list's folder. The output
+    name is the path relative to that folder without its extension (`a/b/clip.mp4` ->
+    `a/b/clip`), so equal file names in different folders stay apart; an absolute path
+    outside it keeps its whole path (without the root). A single video is named after its
+    file.
+
+    Raises:
+        ValueError: for a missing list, an empty list, or two videos with one output name.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with open(os.path.join(tmp, "list.txt"), "w") as f:
+        ...         _ = f.write("a/clip.mp4\\n# comment\\nb/clip.mp4 label\\n")
+        ...     [name for _, name in video_list(os.path.join(tmp, "list.txt"))]
+        ['a/clip', 'b/clip']
+        >>> video_list("videos/k00.mp4")
+        [('videos/k00.mp4', 'k00')]
+    """
+    source = os.fspath(videos)
+    if not source.lower().endswith(_LIST_SUFFIXES):
+        if path_prefix is not None and not os.path.isabs(source) and not os.path.exists(source):
+            source = os.path.join(path_prefix, source)
+        stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0]
+        if not stem:
+            raise ValueError(f"The video path has no file name. Received: videos={videos!r}")
+        return [(source, stem)]
+    if not os.path.isfile(source):
+        raise ValueError(f"No video list file at this path. Received: videos={videos!r}")
+    base = os.path.abspath(
+        path_prefix if path_prefix is not None else os.path.dirname(os.path.abspath(source))
+    )
+    out = []
+    owners = {}
+    with open(source, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            entry = line.replace(",", " ").split()[0]
+            path = entry if os.path.isabs(entry) else os.path.join(base, entry)
+            rel = os.path.relpath(os.path.abspath(path), base)
+            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
+            name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
+            if name in owners and owners[name] != path:
+                raise ValueError(
+                    "Two videos of the list would write the same output name "
+                    f"{name!r}. Received: videos={[owners[name], path]!r}"
+                )
+            if name not in owners:
+                owners[name] = path
+                out.append((path, name))
+    if not out:
+        raise ValueError(f"The video list names no video. Received: videos={videos!r}")
+    return out
+
+
+def _settings(video, preset, weights, stride, num_frames, sampling_rate, fmt):
+    return {
+        "video": str(video),
+        "preset": preset,
+        "weights": weights,
+        "stride": float(stride),
+        "num_frames": int(num_frames),
+        "sampling_rate": int(sampling_rate),
+        "format": fmt,
+    }
+
+
+def _complete(folder, name, settings):
+    """Whether `name`'s outputs exist, are whole and were written with `settings`."""
+    import json
+
+    base = os.path.join(folder, name)
+    try:
+        if settings["format"] == "npy":
+            with open(base + ".json", encoding="utf-8") as f:
+                meta = json.load(f)
+            shape = np.load(base + ".npy", mmap_mode="r").shape
+        else:
+            import h5py
+
+            with h5py.File(base + ".h5", "r") as f:
+                meta = json.loads(f.attrs["metadata"])
+                shape = f["features"].shape
+    except Exception:  # missing, partial or unreadable: extract again
+        return False
+    if any(meta.get(k) != v for k, v in settings.items()):
+        return False
+    return tuple(shape) == (len(meta.get("times", ())), meta.get("dim"))
+
+
+def _public(path):
+    """Gives a temporary file (created private) the mode a new file gets under the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _write(folder, name, feats, settings):
+    import json
+
+    from keras_slowfast import __version__
+    from keras_slowfast.atomic import atomic_path
+
+    base = os.path.join(folder, name)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    meta = dict(
+        settings,
+        dim=feats.dim,
+        fps=feats.fps,
+        total_frames=feats.total_frames,
+        target_fps=feats.target_fps,
+        crop_size=feats.crop_size,
+        times=feats.times.tolist(),
+        starts=feats.starts.tolist(),
+        ends=feats.ends.tolist(),
+        frame_indices=feats.frame_indices.tolist(),
+        keras_slowfast_version=__version__,
+    )
+    if settings["format"] == "npy":
+        with atomic_path(base + ".npy", suffix=".npy") as tmp:
+            np.save(tmp, feats.features)
+            _public(tmp)
+        meta["features_file"] = os.path.basename(base) + ".npy"
+        # Written last: its presence marks the video as complete.
+        with atomic_path(base + ".json") as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(json.dumps(meta, indent=1) + "\n")
+            _public(tmp)
+        return
+    import h5py
+
+    with atomic_path(base + ".h5", suffix=".h5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("features", data=feats.features)
+            f.create_dataset("times", data=feats.times)
+            f.create_dataset("starts", data=feats.starts)
+            f.create_dataset("ends", data=feats.ends)
+            f.create_dataset("frame_indices", data=feats.frame_indices)
+            f.attrs["metadata"] = json.dumps(meta)
+        _public(tmp)
+
+
+def save_features(
+    model,
+    videos,
+    output_dir,
+    *,
+    preset,
+    weights=None,
+    format="npy",
+    window_stride_seconds=1.0,
+    batch_size=8,
+    num_frames=None,
+    sampling_rate=None,
+    path_prefix=None,
+    timeout=3600.0,
+    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    progress=False,
+    on_video=None,
+):
+    """Writes the window features of a video or a list of videos to a folder, resumably.
+
+    Per video (named by :func:`video_list`): `<name>.npy` (float32 `(windows, dim)`) and a
+    `<name>.json` sidecar (the video, preset, weights, dim, fps, frame count, window
+    times, starts, ends and frame indices, clip settings, stride and package version), or
+    with `format="hdf5"` one `<name>.h5` holding the same (datasets `features`, `times`,
+    `starts`, `ends`, `frame_indices`; the sidecar as JSON in the `metadata` attribute).
+    Every file is written to a temporary name and renamed; the sidecar (or the `.h5`)
+    comes last, so it marks a complete video: a video whose outputs exist and match these
+    settings is skipped, and an interrupted run leaves no partial file. A video that
+    cannot be read (or takes longer than `timeout`) is skipped and listed, with the
+    reason, in `output_dir/failures.txt`.
+
+    Args:
+        model: the feature model (see :func:`feature_model`) taking uint8 clips.
+        videos: a video path or a list file.
+        output_dir: the folder to write to.
+        preset: the model's preset (clip settings and crop).
+        weights: the weights' description, recorded in the sidecar and compared on resume.
+        format: `"npy"` or `"hdf5"` (needs the optional `h5py`).
+        window_stride_seconds, batch_size, num_frames, sampling_rate, timeout,
+            read_timeout, progress: as for :func:`extract_features` (`timeout` is per video).
+        path_prefix: folder of the list's relative paths (default: the list's folder).
+        on_video: optional `fn(path, name, status)` called per video with status
+            `"extracted"`, `"existing"` or the failure reason.
+
+    Returns:
+        A :class:`SaveSummary`.
+
+    Example:
+        >>> net = feature_model(keras_slowfast.SlowFastR50(weights="k400"))  # doctest: +SKIP
+        >>> save_features(net, "videos.txt", "features",
+        ...               preset="slowfast_8x8_r50")  # doctest: +SKIP
+    """
+    if format not in _FORMATS:
+        raise ValueError(f"`format` must be one of {_FORMATS}. Received: format={format!r}")
+    if format == "hdf5":
+        try:
+            import h5py  # noqa: F401
+        except ImportError as e:
+            raise ImportError(
+                "`format='hdf5'` needs h5py: pip install 'keras-slowfast[hdf5]'"
+            ) from e
+    stride = _check_positive_number("window_stride_seconds", window_stride_seconds)
+    num_frames, sampling_rate, _, _ = _resolve_clip(preset, num_frames, sampling_rate, None)
+    entries = video_list(videos, path_prefix)
+    model = feature_model(model)  # once: each new model would be traced again
+    output_dir = os.fspath(output_dir)
+    os.makedirs(output_dir, exist_ok=True)
+    failures_path = os.path.join(output_dir, FAILURES_FILE)
+    extracted, existing, failed = [], [], []
+    bar = ProgressBar(len(entries), "features", unit="videos", enabled=bool(progress))
+
+    def record_failures():
+        from keras_slowfast.atomic import write_text_atomically
+
+        text = "".join(f"{p}\t{' '.join(str(r).split())}\n" for p, r in failed)
+        write_text_atomically(failures_path, text)
+
+    with bar:
+        for path, name in entries:
+            settings = _settings(path, preset, weights, stride, num_frames, sampling_rate, format)
+            if _complete(output_dir, name, settings):
+                existing.append((path, name))
+                status = "existing"
+            else:
+                try:
+                    feats = extract_features(
+                        model,
+                        path,
+                        preset=preset,
+                        window_stride_seconds=stride,
+                        batch_size=batch_size,
+                        num_frames=num_frames,
+                        sampling_rate=sampling_rate,
+                        timeout=timeout,
+                        read_timeout=read_timeout,
+                    )
+                except Exception as e:  # any unreadable video is skipped and reported
+                    failed.append((path, str(e)))
+                    record_failures()
+                    status = str(e)
+                else:
+                    _write(output_dir, name, feats, settings)
+                    extracted.append((path, name))
+                    status = "extracted"
+            if on_video is not None:
+                on_video(path, name, status)
+            bar.update()
+    if not failed and os.path.exists(failures_path):
+        os.remove(failures_path)  # from an earlier run whose failures are now resolved
+    return SaveSummary(extracted, existing, failed, failures_path if failed else None)
