@@ -124,6 +124,9 @@ flags.DEFINE_list("devices", None, "Devices for the mirrored strategy (default: 
 flags.DEFINE_bool(
     "custom_loop", False, "Use the custom loop also for default/mirrored (always for multi_worker)."
 )
+flags.DEFINE_bool(
+    "jit_compile", False, "XLA-compile the model.fit step (slow to compile on CPU; off by default)."
+)
 flags.DEFINE_enum(
     "mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"], "Dtype policy."
 )
@@ -311,7 +314,12 @@ def main(argv):
             metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
             if FLAGS.classes > 5:
                 metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
-            model.compile(optimizer, "sparse_categorical_crossentropy", metrics=metrics)
+            model.compile(
+                optimizer,
+                "sparse_categorical_crossentropy",
+                metrics=metrics,
+                jit_compile=FLAGS.jit_compile,
+            )
     print(
         f"{FLAGS.arch}: {model.count_params():,} parameters, {replicas} replica(s), "
         f"{steps_per_epoch} steps per epoch, global batch {FLAGS.global_batch_size}, "

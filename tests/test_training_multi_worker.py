@@ -1,89 +1,29 @@
 """Two worker processes on 127.0.0.1 under MultiWorkerMirroredStrategy (custom loop)."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
-from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
+from multi_worker_harness import REPO, Workers, free_ports, h5_arrays, result_lines, tf_config
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "tests" / "training_scripts" / "multi_worker.py"
 TIMEOUT_S = 420
-
-
-def _free_ports(count):
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _h5_arrays(path):
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(
-            lambda name, obj: (
-                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
-    return arrays
+_h5_arrays = h5_arrays
 
 
 def _run_workers(tmp_path, list_file, model_dir, epochs, steps, tag):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs, logs, weights = [], [], []
-    try:
+    ports = free_ports(2)
+    weights = [tmp_path / f"{tag}_worker{index}.weights.h5" for index in range(2)]
+    with Workers(tmp_path, tag) as workers:
         for index in range(2):
-            env = dict(os.environ)
-            env["TF_CONFIG"] = json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            )
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-            env["PYTHONUNBUFFERED"] = "1"
-            env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-            log = tmp_path / f"{tag}_worker{index}.log"
-            out = tmp_path / f"{tag}_worker{index}.weights.h5"
-            args = [sys.executable, str(SCRIPT), str(list_file), str(model_dir), str(out)]
-            args += [str(epochs), str(steps), "slow"]
-            with open(log, "w") as f:
-                procs.append(
-                    subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-                )
-            logs.append(log)
-            weights.append(out)
-        deadline = time.monotonic() + TIMEOUT_S
-        while any(p.poll() is None for p in procs):
-            # A failed worker leaves the other waiting on collectives: stop early.
-            if any(p.poll() not in (None, 0) for p in procs):
-                break
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-    texts = [log.read_text(errors="replace") for log in logs]
-    for p, text in zip(procs, texts):
-        assert p.returncode == 0, text[-4000:]
-    results = []
-    for text in texts:
-        line = [ln for ln in text.splitlines() if ln.startswith("RESULT ")][-1]
-        results.append(json.loads(line[len("RESULT ") :]))
+            args = [sys.executable, SCRIPT, list_file, model_dir, weights[index]]
+            args += [epochs, steps, "slow"]
+            workers.start(args, {"TF_CONFIG": tf_config(ports, index)})
+        # A failed worker leaves the other waiting on collectives: the wait stops early.
+        workers.wait(TIMEOUT_S)
+    workers.check()
+    results = [json.loads(result_lines(workers.log(i), "RESULT ")[-1]) for i in range(2)]
     return results, weights
 
 

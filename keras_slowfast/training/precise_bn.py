@@ -109,6 +109,9 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="p
     channels = [int(layer.moving_mean.shape[0]) for layer in layers]
 
     def replica_moments(x):
+        # One flat float64 vector, `[count, sum of x (C), sum of x^2 (C)]` per layer: a
+        # single all-reduce per batch, and the same rank for every reduced value (some
+        # strategies pack the values of a structure into one tensor).
         activations = probe(x, training=True)
         if not isinstance(activations, (list, tuple)):
             activations = [activations]
@@ -121,8 +124,10 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="p
             mean = tf.cast(mean, tf.float64)
             var = tf.cast(var, tf.float64)
             # Sums of x and x^2 rebuilt from the (numerically stable) batch moments.
-            out.append((count, count * mean, count * (var + tf.square(mean))))
-        return out
+            out += [tf.reshape(count, [1]), count * mean, count * (var + tf.square(mean))]
+        return tf.concat(out, axis=0)
+
+    offsets = np.cumsum([0] + [1 + 2 * c for c in channels])
 
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(
         dataset, tf.distribute.DistributedDataset
@@ -149,8 +154,10 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="p
             element = next(iterator)
         except (StopIteration, tf.errors.OutOfRangeError):
             break
-        for total, (n, s1, s2) in zip(totals, step(_features(element))):
-            n, s1, s2 = float(n), s1.numpy(), s2.numpy()
+        sums = step(_features(element)).numpy()
+        for total, c, start in zip(totals, channels, offsets):
+            n = float(sums[start])
+            s1, s2 = sums[start + 1 : start + 1 + c], sums[start + 1 + c : start + 1 + 2 * c]
             if estimator == "population":
                 total[0] += n
                 total[1] += s1
