@@ -1,6 +1,7 @@
 """JPEG-frame TFRecords: writer, command line, TF index math and the TF-only reader."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -301,3 +302,22 @@ def test_reader_argument_errors(records, tmp_path):
         data.frame_tfrecord_dataset(str(tmp_path / "none-*"), "train")
     with pytest.raises(ValueError, match="Received: mode='predict'"):
         data.frame_tfrecord_dataset(records, "predict")
+
+
+def test_a_list_of_patterns_is_globbed_entry_by_entry(records, tmp_path):
+    # `examples/train.py --train_tfrecords` passes a list of patterns: each is expanded (a
+    # literal list entry once read as a file name gave an empty dataset, which `.repeat()`
+    # then spun on forever).
+    folder = os.path.dirname(records[0])
+    pattern = os.path.join(folder, "clips-*")
+    kw = dict(mode="test", num_frames=4, sampling_rate=2, crop_size=32)
+    kw.update(num_temporal_views=1, num_spatial_crops=1)
+    from_list = data.frame_tfrecord_dataset([pattern], **kw)
+    from_files = data.frame_tfrecord_dataset(records, **kw)
+
+    def labels(ds):
+        return sorted(np.concatenate([np.ravel(e[1]) for e in ds.as_numpy_iterator()]).tolist())
+
+    assert labels(from_list) == labels(from_files) == [20 + i for i in range(len(NAMES))]
+    with pytest.raises(ValueError, match="No TFRecord file matches .*none-"):
+        data.frame_tfrecord_dataset([pattern, str(tmp_path / "none-*")], "train")

@@ -493,6 +493,23 @@ def _decode_jpegs(encoded):
     )
 
 
+def _match_files(file_pattern):
+    """The files of a pattern, a path, or a list of them; each entry must match a file."""
+    entries = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else file_pattern
+    files = []
+    for entry in entries:
+        matched = sorted(tf.io.gfile.glob(os.fspath(entry)))
+        if not matched:
+            raise ValueError(
+                f"No TFRecord file matches {os.fspath(entry)!r}. "
+                f"Received: file_pattern={file_pattern!r}"
+            )
+        files.extend(matched)
+    if not files:
+        raise ValueError(f"No TFRecord file matches. Received: file_pattern={file_pattern!r}")
+    return files
+
+
 def frame_tfrecord_dataset(
     file_pattern,
     mode="train",
@@ -574,12 +591,7 @@ def frame_tfrecord_dataset(
         on_error=on_error,
     )
     kinetics._check_positive_int("shuffle_buffer", shuffle_buffer)
-    if isinstance(file_pattern, (str, os.PathLike)):
-        files = sorted(tf.io.gfile.glob(os.fspath(file_pattern)))
-    else:
-        files = [os.fspath(f) for f in file_pattern]
-    if not files:
-        raise ValueError(f"No TFRecord file matches. Received: file_pattern={file_pattern!r}")
+    files = _match_files(file_pattern)
     T, C = s.num_frames, s.crop_size
 
     files_ds = tf.data.Dataset.from_tensor_slices(files)
