@@ -159,6 +159,7 @@ def test_parallel_epochs_each_clip_once_per_worker(cluster, records):
         np.testing.assert_array_equal(clips[0], clips[1])
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_input_fn_consumers_share_one_job(cluster, records):
     fn = training.tfrecord_input_fn(
         records,

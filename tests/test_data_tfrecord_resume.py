@@ -101,6 +101,7 @@ def test_killed_conversion_resumes(listing, reference, tmp_path):
         data.write_frame_tfrecords(listing, prefix, num_shards=NUM_SHARDS, short_side=48)
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_tasks_split_the_shards(listing, reference, tmp_path):
     prefix = tmp_path / "p"
     first = data.write_frame_tfrecords(listing, prefix, task_index=1, num_tasks=2, **SETTINGS)

@@ -219,6 +219,7 @@ def test_published_name_through_the_registry(golden, served):
     _assert_backbone_is_blobs(detector, _blobs(golden, "slowfast_8x8_r50"))
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_published_r101_name_needs_new_nonlocal_blocks(golden, served):
     # The published R101_50_50 classifier has no non-local blocks.
     detector = _detector()

@@ -176,6 +176,7 @@ def test_keras_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(clone.predict(clip, verbose=0), expected)
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_detector_save_load_and_variable_boxes(tmp_path):
     model = keras_slowfast.SlowFastR50AVA(width_per_group=8, classes=6)
     clip = random_clip((2, 32, 64, 96, 3))

@@ -159,6 +159,7 @@ def trained(videos, tmp_path_factory):
     )
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_killed_mid_epoch(trained):
     assert trained["killed_rc"] == -signal.SIGKILL
     # Epochs 1 and 2 finished and were backed up; epoch 3 was running.
@@ -167,6 +168,7 @@ def test_killed_mid_epoch(trained):
     assert f"Epoch {KILL_IN_EPOCH + 1}/{EPOCHS}" not in trained["killed_log"]
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_resume_continues_epochs_and_schedule(trained):
     log = trained["resumed_log"]
     epoch_lines = [line for line in log.splitlines() if line.startswith("Epoch ")]
@@ -181,6 +183,7 @@ def test_resume_continues_epochs_and_schedule(trained):
         assert float(r["learning_rate"]) == pytest.approx(_reference_lr(step), abs=1e-6)
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_loss_falls(trained):
     losses = [float(r["loss"]) for r in trained["rows"]]
     assert all(np.isfinite(losses))
@@ -188,6 +191,7 @@ def test_loss_falls(trained):
     assert losses[0] < math.log(3) + 0.5  # trained from a near-uniform start
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_checkpoints_and_tensorboard_written(trained):
     import tensorflow as tf
 
@@ -205,6 +209,7 @@ def test_checkpoints_and_tensorboard_written(trained):
     assert {"epoch_loss", "epoch_learning_rate"} <= tags
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_evaluate_multiview(trained, videos, tmp_path):
     """`examples/evaluate.py` against per-view predictions summed here in NumPy."""
     import keras_slowfast

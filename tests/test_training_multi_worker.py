@@ -45,6 +45,7 @@ def workers_run(videos, tmp_path_factory):
     )
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_workers_end_with_identical_weights(workers_run):
     first, second = (_h5_arrays(p) for p in workers_run["weights"])
     assert first.keys() == second.keys()
@@ -53,6 +54,7 @@ def test_workers_end_with_identical_weights(workers_run):
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_workers_trained_in_step(workers_run):
     chief, worker = workers_run["results"]
     assert chief["chief"] and not worker["chief"]
@@ -63,6 +65,7 @@ def test_workers_trained_in_step(workers_run):
     assert all(np.isfinite(chief["history"]["loss"]))
 
 
+@pytest.mark.large  # over the default suite's time budget
 def test_chief_writes_checkpoints_and_summaries(workers_run):
     import tensorflow as tf
 
