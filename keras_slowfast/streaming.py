@@ -853,10 +853,19 @@ def _public(path):
     os.chmod(path, 0o666 & ~umask)
 
 
+def _package_version():
+    """The installed package's version (the package root is not imported from here)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras-slowfast")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _write(folder, name, feats, settings):
     import json
 
-    from keras_slowfast import __version__
     from keras_slowfast.atomic import atomic_path
 
     base = os.path.join(folder, name)
@@ -872,7 +881,7 @@ def _write(folder, name, feats, settings):
         starts=feats.starts.tolist(),
         ends=feats.ends.tolist(),
         frame_indices=feats.frame_indices.tolist(),
-        keras_slowfast_version=__version__,
+        keras_slowfast_version=_package_version(),
     )
     if settings["format"] == "npy":
         with atomic_path(base + ".npy", suffix=".npy") as tmp:

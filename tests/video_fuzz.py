@@ -24,6 +24,7 @@ import json
 import os
 import queue
 import random
+import shutil
 import struct
 import subprocess
 import sys
@@ -443,7 +444,11 @@ def _run_target(target, path, timeout):
             warned = any("Skipping video" in str(w.message) for w in caught)
             for name in os.listdir(os.path.dirname(prefix)):
                 if name.startswith(os.path.basename(prefix)):
-                    os.remove(os.path.join(os.path.dirname(prefix), name))
+                    leftover = os.path.join(os.path.dirname(prefix), name)
+                    if os.path.isdir(leftover):  # the writer's manifest folder
+                        shutil.rmtree(leftover)
+                    else:
+                        os.remove(leftover)
             if counter.count == 1 and warned and on_error == "skip":
                 return "skip"
             if counter.count == 0 and not warned:
