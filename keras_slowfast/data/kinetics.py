@@ -29,17 +29,21 @@ class _DecodeGate:
     background threads; a call that is running, or starts, while Python finalises waits for
     the GIL forever and the process never exits. At exit this gate makes new calls return a
     placeholder at once (the pipeline's buffers then fill and its threads go idle) and waits
-    for the calls in flight.
+    for the calls in flight, then for the pipeline to go quiet (no call for `quiet`
+    seconds), so that no call starts once the interpreter finalises; a loaded machine fills
+    the buffers slowly.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._active = 0
+        self._calls = 0
         self.closing = False
 
     def enter(self):
         """Registers a decode call; False once closing (the caller must not decode)."""
         with self._lock:
+            self._calls += 1
             if self.closing:
                 return False
             self._active += 1
@@ -49,14 +53,21 @@ class _DecodeGate:
         with self._lock:
             self._active -= 1
 
-    def drain(self, timeout=60.0):
+    def drain(self, timeout=60.0, quiet=0.5):
         with self._lock:
             self.closing = True
+            calls = self._calls
+        if calls == 0:  # no pipeline ever decoded here
+            return
         deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             with self._lock:
-                if self._active == 0:
-                    return
+                active, now_calls = self._active, self._calls
+            if now_calls != calls:
+                calls, quiet_since = now_calls, time.monotonic()
+            if active == 0 and time.monotonic() - quiet_since >= quiet:
+                return
             time.sleep(0.01)
 
 
