@@ -242,7 +242,9 @@ def test_first_step_loss_equals_single_process_loss(one_step):
         for h in halves
     ]
     print(f"step-1 loss with per-worker BatchNorm statistics: {np.mean(per_half)!r}")
-    assert abs(np.mean(per_half) - chief[1]) > 10 * LOSS_ATOL
+    # The check can fail: per-worker statistics move the loss far more than the synced run
+    # differs from the single process (by 6e-5 to 2e-2 against about 1e-7 in the runs seen).
+    assert abs(np.mean(per_half) - chief[1]) > 20 * max(loss_diff, 1e-6)
 
     # One step of the single process moves the weights as the workers' step did.
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
