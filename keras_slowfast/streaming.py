@@ -846,13 +846,6 @@ def _complete(folder, name, settings):
     return tuple(shape) == (len(meta.get("times", ())), meta.get("dim"))
 
 
-def _public(path):
-    """Gives a temporary file (created private) the mode a new file gets under the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _package_version():
     """The installed package's version (the package root is not imported from here)."""
     from importlib import metadata
@@ -886,13 +879,11 @@ def _write(folder, name, feats, settings):
     if settings["format"] == "npy":
         with atomic_path(base + ".npy", suffix=".npy") as tmp:
             np.save(tmp, feats.features)
-            _public(tmp)
         meta["features_file"] = os.path.basename(base) + ".npy"
         # Written last: its presence marks the video as complete.
         with atomic_path(base + ".json") as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write(json.dumps(meta, indent=1) + "\n")
-            _public(tmp)
         return
     import h5py
 
@@ -904,7 +895,6 @@ def _write(folder, name, feats, settings):
             f.create_dataset("ends", data=feats.ends)
             f.create_dataset("frame_indices", data=feats.frame_indices)
             f.attrs["metadata"] = json.dumps(meta)
-        _public(tmp)
 
 
 def save_features(
