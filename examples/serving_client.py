@@ -7,8 +7,9 @@ The client decodes one centred 256x256 view of the video as uint8 RGB, builds a
     python examples/serving_client.py --video examples/data/sample.mp4 \\
         --server localhost:8500 --model_name slowfast
 
-`--saved_model DIR` answers the same request offline, without a server: the request's
-tensors are checked against the SavedModel's signature and fed to it in this process.
+`--saved_model DIR` answers the same request offline, without a server: the SavedModel is
+restored into a session as TF Serving restores it, the request's tensors are checked
+against the signature and fed to it in this process.
 
 Needs `pip install tensorflow-serving-api` (with `--no-deps` when TensorFlow is installed
 as `tensorflow-cpu`, which its requirement on `tensorflow` would otherwise duplicate).
@@ -74,31 +75,44 @@ def predict_grpc(request, server, timeout=60.0):
 
 
 def predict_offline(request, saved_model_dir):
-    """Answers `request` with a local SavedModel, as TF Serving would.
+    """Answers `request` with a local SavedModel, loaded as TF Serving loads it.
+
+    TF Serving restores a SavedModel into a session (the MetaGraph's saver restores the
+    variables) and runs the signature's tensors by name; this does the same with
+    `tf.compat.v1.saved_model.load`, so a file this answers is one a server can answer.
 
     Raises:
         ValueError: if the request's inputs do not match the signature (names, dtypes or
             ranks).
     """
-    loaded = tf.saved_model.load(saved_model_dir)
     name = request.model_spec.signature_name or "serving_default"
-    signature = loaded.signatures[name]
-    specs = signature.structured_input_signature[1]
-    if set(specs) != set(request.inputs):
-        raise ValueError(
-            f"The request's inputs must be {sorted(specs)}. "
-            f"Received: inputs={sorted(request.inputs)}"
-        )
-    feeds = {}
-    for key, spec in specs.items():
-        value = tf.make_ndarray(request.inputs[key])
-        if value.dtype != spec.dtype.as_numpy_dtype or value.ndim != spec.shape.rank:
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], saved_model_dir)
+        if name not in meta_graph.signature_def:
             raise ValueError(
-                f"Input {key} must be {spec.dtype.name} with rank {spec.shape.rank}. "
-                f"Received: {key} {value.dtype} with shape {value.shape}"
+                f"The SavedModel has no signature {name!r}; it has "
+                f"{sorted(meta_graph.signature_def)}. Received: signature_name={name!r}"
             )
-        feeds[key] = tf.constant(value)
-    return {k: v.numpy() for k, v in signature(**feeds).items()}
+        signature = meta_graph.signature_def[name]
+        if set(signature.inputs) != set(request.inputs):
+            raise ValueError(
+                f"The request's inputs must be {sorted(signature.inputs)}. "
+                f"Received: inputs={sorted(request.inputs)}"
+            )
+        feeds = {}
+        for key, info in signature.inputs.items():
+            value = tf.make_ndarray(request.inputs[key])
+            dtype = tf.dtypes.as_dtype(info.dtype)
+            rank = len(info.tensor_shape.dim)
+            if value.dtype != dtype.as_numpy_dtype or value.ndim != rank:
+                raise ValueError(
+                    f"Input {key} must be {dtype.name} with rank {rank}. "
+                    f"Received: {key} {value.dtype} with shape {value.shape}"
+                )
+            feeds[info.name] = value
+        fetches = {key: info.name for key, info in signature.outputs.items()}
+        return session.run(fetches, feeds)
 
 
 def main(argv):

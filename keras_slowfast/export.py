@@ -15,7 +15,9 @@ and returns
   clip (per box for detectors), best first.
 
 The SavedModel needs nothing but TensorFlow to load: every layer is traced into plain
-TensorFlow ops.
+TensorFlow ops. It loads both ways: through the session loader TF Serving uses (the
+MetaGraph's saver restores each variable; `saved_model_cli run`,
+`tf.compat.v1.saved_model.load`) and through `tf.saved_model.load`.
 
 Other runtimes (optional packages): `export_onnx` (ONNX Runtime and any ONNX consumer, via
 `tf2onnx`), `export_openvino` (OpenVINO IR) and `export_tflite` (TensorFlow Lite, float32 or
@@ -146,13 +148,31 @@ def export_saved_model(model, export_dir, version=1, top_k=5, overwrite=False):
     if os.path.exists(path):
         shutil.rmtree(path)
     serve = _serving_function(model, min(top_k, int(model.output.shape[-1])), detector)
-    # Only the variables are tracked (as Keras' own export does): saving the Keras model
-    # object itself would also trace every layer's call, which is slow and not needed.
+    concrete = serve.get_concrete_function()
     module = tf.Module()
-    module.model_variables = list(model.variables)
+    module.model_variables = _captured_tf_variables(concrete)
     module.serve = serve
-    tf.saved_model.save(module, path, signatures={"serving_default": serve.get_concrete_function()})
+    tf.saved_model.save(module, path, signatures={"serving_default": concrete})
     return path
+
+
+def _captured_tf_variables(concrete):
+    """The TensorFlow variables the traced signature reads, for the SavedModel to track.
+
+    What is tracked must be the `tf.Variable`s the graph captured, not the Keras variables
+    that wrap them. A Keras variable saves as a fresh copy of its value (a second variable
+    in the exported graph), so the MetaGraph's saver would restore the copies while the
+    signature reads the originals: the object-graph loader (`tf.saved_model.load`) rebinds
+    them and works, but the session loader TF Serving uses (`LoadSavedModel`, `saved_model_cli
+    run`) restores only what the saver names and leaves the signature's variables
+    uninitialised. Tracking only the captured variables gives each weight one variable, one
+    checkpoint entry and one restore op. (Tracking the Keras model itself would also trace
+    every layer's call, which is slow and not needed.)
+    """
+    variables = list(concrete.variables)
+    if not variables:
+        raise ValueError("The traced serving function reads no variables; nothing to export.")
+    return variables
 
 
 # ---------------------------------------------------------------------------------------

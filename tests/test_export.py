@@ -1,8 +1,12 @@
-"""SavedModel export for TF Serving: signature, a fresh TensorFlow-only process, a client.
+"""SavedModel export for TF Serving: signature, both loaders, a client.
 
-The narrow golden checkpoints keep the exports small. The fresh process imports
-TensorFlow only (keras_slowfast, which defines the model's layers, is never imported) and
-answers through the `serving_default` signature exactly as the Keras model does.
+The narrow golden checkpoints keep the exports small. Each export is loaded the ways its
+consumers load it, in fresh processes that import TensorFlow only (keras_slowfast, which
+defines the model's layers, is never imported): TF Serving's session loader (the
+MetaGraph's saver restores the variables; `saved_model_cli run` and
+`tf.compat.v1.saved_model.load`) and the object-graph loader (`tf.saved_model.load`). Each
+answers through the `serving_default` signature as the Keras model does, float32 and
+bfloat16, classifier and detector.
 """
 
 import functools
@@ -48,20 +52,21 @@ _FRESH_PROCESS = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def exported(golden, tmp_path_factory):
-    """A classifier (with preprocessing) and a detector (without) exported, with inputs."""
-    root = tmp_path_factory.mktemp("export")
+def _build_cases(golden, dtype=None):
+    """A classifier (with preprocessing) and a detector (without), with uint8 inputs."""
     rng = np.random.default_rng(0)
+    extra = {} if dtype is None else {"dtype": dtype}
     classifier = registry.build(
         "slowfast_8x8_r50",
         golden / "models/slowfast_8x8_r50/pyslowfast.pyth",
         train_crop_size=64,
+        **extra,
     )
     detector = registry.build(
         "ava_slowfast_r50_detection",
         golden / "models/ptv_slowfast_r50_detection/pytorchvideo.pyth",
         include_preprocessing=False,
+        **extra,
     )
     boxes = np.array(
         [
@@ -70,7 +75,7 @@ def exported(golden, tmp_path_factory):
         ],
         np.float32,
     )
-    cases = {
+    return {
         "classifier": (
             classifier,
             {"clip": rng.integers(0, 256, (2, 32, 64, 96, 3), dtype=np.uint8)},
@@ -80,11 +85,25 @@ def exported(golden, tmp_path_factory):
             {"clip": rng.integers(0, 256, (2, 32, 64, 80, 3), dtype=np.uint8), "boxes": boxes},
         ),
     }
+
+
+@pytest.fixture(scope="module")
+def exported(golden, tmp_path_factory):
+    """Every kind x precision exported as version 3, with its inputs saved as `.npy`/`.npz`.
+
+    Keys: `classifier`, `detector` (float32) and `classifier_bfloat16`, `detector_bfloat16`
+    (Keras `mixed_bfloat16`, the CLI's `--precision bfloat16`).
+    """
+    root = tmp_path_factory.mktemp("export")
     out = {}
-    for name, (model, inputs) in cases.items():
-        path = ks.export_saved_model(model, root / name, version=3, top_k=4)
-        np.savez(root / f"{name}_inputs.npz", **inputs)
-        out[name] = dict(model=model, inputs=inputs, dir=path)
+    for suffix, dtype in (("", None), ("_bfloat16", "mixed_bfloat16")):
+        for kind, (model, inputs) in _build_cases(golden, dtype).items():
+            name = kind + suffix
+            path = ks.export_saved_model(model, root / name, version=3, top_k=4)
+            np.savez(root / f"{name}_inputs.npz", **inputs)
+            for key, value in inputs.items():
+                np.save(root / f"{name}_{key}.npy", value)
+            out[name] = dict(model=model, inputs=inputs, dir=path)
     return root, out
 
 
@@ -155,12 +174,8 @@ def test_fresh_tensorflow_process_answers_like_keras(exported, kind):
 
 def test_saved_model_cli_shows_the_serving_signature(exported):
     _, cases = exported
-    command = shutil.which("saved_model_cli")
-    command = (
-        [command] if command else [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    )
     result = subprocess.run(
-        [*command, "show", "--dir", cases["classifier"]["dir"], "--tag_set", "serve",
+        [*_saved_model_cli(), "show", "--dir", cases["classifier"]["dir"], "--tag_set", "serve",
          "--signature_def", "serving_default"],
         capture_output=True,
         text=True,
@@ -173,6 +188,123 @@ def test_saved_model_cli_shows_the_serving_signature(exported):
     assert "outputs['top_k_indices'] tensor_info: dtype: DT_INT32 shape: (-1, 4)" in text
     assert "outputs['top_k_scores'] tensor_info: dtype: DT_FLOAT shape: (-1, 4)" in text
     assert "Method name is: tensorflow/serving/predict" in text
+
+
+def _saved_model_cli():
+    command = shutil.which("saved_model_cli")
+    module = "tensorflow.python.tools.saved_model_cli"
+    return [command] if command else [sys.executable, "-m", module]
+
+
+_ALL = ["classifier", "detector", "classifier_bfloat16", "detector_bfloat16"]
+
+
+def _check_served(name, case, served, bound):
+    """Served outputs against Keras' `predict_on_batch` on the same uint8 inputs."""
+    expected = _keras_answer(case["model"], case["inputs"])
+    diff = float(np.max(np.abs(served["probabilities"] - expected)))
+    print(f"{name}: max abs diff between the served SavedModel and Keras {diff:.2e}")
+    assert served["probabilities"].shape == expected.shape
+    assert diff <= bound, (name, diff)
+    order = np.argsort(-expected, axis=-1, kind="stable")[..., :4]
+    scores = np.take_along_axis(expected, order, -1)
+    np.testing.assert_allclose(served["top_k_scores"], scores, rtol=0, atol=bound)
+    # Ranks may swap only between scores closer than the bound.
+    swapped = served["top_k_indices"] != order
+    assert np.all(np.abs(np.diff(scores, axis=-1))[..., :][swapped[..., 1:]] <= 2 * bound)
+
+
+# Keras' own graph and eager runs of the narrow random detector differ by up to ~6e-6
+# (float32 rounding amplified by its untrained weights); bfloat16 models compute the same
+# bfloat16 ops in both runtimes, so they agree to float32 rounding too.
+_BOUNDS = {"classifier": 1e-5, "detector": 2e-5}
+
+
+@pytest.mark.parametrize("name", _ALL)
+def test_saved_model_cli_run_answers_like_keras(exported, name, tmp_path):
+    """TF Serving's loader path: `saved_model_cli run` restores through the MetaGraph's saver
+    in a session (the C++ `LoadSavedModel` route), not through the object graph."""
+    root, cases = exported
+    case = cases[name]
+    inputs = ";".join(f"{key}={root / f'{name}_{key}.npy'}" for key in case["inputs"])
+    result = subprocess.run(
+        [*_saved_model_cli(), "run", "--dir", case["dir"], "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs", inputs, "--outdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = {key: np.load(tmp_path / f"{key}.npy") for key in _OUTPUTS}
+    _check_served(name, case, served, _BOUNDS[name.split("_")[0]])
+
+
+_OUTPUTS = ("probabilities", "top_k_scores", "top_k_indices")
+
+# Loads each SavedModel with the TF1 session loader and answers through the signature's
+# tensor names, as a TF Serving process does; TensorFlow only.
+_SESSION_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    tf.compat.v1.disable_eager_execution()
+    for case in json.loads(sys.argv[1]):
+        inputs = dict(np.load(case["inputs"]))
+        with tf.compat.v1.Session(graph=tf.Graph()) as session:
+            meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], case["dir"])
+            signature = meta_graph.signature_def["serving_default"]
+            feeds = {signature.inputs[k].name: v for k, v in inputs.items()}
+            fetches = {k: v.name for k, v in signature.outputs.items()}
+            outputs = session.run(fetches, feeds)
+        np.savez(case["outputs"], **outputs)
+    print(sorted(m for m in sys.modules if m.split(".")[0] == "keras_slowfast"))
+    """
+)
+
+
+def test_session_loader_in_a_fresh_process_answers_like_keras(exported):
+    root, cases = exported
+    spec = [
+        {
+            "dir": cases[name]["dir"],
+            "inputs": str(root / f"{name}_inputs.npz"),
+            "outputs": str(root / f"{name}_session.npz"),
+        }
+        for name in _ALL
+    ]
+    result = subprocess.run(
+        [sys.executable, "-c", _SESSION_PROCESS, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,  # not the repository: keras_slowfast must not be importable by accident
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", "the process imported keras_slowfast"
+    for name in _ALL:
+        served = dict(np.load(root / f"{name}_session.npz"))
+        _check_served(name, cases[name], served, _BOUNDS[name.split("_")[0]])
+    # The bfloat16 exports really compute in bfloat16 (else the float32 checks repeat).
+    for kind in ("classifier", "detector"):
+        full = np.load(root / f"{kind}_session.npz")["probabilities"]
+        half = np.load(root / f"{kind}_bfloat16_session.npz")["probabilities"]
+        assert np.max(np.abs(full - half)) > 1e-4, kind
+
+
+def test_each_weight_is_one_variable_in_the_saved_model(exported):
+    """Plumbing: the MetaGraph holds one variable per model weight (no shadow copies)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, cases = exported
+    for name in ("classifier", "detector"):
+        case = cases[name]
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((Path(case["dir"]) / "saved_model.pb").read_bytes())
+        handles = [n for n in proto.meta_graphs[0].graph_def.node if n.op == "VarHandleOp"]
+        assert len(handles) == len(case["model"].weights), name
 
 
 @functools.cache
