@@ -18,11 +18,14 @@ Examples::
 """
 
 import argparse
+import contextlib
+import difflib
 import importlib
-import importlib.util
 import math
 import os
+import re
 import sys
+import threading
 import time
 import warnings
 
@@ -30,17 +33,89 @@ _TFRECORDS_CLI = "keras_slowfast.data.write_tfrecords_cli"
 _DATA_SERVICE_CLI = "keras_slowfast.training.data_service_cli"
 
 
-def _models(kind=None):
+# --------------------------------------------------------------------------------------------
+# Model names: each command accepts some kinds of presets.
+
+
+def _any_model(preset):
+    return True
+
+
+def _classifier(preset):
     from keras_slowfast import presets
 
-    return presets.preset_names(kind) + presets.architecture_names(kind)
+    return preset.kind == presets.CLASSIFIER
 
 
-def _add_model_args(parser):
+def _headed_classifier(preset):
+    return _classifier(preset) and preset.include_top
+
+
+def _detector(preset):
+    from keras_slowfast import presets
+
+    return preset.kind == presets.DETECTOR
+
+
+# What each kind of `--model` is called in messages.
+_MODEL_KINDS = {
+    _any_model: "a preset or architecture",
+    _classifier: "a classifier or backbone preset",
+    _headed_classifier: "a classifier preset with a head",
+    _detector: "an AVA detector preset",
+}
+
+
+def _models(accepts=_any_model):
+    """Preset names, then architecture keys, that `accepts`, in table order, each once."""
+    from keras_slowfast import presets
+
+    names = []
+    for name in presets.preset_names() + presets.architecture_names():
+        if name not in names and accepts(presets.get_preset(name)):
+            names.append(name)
+    return names
+
+
+def _model_name(accepts):
+    """The argparse `type` of a model argument: a known preset name or architecture key.
+
+    An unknown name is a usage error that suggests the nearest name the command takes and
+    lists the names it takes (a known name of another kind is left to the command's own
+    check, which says what it needs).
+    """
+
+    def model_name(value):
+        if value in _models():
+            return value
+        choices = _models(accepts)
+        close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise argparse.ArgumentTypeError(
+            f"unknown model {value!r}{hint} This command takes {_MODEL_KINDS[accepts]}: "
+            f"{', '.join(choices)}"
+        )
+
+    return model_name
+
+
+def _check_model_kind(command, model, accepts, why=""):
+    """Raises a ValueError naming --model unless `model` is of the kind `command` takes."""
+    from keras_slowfast import presets
+
+    if model is None or accepts(presets.get_preset(model)):
+        return
+    raise ValueError(
+        f"`{command}` needs {_MODEL_KINDS[accepts]}{why}: one of "
+        f"{', '.join(_models(accepts))}. Received: --model {model}"
+    )
+
+
+def _add_model_args(parser, accepts=_headed_classifier):
     parser.add_argument(
         "--model",
         default="slowfast_8x8_r50_kinetics400",
-        choices=_models(),
+        type=_model_name(accepts),
         metavar="PRESET",
         help="a preset name or architecture key, see `keras-slowfast weights` "
         "(default: %(default)s)",
@@ -53,13 +128,13 @@ def _add_model_args(parser):
     )
     parser.add_argument(
         "--width-per-group",
-        type=int,
+        type=_positive,
         default=None,
         help="architecture override for non-published checkpoints (read from .pyth/.pkl)",
     )
     parser.add_argument(
         "--classes",
-        type=int,
+        type=_positive,
         default=None,
         help="class count override for non-published checkpoints (read from .pyth/.pkl)",
     )
@@ -94,19 +169,29 @@ def _build_model(args):
     preset = presets.get_preset(args.model)
     weights = args.weights
     kwargs = _model_kwargs(args)
-    if weights is None:
-        if preset.checkpoint is None:
-            raise ValueError(
-                f"{preset.name} has no published weights: pass --weights PATH or "
-                f"--weights none. Received: model={args.model!r}"
-            )
-        return hub.from_preset(preset.name, **kwargs)
+    if weights is None and preset.checkpoint is None:
+        raise ValueError(
+            f"{preset.name} has no published weights: pass --weights PATH or "
+            f"--weights none. Received: --model {args.model}"
+        )
     if weights in ("", "none", "None"):
         return hub.from_preset(preset.name, load_weights=False, **kwargs)
-    if weights.endswith((".pyth", ".pkl", ".pth", ".pt", ".h5")):
+    if weights is not None and weights.endswith((".pyth", ".pkl", ".pth", ".pt", ".h5")):
         # A file: converted with this preset's conventions and head.
         return hub.build(preset.name, weights, **kwargs)
-    return hub.build(preset.architecture, weights, **kwargs)
+    try:
+        if weights is None:
+            return hub.from_preset(preset.name, **kwargs)
+        return hub.build(preset.architecture, weights, **kwargs)
+    except hub.WeightsDownloadError as e:
+        if e.reason is None:  # downloaded, but not usable: the library's message says why
+            raise
+        raise OSError(
+            f"The {weights or preset.weights} weights of {preset.architecture} are not in the "
+            f"cache ({hub.cache_dir()}) and could not be downloaded from {e.url} ({e.reason}). "
+            f"Check the network, set {hub.MIRROR_ENV} to a mirror, or give a downloaded "
+            "checkpoint with --weights PATH (.pkl, .pyth or .weights.h5)."
+        ) from None
 
 
 def _classify(args):
@@ -115,23 +200,12 @@ def _classify(args):
     from keras_slowfast.labels import decode_predictions
 
     preset = presets.get_preset(args.model)
-    if preset.kind != presets.CLASSIFIER or not preset.include_top:
-        raise ValueError(
-            "`classify` needs a classifier preset with a head (AVA detectors also need person "
-            f"boxes; self-supervised backbones have no classes). Received: model={args.model!r}"
-        )
-    if not os.path.isfile(args.video):
-        raise ValueError(f"No video file at this path. Received: video={args.video!r}")
-    if args.gradcam_class is not None and args.gradcam is None:
-        raise ValueError(
-            f"--gradcam-class needs --gradcam OUT.mp4. Received: gradcam_class={args.gradcam_class}"
-        )
     model = _build_model(args)
     classes = model.output_shape[-1]
     if args.gradcam_class is not None and not 0 <= args.gradcam_class < classes:
         raise ValueError(
             f"--gradcam-class must be a class index in [0, {classes}). "
-            f"Received: gradcam_class={args.gradcam_class}"
+            f"Received: --gradcam-class {args.gradcam_class}"
         )
     start = time.perf_counter()
     probs = classify_video(model, args.video, preset=preset.name, views=args.views)
@@ -258,22 +332,20 @@ def _timeline(args):
     from keras_slowfast.inference import timeline
 
     preset = presets.get_preset(args.model)
-    if preset.kind != presets.CLASSIFIER or not preset.include_top:
-        raise ValueError(
-            f"`timeline` needs a classifier preset with a head. Received: model={args.model!r}"
-        )
     model = _build_model(args)
     names = _class_names(preset, model.output_shape[-1])
     top = min(args.top, len(names))
     start = time.perf_counter()
     windows = []
+    # Each window's line is progress enough where it shows on the terminal the bar would use.
+    rows_on_terminal = _isatty(sys.stdout) and _isatty(sys.stderr)
     for w in timeline(
         model,
         args.video,
         preset.name,
         window_stride_seconds=args.stride,
         batch_size=args.batch_size,
-        progress=not args.quiet,
+        progress=not args.quiet and not rows_on_terminal,
         timeout=args.timeout,
     ):
         windows.append(w)
@@ -308,11 +380,12 @@ def _features(args):
     from keras_slowfast.streaming import save_features, video_list
 
     preset = presets.get_preset(args.model)
-    if preset.kind != presets.CLASSIFIER:
-        raise ValueError(
-            f"`features` needs a classifier or backbone preset. Received: model={args.model!r}"
-        )
-    video_list(args.videos, args.path_prefix)  # a bad list fails before the model is built
+    # A bad list, or a single video that does not open, fails before the model is built (a
+    # list's videos are read one by one: the unreadable ones are skipped and listed).
+    entries = video_list(args.videos, args.path_prefix)
+    single = os.path.join(args.path_prefix or "", args.videos)
+    if len(entries) == 1 and entries[0][0] in (args.videos, single):
+        _check_video(entries[0][0], "videos")
     model = feature_model(_build_model(args))
     start = time.perf_counter()
 
@@ -389,11 +462,6 @@ _EXPORT_FORMATS = {
 def _export_other(args):
     from keras_slowfast import export
 
-    if args.quantize != "none" and args.format != "tflite":
-        raise ValueError(
-            "`--quantize` applies to `--format tflite` only. "
-            f"Received: format={args.format!r}, quantize={args.quantize!r}"
-        )
     function, label = _EXPORT_FORMATS[args.format]
     model = _build_model(args)
     kwargs = {"quantize": "dynamic"} if args.quantize == "dynamic" else {}
@@ -505,7 +573,8 @@ def _info(args):
 
 
 _PYSLOWFAST_SUFFIXES = (".pyth", ".pkl", ".pt")
-_DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50_ava"
+_DEFAULT_DETECTOR = "ava_slowfast_32x2_r101_50_50"
+_KERAS_HUB_PRESET = "retinanet_resnet50_fpn_coco"
 
 
 def _pyslowfast_data_settings(path):
@@ -536,19 +605,10 @@ def _build_detector(args):
     if args.model is None and weights and weights.lower().endswith(_PYSLOWFAST_SUFFIXES):
         from keras_slowfast.hub import load_pyslowfast
 
-        if not os.path.isfile(weights):
-            raise ValueError(f"No checkpoint file at this path. Received: weights={weights!r}")
         model = load_pyslowfast(weights, **_model_kwargs(args))
         return model, _pyslowfast_data_settings(weights)
     args.model = args.model or _DEFAULT_DETECTOR
-    try:
-        preset = presets.get_preset(args.model, kind=presets.DETECTOR)
-    except ValueError:
-        raise ValueError(
-            "This command needs an AVA detector preset, one of "
-            f"{presets.preset_names(presets.DETECTOR)} or an architecture of "
-            f"{presets.architecture_names(presets.DETECTOR)}. Received: model={args.model!r}"
-        ) from None
+    preset = presets.get_preset(args.model, kind=presets.DETECTOR)
     return _build_model(args), {"sampling_rate": preset.protocol.sampling_rate}
 
 
@@ -562,8 +622,6 @@ def _setting(args, settings, name, default):
 def _evaluate_ava(args):
     from keras_slowfast.evaluation.ava_detector import evaluate_ava_detector
 
-    if not os.path.isdir(args.data_dir):
-        raise ValueError(f"No folder at this path. Received: data_dir={args.data_dir!r}")
     model, settings = _build_detector(args)
     start = time.perf_counter()
     result = evaluate_ava_detector(
@@ -632,17 +690,13 @@ def _extract_frames(args):
 
 
 def _detect(args):
-    from keras_slowfast.detect import KerasHubPersonDetector, OpenCVPersonDetector, detect_actions
+    from keras_slowfast.detect import (
+        KerasHubPersonDetector,
+        OpenCVPersonDetector,
+        detect_actions,
+        write_detections_csv,
+    )
 
-    if not os.path.isfile(args.video):
-        raise ValueError(f"No video file at this path. Received: video={args.video!r}")
-    if args.output is None and args.csv is None:
-        raise ValueError("Give --output VIDEO and/or --csv FILE. Received: neither")
-    if args.boxes is not None and args.person_detector is not None:
-        raise ValueError(
-            "Give either --boxes or --person-detector. "
-            f"Received: boxes={args.boxes!r}, person_detector={args.person_detector!r}"
-        )
     if args.boxes is None:
         kind = args.person_detector or "opencv"
         thresh = {} if args.person_thresh is None else {"score_thresh": args.person_thresh}
@@ -660,7 +714,6 @@ def _detect(args):
             args.boxes,
             person_detector=None if args.boxes is not None else detector,
             output_video=args.output,
-            output_csv=args.csv,
             sampling_rate=_setting(args, settings, "sampling_rate", 2),
             test_crop_size=args.test_crop_size,
             top_k=args.top_k,
@@ -673,8 +726,32 @@ def _detect(args):
             bgr=args.bgr or settings.get("bgr", False),
             progress=not args.quiet,
         )
+    if args.csv is not None:
+        write_detections_csv(found, args.csv, header=True)
+    nobody = len(found.seconds) == 0
     for w in caught:
-        print(f"keras-slowfast detect: {w.message}", file=sys.stderr)
+        if not (nobody and str(w.message).startswith("No person")):  # said below, with a hint
+            print(f"keras-slowfast detect: warning: {w.message}", file=sys.stderr)
+    if nobody:
+        if args.boxes is not None:
+            stem = os.path.splitext(os.path.basename(args.video))[0]
+            hint = (
+                f"check that its `video` column is {stem!r} (the file name without extension) "
+                "and --person-thresh"
+            )
+            source = f"no person box of this video in --boxes {args.boxes}"
+        else:
+            source = f"the {args.person_detector or 'opencv'} person detector found no one"
+            hint = "give person boxes with --boxes FILE" + (
+                ", or try --person-detector keras-hub"
+                if args.person_detector != "keras-hub"
+                else ", or lower --person-thresh"
+            )
+        print(
+            f"keras-slowfast detect: warning: {source} in {args.video}, so no action was "
+            f"scored" + (" (the CSV has its header only)" if args.csv else "") + f"; {hint}.",
+            file=sys.stderr,
+        )
     elapsed = time.perf_counter() - start
     seconds = len(set(found.seconds.tolist()))
     print(
@@ -688,13 +765,36 @@ def _detect(args):
 
 
 def _has_tfrecords_cli():
-    return importlib.util.find_spec(_TFRECORDS_CLI) is not None
+    # Looked up as a file: finding the module's spec would import the data package (and
+    # TensorFlow with it) just to list the command.
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+    return os.path.isfile(os.path.join(folder, "write_tfrecords_cli.py"))
 
 
 def _positive(value):
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def _positive_number(value):
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return number
+
+
+def _jpeg_quality(value):
+    number = _positive(value)
+    if number > 100:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 100, got {value}")
     return number
 
 
@@ -703,6 +803,7 @@ def _add_detector_args(parser):
     parser.add_argument(
         "--model",
         default=None,
+        type=_model_name(_detector),
         metavar="PRESET",
         help=f"the detector preset (default: {_DEFAULT_DETECTOR}, or the architecture in a "
         "PySlowFast --weights file)",
@@ -713,8 +814,8 @@ def _add_detector_args(parser):
         help="a published weights name (ava), a .weights.h5 / .pyth / .pkl path (a PySlowFast "
         ".pyth alone gives the architecture), or none",
     )
-    parser.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--width-per-group", type=_positive, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--classes", type=_positive, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--test-crop-size",
         type=_positive,
@@ -741,7 +842,15 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("classify", help="print the top classes of a video")
+    p = sub.add_parser(
+        "classify",
+        help="print the top classes of a video",
+        description="Classifies a video with a Kinetics (or SSv2, Charades) classifier as its "
+        "preset was tested (by default its full multi-view protocol, e.g. 10 clips x 3 crops) "
+        "and prints the top classes; optionally writes a Grad-CAM video of the centre view "
+        "(--gradcam) or the video with the top classes of each window drawn on it "
+        "(--annotate).",
+    )
     p.add_argument("video", help="the video file")
     _add_model_args(p)
     p.add_argument(
@@ -776,25 +885,31 @@ def build_parser():
     )
     p.add_argument(
         "--stride",
-        type=float,
-        default=1.0,
-        help="--annotate: seconds between window centres (default: %(default)s)",
+        type=_positive_number,
+        default=None,
+        help="with --annotate: seconds between window centres (default: 1)",
     )
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_classify)
 
-    p = sub.add_parser("convert", help="convert a .pyth/.pkl checkpoint to .weights.h5")
+    p = sub.add_parser(
+        "convert",
+        help="convert a .pyth/.pkl checkpoint to .weights.h5",
+        description="Converts a PySlowFast or PyTorchVideo .pyth, or a Caffe2 .pkl, checkpoint "
+        "of the given architecture to a Keras .weights.h5 file (every tensor used once, every "
+        "weight assigned), then reloads the file and compares the outputs.",
+    )
     p.add_argument("checkpoint", help="PySlowFast / PyTorchVideo .pyth or Caffe2 .pkl file")
     p.add_argument("output", help="the .weights.h5 file to write")
     p.add_argument(
         "--model",
         default="slowfast_8x8_r50",
-        choices=_models(),
+        type=_model_name(_any_model),
         metavar="PRESET",
         help="the preset or architecture the checkpoint belongs to (default: %(default)s)",
     )
-    p.add_argument("--width-per-group", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--classes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--width-per-group", type=_positive, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--classes", type=_positive, default=None, help=argparse.SUPPRESS)
     p.add_argument(
         "--skip-check", action="store_true", help="skip reloading the file and comparing outputs"
     )
@@ -804,13 +919,16 @@ def build_parser():
         "export",
         help="write a TF Serving SavedModel (export_dir/<version>/), or an ONNX, OpenVINO "
         "or TensorFlow Lite file",
+        description="Exports a classifier or detector with its preprocessing: a SavedModel "
+        "for TF Serving (export_dir/<version>/, signature serving_default with top-k "
+        "outputs), or an ONNX, OpenVINO IR or TensorFlow Lite file.",
     )
     p.add_argument(
         "export_dir",
         help="the model's base folder for TF Serving; with another --format, the file to "
         "write (.onnx, .xml, .tflite)",
     )
-    _add_model_args(p)
+    _add_model_args(p, accepts=_any_model)
     p.add_argument(
         "--format",
         choices=("saved_model", *_EXPORT_FORMATS),
@@ -823,10 +941,22 @@ def build_parser():
         "--quantize",
         choices=("none", "dynamic"),
         default="none",
-        help="tflite only: dynamic-range quantisation (int8 weights)",
+        help="with --format tflite: dynamic-range quantisation (int8 weights)",
     )
-    p.add_argument("--version", type=_positive, default=1)
-    p.add_argument("--top-k", type=_positive, default=5)
+    p.add_argument(
+        "--version",
+        type=_positive,
+        default=None,
+        help="with --format saved_model: the model version, written to export_dir/<version>/ "
+        "(default: 1)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=_positive,
+        default=None,
+        help="with --format saved_model: classes in the signature's top_k_scores and "
+        "top_k_indices outputs (default: 5)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version/file")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_export)
@@ -849,7 +979,7 @@ def build_parser():
     p.add_argument(
         "--full-test-on-val",
         action="store_true",
-        help="with --mode val, every second instead of every fourth",
+        help="with --mode val: every second instead of every fourth",
     )
     p.add_argument(
         "--detection-score-thresh",
@@ -875,7 +1005,9 @@ def build_parser():
         default=None,
         help="read frames from <video>.mp4 files here instead of frames/",
     )
-    p.add_argument("--batch-size", type=_positive, default=8)
+    p.add_argument(
+        "--batch-size", type=_positive, default=8, help="keyframes per model call (default: 8)"
+    )
     p.add_argument("--output-dir", default=None, help="write detections.csv and metrics.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
@@ -897,8 +1029,13 @@ def build_parser():
     )
     p.add_argument("--output", required=True, metavar="DATA_DIR", help="the dataset folder")
     p.add_argument("--split", default="train", help="frame list name (default: %(default)s)")
-    p.add_argument("--fps", type=float, default=30.0, help="frame rate (default: 30)")
-    p.add_argument("--jpeg-quality", type=int, default=95, help="OpenCV JPEG quality (default: 95)")
+    p.add_argument("--fps", type=_positive_number, default=30.0, help="frame rate (default: 30)")
+    p.add_argument(
+        "--jpeg-quality",
+        type=_jpeg_quality,
+        default=95,
+        help="OpenCV JPEG quality, 1 to 100 (default: 95)",
+    )
     p.add_argument(
         "--on-error",
         choices=("skip", "raise"),
@@ -906,7 +1043,10 @@ def build_parser():
         help="skip unreadable videos with a message (default) or stop at the first one",
     )
     p.add_argument(
-        "--timeout", type=float, default=3600.0, help="seconds allowed per video (default: 3600)"
+        "--timeout",
+        type=_positive_number,
+        default=3600.0,
+        help="seconds allowed per video (default: 3600)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_extract_frames)
@@ -920,7 +1060,12 @@ def build_parser():
     )
     p.add_argument("video", help="the video file")
     p.add_argument("--output", default=None, help="the annotated video to write (e.g. .mp4)")
-    p.add_argument("--csv", default=None, help="the detections CSV to write")
+    p.add_argument(
+        "--csv",
+        default=None,
+        help="the detections CSV to write: a header row video,sec,x1,y1,x2,y2,action,score, "
+        "then the top actions of each box (boxes normalised, action = AVA's 1-based id)",
+    )
     _add_detector_args(p)
     p.add_argument(
         "--boxes",
@@ -937,8 +1082,9 @@ def build_parser():
     )
     p.add_argument(
         "--keras-hub-preset",
-        default="retinanet_resnet50_fpn_coco",
-        help="the keras-hub preset of --person-detector keras-hub (default: %(default)s)",
+        default=None,
+        help=f"with --person-detector keras-hub: the keras-hub detector preset (default: "
+        f"{_KERAS_HUB_PRESET})",
     )
     p.add_argument(
         "--person-thresh",
@@ -981,11 +1127,19 @@ def build_parser():
         default=None,
         help="a copy of the video with each window's top classes (up to 3) drawn on it",
     )
-    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument(
+        "--stride",
+        type=_positive_number,
+        default=1.0,
+        help="seconds between windows (default: 1)",
+    )
     p.add_argument("--top", type=_positive, default=5, help="classes printed per window")
     p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
     p.add_argument(
-        "--timeout", type=float, default=None, help="seconds allowed (default: no limit)"
+        "--timeout",
+        type=_positive_number,
+        default=None,
+        help="seconds allowed (default: no limit)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
@@ -1006,19 +1160,39 @@ def build_parser():
         help="a video file, or a list file (.txt/.csv/.lst/.list, one video path per line)",
     )
     p.add_argument("--output", required=True, metavar="DIR", help="the output folder")
-    p.add_argument("--format", choices=("npy", "hdf5"), default="npy")
-    _add_model_args(p)
-    p.add_argument("--stride", type=float, default=1.0, help="seconds between windows (default: 1)")
+    p.add_argument(
+        "--format",
+        choices=("npy", "hdf5"),
+        default="npy",
+        help="npy: OUTPUT/<name>.npy and .json (default); hdf5: OUTPUT/<name>.h5 (needs "
+        'h5py: pip install "keras-slowfast[hdf5]")',
+    )
+    _add_model_args(p, accepts=_classifier)
+    p.add_argument(
+        "--stride",
+        type=_positive_number,
+        default=1.0,
+        help="seconds between windows (default: 1)",
+    )
     p.add_argument("--batch-size", type=_positive, default=8, help="windows per model call")
     p.add_argument("--path-prefix", default=None, help="folder of the list's relative paths")
     p.add_argument(
-        "--timeout", type=float, default=3600.0, help="seconds allowed per video (default: 3600)"
+        "--timeout",
+        type=_positive_number,
+        default=3600.0,
+        help="seconds allowed per video (default: 3600)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
     p.set_defaults(func=_features)
 
-    p = sub.add_parser("weights", help="list every preset, its checkpoint and the cache folder")
+    p = sub.add_parser(
+        "weights",
+        help="list every preset, its checkpoint and the cache folder",
+        description="Lists every preset (published weights, checkpoint format, dataset, "
+        "published metric, test protocol and checkpoint path), the download base URL and the "
+        "cache folder.",
+    )
     p.set_defaults(func=_list_weights)
 
     p = sub.add_parser(
@@ -1028,38 +1202,270 @@ def build_parser():
         "count, its multiply-accumulates per clip at 224x224 and 256x256 (counted as fvcore "
         "counts, see keras_slowfast.model_flops), its clip sampling and its published metric.",
     )
-    p.add_argument("variant", choices=_models(), metavar="PRESET", help="a preset or architecture")
+    p.add_argument(
+        "variant",
+        type=_model_name(_any_model),
+        metavar="PRESET",
+        help="a preset or architecture",
+    )
     p.set_defaults(func=_info)
 
     if _has_tfrecords_cli():
         # Listed for --help; main() hands its arguments to the data package's command.
-        sub.add_parser("write-tfrecords", help="write JPEG-frame TFRecords of a video list")
+        sub.add_parser(
+            "write-tfrecords",
+            help="write JPEG-frame TFRecords of a video list",
+            description="Decodes every video of a PySlowFast list file and stores its frames "
+            "as JPEG-frame TFRecords (see `keras-slowfast write-tfrecords --help`).",
+        )
     # Listed for --help; main() hands its arguments to the training package's command.
     sub.add_parser(
-        "data-service", help="run a tf.data service dispatcher or worker (input on CPU hosts)"
+        "data-service",
+        help="run a tf.data service dispatcher or worker (input on CPU hosts)",
+        description="Runs a tf.data service dispatcher or worker (see `keras-slowfast "
+        "data-service --help`).",
     )
+    for p in sub.choices.values():
+        p.set_defaults(command_parser=p)
     return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Before any work: flags that do nothing, optional packages, model kinds, input videos.
+
+
+def _check_usage(args):
+    """Usage errors argparse cannot see, such as a flag that would have no effect (exit 2).
+
+    Also fills in the defaults of the flags checked here.
+    """
+    error = args.command_parser.error
+    command = args.command
+    if command == "classify":
+        if args.gradcam_class is not None and args.gradcam is None:
+            error("--gradcam-class has no effect without --gradcam OUT.mp4")
+        if args.stride is not None and args.annotate is None:
+            error("--stride has no effect without --annotate OUT.mp4")
+        args.stride = 1.0 if args.stride is None else args.stride
+    elif command == "export":
+        if args.quantize != "none" and args.format != "tflite":
+            error(f"--quantize {args.quantize} has no effect without --format tflite "
+                  f"(received --format {args.format})")  # fmt: skip
+        for flag, value in (("--version", args.version), ("--top-k", args.top_k)):
+            if value is not None and args.format != "saved_model":
+                error(f"{flag} has no effect without --format saved_model "
+                      f"(received --format {args.format})")  # fmt: skip
+        args.version = 1 if args.version is None else args.version
+        args.top_k = 5 if args.top_k is None else args.top_k
+    elif command == "evaluate-ava":
+        if args.full_test_on_val and args.mode != "val":
+            error("--full-test-on-val has no effect without --mode val")
+    elif command == "detect":
+        if args.boxes is not None and args.person_detector is not None:
+            error("--person-detector has no effect with --boxes (give one of them)")
+        if args.keras_hub_preset is not None and args.person_detector != "keras-hub":
+            error("--keras-hub-preset has no effect without --person-detector keras-hub")
+        args.keras_hub_preset = args.keras_hub_preset or _KERAS_HUB_PRESET
+
+
+# (flag, value the flag must have, module to import, extra that installs it)
+_EXTRAS = {
+    "timeline": [("--plot", None, "matplotlib.figure", "plot")],
+    "features": [("--format", "hdf5", "h5py", "hdf5")],
+    "export": [
+        ("--format", "onnx", "tf2onnx", "onnx"),
+        ("--format", "openvino", "openvino", "openvino"),
+    ],
+    "detect": [("--person-detector", "keras-hub", "keras_hub", "keras-hub")],
+}
+
+
+def _check_extras(args):
+    """Fails before any work when a flag needs an optional package that does not import."""
+    for flag, wanted, module, extra in _EXTRAS.get(args.command, ()):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None or (wanted is not None and value != wanted):
+            continue
+        used = flag if wanted is None else f"{flag} {wanted}"
+        try:
+            with _quiet_tensorflow_start():
+                importlib.import_module(module)
+        except Exception as e:  # an absent or broken install: either way, what to install
+            raise ValueError(
+                f"{used} needs the optional package {module.split('.')[0]}, which does not "
+                f"import ({type(e).__name__}: {e}). Install it with: pip install "
+                f'"keras-slowfast[{extra}]"'
+            ) from None
+
+
+def _check_video(path, name="video"):
+    """Fails unless `path` is a file PyAV opens with a video stream (before any model)."""
+    import av
+
+    if not os.path.isfile(path):
+        raise ValueError(f"No video file at this path. Received: {name}={path!r}")
+    try:
+        with av.open(path) as container:
+            has_video = bool(container.streams.video)
+    except Exception as e:  # PyAV's errors: not a media file, unsupported, unreadable
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ValueError(
+            f"{path} is not a video file PyAV can read ({reason}). Received: {name}={path!r}"
+        ) from None
+    if not has_video:
+        raise ValueError(f"{path} has no video stream. Received: {name}={path!r}")
+
+
+def _check_inputs(args):
+    """Model kinds and input files, checked before TensorFlow loads (a ValueError: exit 2)."""
+    command = args.command
+    if command == "classify":
+        _check_model_kind(
+            command,
+            args.model,
+            _headed_classifier,
+            " (AVA detectors also need person boxes; self-supervised backbones have no classes)",
+        )
+        _check_video(args.video)
+    elif command == "timeline":
+        _check_model_kind(command, args.model, _headed_classifier)
+        if os.path.isfile(args.video):  # else a stream URL or a device, opened when it runs
+            _check_video(args.video)
+    elif command == "features":
+        _check_model_kind(command, args.model, _classifier)  # its video: see _features
+    elif command in ("detect", "evaluate-ava"):
+        _check_model_kind(command, args.model, _detector)
+        weights = args.weights
+        if weights and weights.lower().endswith(_PYSLOWFAST_SUFFIXES + (".h5",)):
+            if not os.path.isfile(weights):
+                raise ValueError(f"No checkpoint file at this path. Received: --weights {weights}")
+        if command == "detect":
+            _check_video(args.video)
+            if args.output is None and args.csv is None:
+                raise ValueError("Give --output VIDEO and/or --csv FILE. Received: neither")
+        elif not os.path.isdir(args.data_dir):
+            raise ValueError(f"No folder at this path. Received: data_dir={args.data_dir!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# A quiet start: TensorFlow's C++ start-up logs stay off stderr unless asked for.
+
+_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
+# absl's notice that it logs to stderr before it is set up, and a C++ log line (severity
+# letter I, W, E or F, then the date).
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+_CPP_LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
+_SEVERITIES = "IWEF"
+
+
+def _gpu_driver_present():
+    """Whether an NVIDIA driver is installed (Linux or WSL): TensorFlow may find a GPU."""
+    devices = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg")
+    return sys.platform.startswith("linux") and any(os.path.exists(d) for d in devices)
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_start():
+    """Keeps TensorFlow's C++ start-up logs off stderr while the block imports it.
+
+    Unless `TF_CPP_MIN_LOG_LEVEL` is set (then nothing changes), it is set to 2 (errors
+    only), or to 3 where no NVIDIA driver is installed: there TensorFlow's GPU probe can only
+    fail ("failed call to cuInit"), and says so at the error level. Some start-up lines are
+    written before TensorFlow reads the variable (absl's logging is not set up yet): while
+    the block runs, the lines on file descriptor 2 below that level are dropped and every
+    other line is passed on as it comes.
+    """
+    if os.environ.get(_TF_LOG_LEVEL) is not None or "tensorflow" in sys.modules:
+        yield
+        return
+    level = 2 if _gpu_driver_present() else 3
+    os.environ[_TF_LOG_LEVEL] = str(level)
+
+    def keep(line):
+        if line.startswith(_ABSL_NOTICE):
+            return False
+        match = _CPP_LOG_LINE.match(line)
+        return match is None or _SEVERITIES.index(match[1]) >= level
+
+    with _filtered_stderr(keep):
+        yield
+
+
+@contextlib.contextmanager
+def _filtered_stderr(keep):
+    """Passes each line written to file descriptor 2 in the block through `keep(line)`."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError, ValueError):  # no real stderr: nothing to filter
+        yield
+        return
+    read_end, write_end = os.pipe()
+
+    def forward():
+        with open(read_end, "rb") as pipe:
+            for line in pipe:
+                if keep(line.decode("utf-8", "replace")):
+                    os.write(saved, line)
+
+    thread = threading.Thread(target=forward, name="stderr-filter", daemon=True)
+    thread.start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last write end closes: the thread reads to its end
+        thread.join(timeout=5.0)
+        os.close(saved)
+
+
+def _import_tensorflow():
+    with _quiet_tensorflow_start():
+        import tensorflow as tf
+    return tf
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _hand_over(module, argv, **kwargs):
+    """Runs the `main` of another command module (importing it quietly)."""
+    with _quiet_tensorflow_start():
+        command = importlib.import_module(module)
+    return command.main(argv, **kwargs)
 
 
 def main(argv=None):
     """Runs the command line; returns the exit status.
+
+    Usage errors (argparse's, and flags that would have no effect) exit with status 2
+    before anything else runs; so do a missing optional package, a model of the wrong kind
+    and an input that is not a readable video. Progress goes to stderr, results to stdout.
 
     Example:
         >>> main(["classify", "video.mp4", "--views", "1"])  # doctest: +SKIP
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["write-tfrecords"] and _has_tfrecords_cli():
-        return importlib.import_module(_TFRECORDS_CLI).main(argv[1:])
+        return _hand_over(_TFRECORDS_CLI, argv[1:], prog="keras-slowfast write-tfrecords")
     if argv[:1] == ["data-service"]:
-        return importlib.import_module(_DATA_SERVICE_CLI).main(argv[1:])
+        return _hand_over(_DATA_SERVICE_CLI, argv[1:])
     args = build_parser().parse_args(argv)
-    if getattr(args, "cpu", False):
-        import tensorflow as tf
-
-        tf.config.set_visible_devices([], "GPU")
+    _check_usage(args)
     try:
+        _check_extras(args)
+        _check_inputs(args)
+        tf = _import_tensorflow()
+        if getattr(args, "cpu", False):
+            tf.config.set_visible_devices([], "GPU")
         return args.func(args)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:
         print(f"keras-slowfast {args.command}: error: {e}", file=sys.stderr)
         return 2
 

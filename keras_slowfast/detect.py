@@ -680,8 +680,18 @@ def detect_actions(
 # Outputs.
 
 
-def write_detections_csv(detections, path):
-    """Writes `detections.rows()` as AVA's CSV (no header), atomically.
+# The columns of a detections CSV.
+_CSV_COLUMNS = ("video", "sec", "x1", "y1", "x2", "y2", "action", "score")
+
+
+def write_detections_csv(detections, path, header=False):
+    """Writes `detections.rows()` as AVA's CSV, atomically.
+
+    Args:
+        detections: an :class:`ActionDetections`.
+        path: the CSV file to write.
+        header: start with the row `video,sec,x1,y1,x2,y2,action,score` (AVA's own files
+            have none; :func:`read_box_csv` skips it).
 
     Example:
 
@@ -691,6 +701,8 @@ def write_detections_csv(detections, path):
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
+            if header:
+                writer.writerow(_CSV_COLUMNS)
             for video, sec, x1, y1, x2, y2, action, score in detections.rows():
                 writer.writerow(
                     [video, sec, *(f"{v:.6g}" for v in (x1, y1, x2, y2)), action, f"{score:.9g}"]

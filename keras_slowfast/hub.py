@@ -4,8 +4,8 @@ This layer sits above both :mod:`keras_slowfast.models` (the builders) and
 :mod:`keras_slowfast.weights` (readers, name maps, strict transfer), which know nothing of
 each other, and reads every variant from :mod:`keras_slowfast.presets`.
 
-Published weights: the first use downloads the preset's checkpoint with
-:func:`keras.utils.get_file` into a private temporary folder under the cache, checks it
+Published weights: the first use downloads the preset's checkpoint (a progress bar on
+stderr) into a private temporary folder under the cache, checks it
 (every member's CRC-32 for `.pyth` zip files; the sha256 where the table records one,
 which no upstream publishes today), converts it strictly (every tensor used once, every
 Keras weight assigned) and writes `<KERAS_HOME>/models/keras_slowfast/<preset>.weights.h5`
@@ -36,10 +36,11 @@ import json
 import os
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 import warnings
 import zipfile
 
-import keras
 import numpy as np
 
 from keras_slowfast import presets as presets_table
@@ -51,6 +52,7 @@ from keras_slowfast.atomic import (
 )
 from keras_slowfast.models.detection import SlowFastDetector
 from keras_slowfast.models.slowfast import STAGE_DEPTHS, SlowFast
+from keras_slowfast.progress import ProgressBar
 from keras_slowfast.weights import name_maps
 from keras_slowfast.weights.pyslowfast_config import builder_kwargs_from_config
 from keras_slowfast.weights.transfer import (
@@ -90,7 +92,18 @@ BUILDERS = {presets_table.CLASSIFIER: SlowFast, presets_table.DETECTOR: SlowFast
 
 
 class WeightsDownloadError(OSError):
-    """A published checkpoint could not be downloaded or did not convert; nothing was cached."""
+    """A published checkpoint could not be downloaded or did not convert; nothing was cached.
+
+    Attributes:
+        url: the checkpoint's URL when the download itself failed, else `None`.
+        reason: why the download failed (`"HTTP 404 Not Found"`, `"[Errno 111] Connection
+            refused"`, ...), else `None`.
+    """
+
+    def __init__(self, message, url=None, reason=None):
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
 
 
 def list_presets(kind=None):
@@ -806,6 +819,45 @@ def fetch(preset):
         ) from e
 
 
+def _download(url, path):
+    """Downloads `url` to `path`, drawing a progress bar in megabytes on stderr.
+
+    Raises:
+        urllib.error.URLError: when the server cannot be reached or answers with an error
+            (`HTTPError`), or sends fewer bytes than announced (`ContentTooShortError`).
+    """
+    bar = None
+    done = 0
+
+    def report(blocks, block_size, total_size):
+        nonlocal bar, done
+        if bar is None:
+            total = total_size / 1e6 if total_size > 0 else None
+            bar = ProgressBar(total, f"downloading {os.path.basename(path)}", unit="MB")
+        now = blocks * block_size
+        if total_size > 0:
+            now = min(now, total_size)
+        bar.update((now - done) / 1e6)
+        done = now
+
+    try:
+        urllib.request.urlretrieve(url, path, report)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _download_failure(error):
+    """A short reason for a failed download."""
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError) and not isinstance(
+        error, urllib.error.ContentTooShortError
+    ):
+        return str(error.reason)
+    return str(error)
+
+
 def _download_and_convert(p, folder):
     """Downloads, checks and converts the checkpoint of `p` into `folder` (lock held)."""
     _remove_leftovers(folder, p.name)
@@ -819,28 +871,27 @@ def _download_and_convert(p, folder):
     # is removed whatever happens (or, after a kill, by the next load).
     tmp_dir = tempfile.mkdtemp(prefix=f".{p.name}.download-", dir=folder)
     try:
+        raw = os.path.join(tmp_dir, os.path.basename(p.checkpoint.path))
         try:
-            raw = keras.utils.get_file(
-                fname=os.path.basename(p.checkpoint.path),
-                origin=url,
-                cache_dir=tmp_dir,
-                cache_subdir="",
-                file_hash=expected,
-            )
-        except Exception as e:
-            if expected is not None and isinstance(e, ValueError) and "hash" in str(e):
-                raise WeightsDownloadError(
-                    f"The file downloaded from {url} does not have the sha256 recorded for "
-                    f"{p.name} ({expected}): a corrupt or substituted download. Nothing was "
-                    f"cached. Keras said: {e}"
-                ) from e
+            _download(url, raw)
+        except (OSError, ValueError) as e:
+            reason = _download_failure(e)
             raise WeightsDownloadError(
                 f"Downloading the {p.weights} weights of {p.architecture} from {url} failed "
-                f"({e}). Check the network or set {MIRROR_ENV} to a mirror, or pass the path "
-                "of a downloaded checkpoint as `weights`."
+                f"({reason}). Check the network or set {MIRROR_ENV} to a mirror, or pass the "
+                "path of a downloaded checkpoint as `weights`.",
+                url=url,
+                reason=reason,
             ) from e
+        actual = _sha256(raw)
+        if expected is not None and actual != expected:
+            raise WeightsDownloadError(
+                f"The file downloaded from {url} does not have the sha256 recorded for "
+                f"{p.name} ({expected}; it has {actual}): a corrupt or substituted download. "
+                "Nothing was cached."
+            )
         try:
-            checkpoint_sha256 = expected or _sha256(raw)
+            checkpoint_sha256 = actual
             verify_zip_members(raw)
             _, summary = convert_checkpoint(raw, weights_path, p.name)
             weights_sha256 = _sha256(weights_path)

@@ -360,7 +360,8 @@ def test_command_line_with_boxes(golden, videos, tmp_path):
     assert "1 person boxes in 1 of 10 keyframes" in run.stdout
     assert "10/10 keyframes" in run.stderr and "300/300 frames" in run.stderr
     rows = _read_csv(out_csv)
-    assert len(rows) == 2 and rows[0][:6] == ["k00", "2", "0.2", "0.1", "0.6", "0.9"]
+    assert rows[0] == ["video", "sec", "x1", "y1", "x2", "y2", "action", "score"]
+    assert len(rows) == 3 and rows[1][:6] == ["k00", "2", "0.2", "0.1", "0.6", "0.9"]
     out, rate = _decode(out_video)
     assert out.shape == (300, 256, 340, 3) and rate == fractions.Fraction(30)
     assert sorted(os.listdir(tmp_path)) == ["boxes.csv", "out.csv", "out.mp4"]  # no temp file

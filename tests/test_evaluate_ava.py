@@ -66,7 +66,7 @@ def test_evaluate_ava_command(e2e, tmp_path):
     command = [
         sys.executable, "-m", "keras_slowfast.cli", "evaluate-ava", str(root / "dataset"),
         "--weights", str(root / "ava_e2e_model.pyth"), "--test-crop-size", "128",
-        "--full-test-on-val", "--output-dir", str(out), "--quiet",
+        "--output-dir", str(out), "--quiet",
     ]  # fmt: skip
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
@@ -104,7 +104,7 @@ def test_evaluate_ava_command_errors(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
     )  # fmt: skip
     assert result.returncode == 2
-    assert "detector preset" in result.stderr and "Received: model='slowfast_8x8_r50'" in (
+    assert "detector preset" in result.stderr and "Received: --model slowfast_8x8_r50" in (
         result.stderr
     )
 

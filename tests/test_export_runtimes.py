@@ -336,8 +336,12 @@ def test_cli_exports_onnx_with_the_models_preprocessing(ort, golden, tmp_path, c
     np.testing.assert_allclose(got, model.predict_on_batch(clip), rtol=0, atol=TOL)
     assert cli.main([*args, "--weights", str(checkpoint)]) == 2  # exists: not replaced
     assert "overwrite" in capsys.readouterr().err
-    assert cli.main([*args, "--weights", str(checkpoint), "--quantize", "dynamic"]) == 2
-    assert "Received: format='onnx', quantize='dynamic'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, before the model is built
+        cli.main([*args, "--weights", str(checkpoint), "--quantize", "dynamic"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--quantize dynamic has no effect without --format tflite" in err
+    assert "--format onnx" in err
 
 
 @pytest.mark.parametrize("fmt,suffix", [("openvino", ".xml"), ("tflite", ".tflite")])

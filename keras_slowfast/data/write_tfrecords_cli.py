@@ -14,10 +14,15 @@ import argparse
 import sys
 
 
-def build_parser():
-    """The argument parser of the command (see the module docstring)."""
+def build_parser(prog="keras-slowfast-write-tfrecords"):
+    """The argument parser of the command (see the module docstring).
+
+    Args:
+        prog: the program name its usage and errors show (`keras-slowfast write-tfrecords`
+            when reached through `keras-slowfast`).
+    """
     parser = argparse.ArgumentParser(
-        prog="keras-slowfast-write-tfrecords",
+        prog=prog,
         description=(
             "Decode every video of a PySlowFast list file (`path label` per line) and store it "
             "as a TFRecord SequenceExample of JPEG frames with its timestamps, readable with "
@@ -60,11 +65,12 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def main(argv=None, prog="keras-slowfast-write-tfrecords"):
     """Runs the command; returns the process exit status.
 
     Args:
         argv: the arguments (default: `sys.argv[1:]`).
+        prog: the program name shown in usage and error messages.
 
     Returns:
         0 on success (skipped videos are listed on stderr), 2 on an error.
@@ -74,7 +80,7 @@ def main(argv=None):
     >>> main(["train.csv", "out/train", "--num-shards", "4"])  # doctest: +SKIP
     0
     """
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     from keras_slowfast.data import tfrecord
     from keras_slowfast.data.video import DecodeErrorCounter
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 from keras_slowfast.atomic import write_text_atomically
 from keras_slowfast.evaluation import ava as ava_eval
 from keras_slowfast.models.functional import LeanFunctional
+from keras_slowfast.progress import ProgressBar
 
 __all__ = ["AVADetectorEvaluation", "default_ava_labelmap", "evaluate_ava_detector"]
 
@@ -137,7 +138,7 @@ def evaluate_ava_detector(
         full_test_on_val: with `"val"`, every second instead of every fourth.
         detection_score_thresh: minimum person-box score.
         batch_size: keyframes per model call (of one video).
-        progress: show a progress bar.
+        progress: draw a progress bar on stderr.
         **dataset_kwargs: more `ava_dataset` arguments (for example `video_dir`, `bgr`,
             `test_predict_box_lists`, `on_error`).
 
@@ -196,11 +197,7 @@ def evaluate_ava_detector(
         **dataset_kwargs,
     )
     ann = ds.annotations
-    bar = None
-    if progress:
-        import keras
-
-        bar = keras.utils.Progbar(len(ann.keyframes), unit_name="keyframe")
+    bar = ProgressBar(len(ann.keyframes), "evaluating", unit="keyframes", enabled=progress)
     if isinstance(model, LeanFunctional):
         # Its eager inference call is one cached, shape-relaxed tf.function: no trace per
         # batch or frame size, as `predict_on_batch` would make.
@@ -208,7 +205,6 @@ def evaluate_ava_detector(
     else:
         forward = tf.function(model, autograph=False, reduce_retracing=True, jit_compile=False)
     scores, videos, seconds, boxes = [], [], [], []
-    done = 0
     for batch_inputs, _, meta in ds:
         out = np.asarray(forward(batch_inputs, training=False), np.float32)
         num = meta["num_boxes"].numpy()
@@ -219,9 +215,8 @@ def evaluate_ava_detector(
             boxes.append(ori[b, :n])
             videos += [ann.videos[int(meta["video_index"][b])]] * n
             seconds += [int(meta["second"][b])] * n
-        done += len(num)
-        if bar is not None:
-            bar.update(done)
+        bar.update(len(num))
+    bar.close()
     if not scores:
         raise ValueError(
             "No keyframe could be scored (every clip failed to load). "

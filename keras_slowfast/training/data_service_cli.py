@@ -37,7 +37,12 @@ def add_arguments(parser):
         0
     """
     sub = parser.add_subparsers(dest="role", required=True)
-    p = sub.add_parser("dispatcher", help="run a dispatcher (one per cluster)")
+    p = sub.add_parser(
+        "dispatcher",
+        help="run a dispatcher (one per cluster)",
+        description="Runs the tf.data service dispatcher that workers register with and "
+        "input pipelines are given the address of (one per cluster).",
+    )
     p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
     p.add_argument(
         "--work-dir",
@@ -49,7 +54,12 @@ def add_arguments(parser):
         action="store_true",
         help="journal state to --work-dir so that a restarted dispatcher recovers its jobs",
     )
-    p = sub.add_parser("worker", help="run a worker (one or more per CPU machine)")
+    p = sub.add_parser(
+        "worker",
+        help="run a worker (one or more per CPU machine)",
+        description="Runs a tf.data service worker that registers with --dispatcher and "
+        "runs the input pipelines it is given (one or more per CPU machine).",
+    )
     p.add_argument(
         "--dispatcher", required=True, metavar="HOST:PORT", help="the dispatcher's address"
     )
@@ -125,7 +135,10 @@ def main(argv=None):
     Example:
         >>> main(["worker", "--dispatcher", "localhost:5050"])  # doctest: +SKIP
     """
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if getattr(args, "fault_tolerant", False) and not args.work_dir:
+        parser.error("--fault-tolerant needs --work-dir (the dispatcher's journal)")
     try:
         return run(args)
     except ValueError as e:
