@@ -27,6 +27,8 @@ left dynamic, and return one output, `probabilities`.
 """
 
 import contextlib
+import functools
+import gc
 import importlib
 import logging
 import os
@@ -266,6 +268,88 @@ def _name_dynamic_dims(onnx_model, detector):
                 dim.dim_param = name
 
 
+class _CollectingOptimizer:
+    """One of tf2onnx's graph optimizers, created after the garbage of the previous is freed.
+
+    tf2onnx optimises a copy of the graph per optimizer (its default, so that one failing
+    optimizer is skipped) and writes every node's attributes, weights included, into the
+    node's protobuf again after each one; the discarded copies hold reference cycles, so
+    without a collection each of the ~24 passes would keep one more copy of the weights
+    (3 GiB for SlowFast 8x8 R50).
+    """
+
+    def __init__(self, factory):
+        gc.collect()
+        self._optimizer = factory()
+
+    def optimize(self, graph, iteration):
+        return self._optimizer.optimize(graph, iteration)
+
+    @property
+    def graph_been_opt(self):
+        return self._optimizer.graph_been_opt
+
+
+def _tf2onnx_convert(function, input_signature, opset):
+    """The ONNX `ModelProto` of a `tf.function`, as `tf2onnx.convert.from_function` makes it.
+
+    The same steps (freezing, TensorFlow's graph optimisation, conversion, tf2onnx's
+    optimizers), with the intermediate copies of the weights released as soon as the next
+    step has its own: the frozen function once it is a `GraphDef`, that `GraphDef` once
+    optimised and once imported, the TensorFlow graph once converted, each optimizer's
+    discarded graph before the next runs.
+    """
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+    from tf2onnx import convert, optimizer, tf_loader, tfonnx
+
+    concrete = function.get_concrete_function(*input_signature)
+    inputs = [t.name for t in concrete.inputs if t.dtype != tf.resource]
+    outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = convert.tensor_names_from_structed(concrete, inputs, outputs)
+    name = concrete.name
+    with tf.device("/cpu:0"):
+        # As `tf2onnx.tf_loader.from_function`, without keeping the frozen function and an
+        # imported copy of its graph alive while TensorFlow optimises the GraphDef.
+        frozen = convert_variables_to_constants_v2(
+            concrete, lower_control_flow=False, aggressive_inlining=True
+        )
+        del concrete
+        graph_def = frozen.graph.as_graph_def(add_shapes=True)
+        del frozen
+        gc.collect()
+        graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+        with tf.Graph().as_default():  # the optimiser runs in graph mode
+            frozen = tf_loader.tf_optimize(inputs, outputs, graph_def)
+        del graph_def
+        with tf.Graph().as_default() as tf_graph:
+            tf.import_graph_def(frozen, name="")
+            del frozen
+            graph = tfonnx.process_tf_graph(
+                tf_graph,
+                continue_on_error=True,
+                opset=opset,
+                input_names=inputs,
+                output_names=outputs,
+                tensors_to_rename=renames,
+            )
+        del tf_graph
+        optimizers = None  # tf2onnx's own, where it does not list them
+        defaults = getattr(optimizer, "_get_optimizers", None)
+        if defaults is not None:
+            optimizers = {
+                key: functools.partial(_CollectingOptimizer, factory)
+                for key, factory in defaults().items()
+            }
+        graph = optimizer.optimize_graph(graph, catch_errors=True, optimizers=optimizers)
+        gc.collect()
+        model = graph.make_model(f"converted from {name}")
+    del graph
+    gc.collect()
+    return model
+
+
 def export_onnx(model, path, opset=_ONNX_OPSET, overwrite=False):
     """Writes `model` as an ONNX file (through `tf2onnx`), e.g. for ONNX Runtime.
 
@@ -299,14 +383,15 @@ def export_onnx(model, path, opset=_ONNX_OPSET, overwrite=False):
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"`opset` must be an integer >= 13. Received: opset={opset!r}")
     path = _check_target(path, ".onnx", overwrite)
-    tf2onnx = _import_optional("tf2onnx", "onnx")
+    _import_optional("tf2onnx", "onnx")
     function = _inference_function(model, detector)
     with _quiet_logger("tf2onnx"):
-        onnx_model, _ = tf2onnx.convert.from_function(
-            function, input_signature=_input_specs(model, detector), opset=opset
-        )
+        onnx_model = _tf2onnx_convert(function, _input_specs(model, detector), opset)
+    del function
     _name_dynamic_dims(onnx_model, detector)
-    _write_atomically(path, onnx_model.SerializeToString())
+    data = onnx_model.SerializeToString()
+    del onnx_model
+    _write_atomically(path, data)
     return path
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from keras_slowfast.atomic import atomic_path
 from keras_slowfast.data.ava_video import _check_timeout
 from keras_slowfast.detect import _reencode_video, _video_stream
+from keras_slowfast.models.functional import LeanFunctional
 
 __all__ = [
     "annotate_video",
@@ -156,6 +157,32 @@ def _cam(activations, gradients, size, weight_axes):
     return cam.astype(np.float32)
 
 
+class _ObservedFunctional(LeanFunctional):
+    """A transient functional model run op by op, calling `on_output(layer, outputs)` after
+    each layer (when set); activations are released after their last use, as in an
+    inference run."""
+
+    compile_eager_inference = False
+    on_output = None
+
+    def _run_through_graph(self, inputs, operation_fn=lambda op: op, call_fn=None):
+        on_output = self.on_output
+        if on_output is None:
+            return super()._run_through_graph(inputs, operation_fn, call_fn)
+
+        def observed_fn(operation):
+            run = operation_fn(operation)
+
+            def observed(*args, **kwargs):
+                outputs = run(*args, **kwargs)
+                on_output(operation, outputs)
+                return outputs
+
+            return observed
+
+        return super()._run_through_graph(inputs, operation_fn=observed_fn, call_fn=call_fn)
+
+
 def grad_cam(model, clip, class_index=None, layers=None, *, weight_axes="hw"):
     """Grad-CAM maps of a SlowFast / Slow classifier on one clip, one per pathway.
 
@@ -232,9 +259,23 @@ def grad_cam(model, clip, class_index=None, layers=None, *, weight_axes="hw"):
                 output_shape=getattr(output, "shape", None),
             )
         targets.append(output)
-    cam_model = keras.Model(model.inputs, targets + list(model.outputs))
-    with tf.GradientTape() as tape:
-        *activations, probs = cam_model(tf.convert_to_tensor(x), training=False)
+    cam_model = _ObservedFunctional(model.inputs, targets + list(model.outputs))
+    target_layers = {id(model.get_layer(name)) for name in names}
+    # Each target is watched as its layer returns, so the tape records only the layers
+    # above the targets (the head, for the res5 outputs): those below run as in inference
+    # and free their activations, and no use of a weight is recorded. Watching the weights
+    # (the tape's default) would keep every activation of the network until `gradient`.
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+
+        def watch_targets(layer, outputs):
+            if id(layer) in target_layers:
+                tape.watch(outputs)
+
+        cam_model.on_output = watch_targets
+        try:
+            *activations, probs = cam_model(tf.convert_to_tensor(x), training=False)
+        finally:
+            cam_model.on_output = None
         if class_index is None:
             class_index = int(np.argmax(np.asarray(probs)[0]))
         score = tf.cast(probs[0, int(class_index)], tf.float32)
@@ -370,17 +411,21 @@ def write_gradcam_video(
     if len(labels) != len(maps):
         raise _error("`labels` must give one label per heatmap.", labels=labels)
     colormap = cv2.COLORMAP_JET if colormap is None else colormap
-    base = frames.astype(np.float32)
-    panels = [frames.copy()]
-    for m in maps:
-        colour = _colourize(m, colormap).astype(np.float32)
-        panels.append(np.rint((1 - alpha) * base + alpha * colour).astype(np.uint8))
     heading = [title] if title else []
-    for t in range(len(frames)):
-        _text_block(panels[0][t], heading)
-        for panel, label in zip(panels[1:], labels):
-            _text_block(panel[t], [label])
-    return _write_frames(np.concatenate(panels, axis=2), path, fps)
+    colours = [_colourize(m, colormap) for m in maps]  # uint8, as small as the clip
+    del maps
+    height, width = frames.shape[1:3]
+    # Blended one frame at a time: float copies of one frame, not of the whole clip.
+    out = np.empty((len(frames), height, width * (1 + len(colours)), 3), np.uint8)
+    for t, frame in enumerate(frames):
+        out[t, :, :width] = frame
+        _text_block(out[t, :, :width], heading)
+        base = frame.astype(np.float32)
+        for k, (colour, label) in enumerate(zip(colours, labels), start=1):
+            panel = out[t, :, k * width : (k + 1) * width]
+            panel[...] = np.rint((1 - alpha) * base + alpha * colour[t].astype(np.float32))
+            _text_block(panel, [label])
+    return _write_frames(out, path, fps)
 
 
 # ---------------------------------------------------------------------------------------------

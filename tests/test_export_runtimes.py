@@ -142,6 +142,72 @@ def test_onnx_classifier_matches_keras_and_the_reference(ort, classifier, tmp_pa
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("probabilities", ["batch", 10])]
     _check_classifier(lambda x: session.run(["probabilities"], {"clip": x})[0], classifier)
     assert os.listdir(tmp_path) == ["classifier.onnx"]  # no temporary file left behind
+    _check_onnx_weights(path, classifier[0])
+
+
+def _check_onnx_weights(path, model):
+    """The file stores every weight once, in float32: each convolution's kernel, each batch
+    normalisation as one bias per channel (folded into the convolution before it) and the
+    dense layer, nothing twice and no other float tensor but scalars."""
+    import keras
+    import onnx
+
+    weights = [onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer]
+    floats = [w for w in weights if w.dtype == np.float32 and w.ndim > 0]
+    expected = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv3D):
+            expected += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            expected += layer.gamma.shape[0]
+        elif isinstance(layer, keras.layers.Dense):
+            expected += sum(int(np.prod(w.shape)) for w in layer.weights)
+    assert sum(w.size for w in floats) == expected
+    assert not [w for w in weights if w.dtype == np.float64]
+    big = [w.tobytes() for w in floats if w.size >= 64]
+    assert len(set(big)) == len(big), "a weight is stored twice"
+    # The graph itself is small beside the weights (~5% for this narrow model).
+    assert os.path.getsize(path) < 1.1 * sum(w.nbytes for w in weights)
+
+
+@pytest.mark.large
+def test_onnx_export_is_tf2onnx_from_function(ort, classifier, tmp_path):
+    """`export_onnx` runs tf2onnx's conversion steps itself (to free memory between them):
+    the weights and operators are those of `tf2onnx.convert.from_function` on the same
+    function (generated names, the order of interchangeable nodes and some small integer
+    constants vary between any two conversions), and ONNX Runtime gives the same outputs
+    bit for bit."""
+    import collections
+
+    import onnx
+    import tf2onnx
+
+    model = classifier[0]
+    ours = onnx.load(ks.export_onnx(model, tmp_path / "ours.onnx"))
+    specs = export_module._input_specs(model, False)
+    function = export_module._inference_function(model, False)
+    theirs, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=17)
+
+    def weights(m):  # the float tensors (the small integer ones vary between conversions)
+        return collections.Counter(
+            (tuple(t.dims), t.raw_data)
+            for t in m.graph.initializer
+            if t.data_type == onnx.TensorProto.FLOAT
+        )
+
+    def operators(m):
+        return collections.Counter(node.op_type for node in m.graph.node)
+
+    assert weights(ours) == weights(theirs)
+    assert operators(ours) == operators(theirs)
+    x = classifier[1]["test_crop"]
+    runs = [
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"clip": x}
+        )[0]
+        for m in (ours, theirs)
+    ]
+    np.testing.assert_array_equal(runs[0], runs[1])
 
 
 def test_onnx_detector_matches_keras_and_the_reference(ort, detector, tmp_path):

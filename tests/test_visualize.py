@@ -13,12 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pathlib  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import weakref  # noqa: E402
 
 import av  # noqa: E402
 import cv2  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from keras_slowfast import visualize  # noqa: E402
 from keras_slowfast.models import SlowFast  # noqa: E402
@@ -205,6 +207,76 @@ def test_grad_cam_slowfast_and_slow_maps(tiny):
     slow_maps, _ = visualize.grad_cam(slow, slow_clip)
     assert len(slow_maps) == 1
     _check_maps(slow_maps, (4, 64, 64))
+
+
+class _Record:
+    """Weak references to the probe's eager outputs, and which were alive at each check."""
+
+    def __init__(self):
+        self.refs, self.alive = [], []
+
+
+class _Probe(keras.layers.Layer):
+    """Identity keeping a weak reference to each eager tensor it returns."""
+
+    def __init__(self, record, **kwargs):
+        super().__init__(**kwargs)
+        self.record = record
+
+    def call(self, x):
+        y = tf.identity(x)
+        if tf.executing_eagerly():
+            self.record.refs.append(weakref.ref(y))
+        return y
+
+
+class _Check(keras.layers.Layer):
+    """Identity recording, on each eager call, which of the probe's tensors are alive."""
+
+    def __init__(self, record, **kwargs):
+        super().__init__(**kwargs)
+        self.record = record
+
+    def call(self, x):
+        if tf.executing_eagerly():
+            self.record.alive.append([ref() is not None for ref in self.record.refs])
+        return tf.identity(x)
+
+
+def test_grad_cam_frees_the_activations_below_the_targets():
+    """While the layers above the target run, no activation below it is held: the tape
+    records only what follows the target (not the weights' uses), and the forward pass
+    drops each activation after its last use, so the peak memory is an inference pass's.
+    A tape recording the whole network (e.g. watching the weights) or a forward pass
+    keeping every output would keep the probe's tensor alive."""
+    record = _Record()
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((4, 8, 10, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv3D(6, 3, padding="same", activation="relu", name="below")(x)
+    x = _Probe(record)(x)
+    x = keras.layers.Conv3D(8, 3, padding="same", activation="relu", name="target")(x)
+    x = _Check(record)(x)
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    clip = np.random.default_rng(5).integers(0, 256, (4, 8, 10, 3), dtype=np.uint8)
+    record.refs.clear(), record.alive.clear()
+
+    (heatmap,), cls = visualize.grad_cam(model, clip, layers=["target"])
+
+    assert len(record.refs) == 1 and record.alive == [[False]]
+    # The map is still the gradient's: against a plain tape over the layers above.
+    features = keras.Model(inputs, model.get_layer("target").output)
+    head = keras.Model(model.get_layer("target").output, outputs)
+    a = tf.convert_to_tensor(features(clip[None].astype(np.float32)))
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        score = head(a)[0, cls]
+    g = tape.gradient(score, a)
+    expected = _oracle_cam(np.asarray(a, np.float64)[0], np.asarray(g, np.float64)[0],
+                           clip.shape[:3], "hw")  # fmt: skip
+    np.testing.assert_allclose(heatmap, expected, atol=1e-5)
 
 
 def test_grad_cam_bad_arguments(tiny):
