@@ -3,10 +3,19 @@
 `tests/training_scripts/soak_train.py` trains a tiny Slow R50 deterministically (op
 determinism, seeded initialisation and dropout, batch `s` a function of step `s`) with the
 package's `standard_callbacks`. One run goes through uninterrupted; another is killed
-with SIGKILL several times at seeded random moments, half of them while a checkpoint is
-being written, and rerun until it finishes. The tests check, after every kill, that every
-file under a final name is complete (it loads into the model), and at the end that the
-resumed run's `final.weights.h5` equals the uninterrupted run's.
+with SIGKILL several times at seeded points, half of them while a checkpoint is being
+written, and rerun until it finishes. The tests check, after every kill, that every file
+under a final name is complete (it loads into the model), and at the end that the resumed
+run's `final.weights.h5` equals the uninterrupted run's.
+
+A kill point is a point of the run's progress, not a moment: the run is told it (the
+script's `PAUSE`), stops there, says so and waits; the test then sends SIGKILL. A run
+cannot finish before its kill, however fast or loaded the machine. Each run is killed in
+the epoch after the first one it finishes (so that every cycle moves the backup on):
+after a seeded step, or in one of the epoch's saves (seeded: the epoch's weights, the
+backup's weights or its JSON) at a seeded phase (the temporary file just created, partly
+written, or complete but not yet renamed). No file is written during the steps, so where
+in a step the process dies does not matter to what it leaves.
 
 What is guaranteed: a rerun resumes at the start of the epoch after the last finished one
 (the interrupted epoch's steps are redone) with the weights, the optimizer state (step
@@ -55,10 +64,13 @@ def _read(path):
     return Path(path).read_text(errors="replace") if Path(path).exists() else ""
 
 
-def _start(model_dir, epochs, steps, log, kind):
+def _start(model_dir, epochs, steps, log, kind, pause=None):
+    args = [sys.executable, str(SCRIPT), str(model_dir), str(epochs), str(steps), kind]
+    if pause is not None:
+        args.append(json.dumps(pause))
     with open(log, "w") as out:
         return subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(model_dir), str(epochs), str(steps), kind],
+            args,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=_env(),
@@ -128,44 +140,41 @@ def _weights(path):
     arrays = {}
     with h5py.File(path, "r") as f:
         f.visititems(
-            lambda name, obj: arrays.__setitem__(name, obj[()])
-            if isinstance(obj, h5py.Dataset)
-            else None
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
         )
     return arrays
 
 
-def _batches_done(log):
-    return _read(log).count("batch end ")
-
-
 def _kill_cycle(soaked, epochs, steps, log, kind, mid_save, rng):
-    """Starts a run, SIGKILLs it after its backup advanced; returns the kill point."""
+    """Starts a run, SIGKILLs it where it pauses (a seeded point); returns the kill point."""
     at_start = _backup_epoch(soaked)
-    proc = _start(soaked, epochs, steps, log, kind)
-    point = dict(resumed_at=at_start, mid_save=mid_save)
+    # The epoch after the first one this run finishes (0-based, from the first run).
+    pause = dict(epoch=at_start + 1)
+    assert pause["epoch"] < epochs, f"too few epochs for this many kills: {epochs}"
+    if mid_save:
+        pause["file"] = rng.choice(["checkpoint", "backup", "metadata"])
+        phases = (
+            ["created", "written"]
+            if pause["file"] == "metadata"
+            else ["created", "partial", "written"]
+        )
+        pause["phase"] = rng.choice(phases)
+    else:
+        pause["step"] = rng.randrange(steps)
+    proc = _start(soaked, epochs, steps, log, kind, pause)
+    point = dict(resumed_at=at_start, mid_save=mid_save, pause=pause)
+    marker = f"PAUSED {json.dumps(pause, sort_keys=True)}"
     try:
         deadline = time.monotonic() + RUN_TIMEOUT
-
-        def wait(condition):
-            while not condition():
-                assert proc.poll() is None, f"the run ended before its kill:\n{_read(log)[-3000:]}"
-                assert time.monotonic() < deadline, _read(log)[-3000:]
-                time.sleep(0.002)
-
-        # Progress first (a finished epoch), so that every cycle moves the run on.
-        wait(lambda: _backup_epoch(soaked) > at_start)
-        if mid_save:
-            # The next epoch's saves: kill as soon as a temporary file appears.
-            wait(lambda: bool(_temp_files(soaked)))
-        else:
-            # A seeded number of the next epoch's steps, then a seeded fraction of a step.
-            point["steps_after_backup"] = rng.randrange(steps)
-            point["delay_s"] = round(rng.uniform(0.0, 0.3), 3)
-            done = _batches_done(log)
-            wait(lambda: _batches_done(log) >= done + point["steps_after_backup"])
-            time.sleep(point["delay_s"])
-        assert proc.poll() is None, f"the run ended before its kill:\n{_read(log)[-3000:]}"
+        while marker not in _read(log):
+            # It cannot end before its pause (an epoch before the last): only by failing.
+            assert proc.poll() is None, f"the run ended before its pause:\n{_read(log)[-3000:]}"
+            assert time.monotonic() < deadline, _read(log)[-3000:]
+            time.sleep(0.05)
+        assert f"resuming at epoch {at_start}" in _read(log)
+        point["temp_files"] = _temp_files(soaked)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -173,7 +182,8 @@ def _kill_cycle(soaked, epochs, steps, log, kind, mid_save, rng):
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    point["temp_files"] = _temp_files(soaked)
+    # What the kill left.
+    assert _temp_files(soaked) == point["temp_files"]
     return point
 
 
@@ -228,8 +238,8 @@ def _soak(root, epochs, steps, kills, seed, kind):
 
 def _assert_soak(figures, kills):
     assert figures["kills"] == kills
-    # At least one kill landed during a save (its temporary file was left behind).
-    assert figures["mid_save_kills_with_temp_files"] >= 1, figures
+    # Every kill in a save landed there: its temporary file was left behind.
+    assert figures["mid_save_kills_with_temp_files"] == kills // 2, figures
     # Bit-identical: the final weights and every epoch's checkpoint (optimizer included).
     assert figures["max_abs_diff"] == 0.0, figures
 
@@ -248,6 +258,4 @@ def test_soak_two_kills_slow_r50(tmp_path):
 @pytest.mark.large
 def test_soak_ten_kills_slow_r50(tmp_path):
     """Ten seeded SIGKILLs of the narrow Slow R50, alternately at a step and during a save."""
-    _assert_soak(
-        _soak(tmp_path, epochs=21, steps=3, kills=10, seed=10, kind="slow_r50"), kills=10
-    )
+    _assert_soak(_soak(tmp_path, epochs=21, steps=3, kills=10, seed=10, kind="slow_r50"), kills=10)

@@ -1,15 +1,28 @@
 """Deterministic training of a tiny Slow R50 with `model.fit` and the standard callbacks.
 
-Run as `python soak_train.py MODEL_DIR EPOCHS STEPS_PER_EPOCH [slow_r50|tiny]` (`tiny`: one
-Conv3D, BatchNorm, dropout and a classifier, which starts in seconds); rerunning with the same
-`MODEL_DIR` resumes from its backup. Ops are deterministic, initialisation and dropout are
-seeded, and batch `s` (global step) is a function of `s` alone, generated in memory, so a
-run killed and resumed any number of times must end with the same `final.weights.h5` as
-an uninterrupted one. `build_model` is imported by the test to load the files written.
+Run as `python soak_train.py MODEL_DIR EPOCHS STEPS_PER_EPOCH [slow_r50|tiny [PAUSE]]`
+(`tiny`: one Conv3D, BatchNorm, dropout and a classifier, which starts in seconds);
+rerunning with the same `MODEL_DIR` resumes from its backup. Ops are deterministic,
+initialisation and dropout are seeded, and batch `s` (global step) is a function of `s`
+alone, generated in memory, so a run killed and resumed any number of times must end with
+the same `final.weights.h5` as an uninterrupted one. `build_model` is imported by the test
+to load the files written.
+
+`PAUSE` (JSON) is where the test kills the run: there the process prints `PAUSED <PAUSE>`
+and waits, never to go on, for its SIGKILL. So a kill lands where it was meant to,
+whatever the machine's speed. `{"epoch": E, "step": S}`: after step S (0-based) of epoch
+E (0-based, counted from the first run). `{"epoch": E, "file": F, "phase": P}`: in epoch
+E's save of F (`checkpoint`, the epoch's weights; `backup`, the backup's weights;
+`metadata`, the backup's JSON), when its temporary file has just been `created`, is
+`partial` (one HDF5 dataset written) or is `written` (complete, not yet renamed onto its
+name). Nothing else changes what the run computes or writes.
 """
 
+import contextlib
+import json
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -84,7 +97,69 @@ def batches(first_step, last_step):
     return tf.data.Dataset.range(first_step, last_step).map(make)
 
 
-def main(model_dir, epochs, steps_per_epoch, kind):
+def _pause(plan):
+    print(f"PAUSED {json.dumps(plan, sort_keys=True)}", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+def _pause_callback(plan):
+    """A callback that tracks the epoch and pauses after the planned step."""
+    import keras
+
+    class Pause(keras.callbacks.Callback):
+        epoch = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if plan.get("step") == batch and plan["epoch"] == self.epoch:
+                _pause(plan)
+
+    return Pause()
+
+
+def _pause_in_saves(plan, current_epoch):
+    """Makes the atomic writes of the package pause at the planned phase of a save."""
+    import h5py
+
+    from keras_slowfast import atomic
+    from keras_slowfast.training import callbacks
+
+    name = {
+        "checkpoint": f"epoch_{plan['epoch'] + 1:03d}.weights.h5",
+        "backup": "latest.weights.h5",
+        "metadata": "training_metadata.json",
+    }[plan["file"]]
+    assert plan["phase"] in ("created", "written") or name.endswith(".h5"), plan
+    original = atomic.atomic_path
+    create_dataset = h5py.Group.create_dataset
+    armed = []
+
+    @contextlib.contextmanager
+    def atomic_path(path, suffix=""):
+        with original(path, suffix) as tmp:
+            target = current_epoch() == plan["epoch"] and os.path.basename(path) == name
+            if target and plan["phase"] == "created":
+                _pause(plan)
+            if target and plan["phase"] == "partial":
+                armed.append(True)
+            yield tmp
+            if target and plan["phase"] == "written":
+                _pause(plan)
+
+    def pausing_create_dataset(self, *args, **kwargs):
+        dataset = create_dataset(self, *args, **kwargs)
+        if armed:
+            _pause(plan)
+        return dataset
+
+    atomic.atomic_path = callbacks.atomic_path = atomic_path
+    h5py.Group.create_dataset = pausing_create_dataset
+
+
+def main(model_dir, epochs, steps_per_epoch, kind, plan=None):
     import keras
     import tensorflow as tf
 
@@ -94,13 +169,20 @@ def main(model_dir, epochs, steps_per_epoch, kind):
     model = build_model(epochs, steps_per_epoch, kind)
     start = training.resume_epoch(os.path.join(model_dir, "backup"))
     print(f"resuming at epoch {start}", flush=True)
+    extra = []
+    if plan is not None:
+        pause = _pause_callback(plan)
+        extra.append(pause)
+        if "file" in plan:
+            _pause_in_saves(plan, lambda: pause.epoch)
     model.fit(
         batches(start * steps_per_epoch, epochs * steps_per_epoch),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=[
+            *extra,
             *training.standard_callbacks(model_dir),
-            # Progress for the test to time its kills by.
+            # Progress, for the logs.
             keras.callbacks.LambdaCallback(
                 on_train_batch_end=lambda batch, logs: print(f"batch end {batch}", flush=True)
             ),
@@ -113,4 +195,10 @@ def main(model_dir, epochs, steps_per_epoch, kind):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), (sys.argv[4:] or ["slow_r50"])[0])
+    main(
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        (sys.argv[4:] or ["slow_r50"])[0],
+        json.loads(sys.argv[5]) if len(sys.argv) > 5 else None,
+    )
