@@ -281,7 +281,7 @@ def test_info_rejects_unknown_variant(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["info", "resnet50"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'resnet50'" in capsys.readouterr().err
+    assert "unknown model 'resnet50'" in capsys.readouterr().err
 
 
 # --- fvcore itself on the tiny network, in PyTorch (optional) ------------------------------
