@@ -23,6 +23,7 @@ import pytest
 from weights_mirror import make_mirror
 
 from keras_slowfast import cli, presets
+from keras_slowfast.cli.common import DEFAULT_DETECTOR
 from keras_slowfast.progress import ProgressBar
 
 REPO = Path(__file__).resolve().parents[1]
@@ -410,7 +411,7 @@ def test_a_known_model_of_another_kind_is_rejected_before_the_build():
 
 def test_the_default_detector_is_a_preset():
     # `detect` without --model uses it: it must be a detector the table knows.
-    assert presets.get_preset(cli._DEFAULT_DETECTOR, kind="detector")
+    assert presets.get_preset(DEFAULT_DETECTOR, kind="detector")
 
 
 # ---- 8. The input video is probed before anything is built --------------------------------
