@@ -153,6 +153,19 @@ def test_missing_checkpoint_names_the_weights_flag(tmp_path):
     assert TF_NOT_IMPORTED in result.stderr
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".PT", ".weights.h5"])
+def test_every_checkpoint_suffix_of_the_library_is_checked_first(tmp_path, suffix):
+    # The suffixes are the library's (`.pth` included), matched whatever their case.
+    video = tmp_path / "blank.mp4"
+    _write_blank_video(video)
+    missing = tmp_path / f"missing{suffix}"
+    result = _console("detect", video, "--csv", tmp_path / "x.csv", "--weights", missing)
+    assert result.returncode == 2
+    error = _error_line(result, "keras-slowfast detect: error:")
+    assert f"No checkpoint file at this path. Received: --weights {missing}" in error
+    assert TF_NOT_IMPORTED in result.stderr
+
+
 # ---- 2. A quiet, quick start ------------------------------------------------------------
 
 
