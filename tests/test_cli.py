@@ -186,8 +186,6 @@ def test_weights_listing(capsys):
 
 
 def test_write_tfrecords_is_handed_over(capsys):
-    if not cli._has_tfrecords_cli():
-        pytest.skip("the data package has no TFRecord writer command")
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["write-tfrecords", "--help"])
     assert exit_info.value.code == 0

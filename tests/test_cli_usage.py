@@ -23,6 +23,7 @@ import pytest
 from weights_mirror import make_mirror
 
 from keras_slowfast import cli, presets
+from keras_slowfast.cli.common import DEFAULT_DETECTOR
 from keras_slowfast.progress import ProgressBar
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,6 +150,19 @@ def test_missing_checkpoint_names_the_weights_flag(tmp_path):
     result = _console("detect", video, "--csv", tmp_path / "x.csv", "--weights", missing)
     assert result.returncode == 2
     assert f"Received: --weights {missing}" in _error_line(result, "keras-slowfast detect: error:")
+    assert TF_NOT_IMPORTED in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".PT", ".weights.h5"])
+def test_every_checkpoint_suffix_of_the_library_is_checked_first(tmp_path, suffix):
+    # The suffixes are the library's (`.pth` included), matched whatever their case.
+    video = tmp_path / "blank.mp4"
+    _write_blank_video(video)
+    missing = tmp_path / f"missing{suffix}"
+    result = _console("detect", video, "--csv", tmp_path / "x.csv", "--weights", missing)
+    assert result.returncode == 2
+    error = _error_line(result, "keras-slowfast detect: error:")
+    assert f"No checkpoint file at this path. Received: --weights {missing}" in error
     assert TF_NOT_IMPORTED in result.stderr
 
 
@@ -410,7 +424,7 @@ def test_a_known_model_of_another_kind_is_rejected_before_the_build():
 
 def test_the_default_detector_is_a_preset():
     # `detect` without --model uses it: it must be a detector the table knows.
-    assert presets.get_preset(cli._DEFAULT_DETECTOR, kind="detector")
+    assert presets.get_preset(DEFAULT_DETECTOR, kind="detector")
 
 
 # ---- 8. The input video is probed before anything is built --------------------------------

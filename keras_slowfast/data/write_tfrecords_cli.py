@@ -1,115 +1,19 @@
-"""Command line: convert a PySlowFast video list into JPEG-frame TFRecords.
+"""The `keras-slowfast-write-tfrecords` command, kept at this path for existing scripts.
 
-Resumable: complete shards are recorded in OUTPUT_PREFIX.manifest/ and kept by a rerun,
-so a killed conversion is restarted with the same command. Several machines can share one
-conversion with --task-index/--num-tasks (same list, prefix and settings on each).
+The command lives in :mod:`keras_slowfast.cli.write_tfrecords` (also reached as
+`keras-slowfast write-tfrecords`); `python -m keras_slowfast.data.write_tfrecords_cli` and
+imports of `build_parser` / `main` from here keep working.
 
 Example:
 
-    keras-slowfast-write-tfrecords train.csv tfrecords/train \\
-        --path-prefix /data/kinetics --num-shards 256 --short-side 320 --workers 8
+    keras-slowfast-write-tfrecords train.csv tfrecords/train --num-shards 256
 """
 
-import argparse
 import sys
 
+from keras_slowfast.cli.write_tfrecords import build_parser, main
 
-def build_parser(prog="keras-slowfast-write-tfrecords"):
-    """The argument parser of the command (see the module docstring).
-
-    Args:
-        prog: the program name its usage and errors show (`keras-slowfast write-tfrecords`
-            when reached through `keras-slowfast`).
-    """
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Decode every video of a PySlowFast list file (`path label` per line) and store it "
-            "as a TFRecord SequenceExample of JPEG frames with its timestamps, readable with "
-            "keras_slowfast.data.frame_tfrecord_dataset."
-        ),
-    )
-    parser.add_argument("list_file", help="list file, one `path label` per line")
-    parser.add_argument(
-        "output_prefix",
-        help="shards are written to OUTPUT_PREFIX-00000-of-NNNNN.tfrecord, ...",
-    )
-    parser.add_argument("--path-prefix", default="", help="folder prepended to listed paths")
-    parser.add_argument("--num-shards", type=int, default=1, help="number of output files")
-    parser.add_argument(
-        "--short-side",
-        type=int,
-        default=None,
-        help="resize frames so that their short side has this length (default: keep)",
-    )
-    parser.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (1-100)")
-    parser.add_argument("--workers", type=int, default=1, help="videos encoded in parallel")
-    parser.add_argument(
-        "--on-error",
-        choices=("skip", "raise"),
-        default="skip",
-        help="skip unreadable videos with a warning (default) or stop at the first one",
-    )
-    parser.add_argument(
-        "--task-index",
-        type=int,
-        default=0,
-        help="this machine's index when NUM_TASKS machines share the conversion (default 0)",
-    )
-    parser.add_argument(
-        "--num-tasks",
-        type=int,
-        default=1,
-        help="machines sharing the conversion; task T writes shards K with K %% NUM_TASKS == T",
-    )
-    return parser
-
-
-def main(argv=None, prog="keras-slowfast-write-tfrecords"):
-    """Runs the command; returns the process exit status.
-
-    Args:
-        argv: the arguments (default: `sys.argv[1:]`).
-        prog: the program name shown in usage and error messages.
-
-    Returns:
-        0 on success (skipped videos are listed on stderr), 2 on an error.
-
-    Example:
-
-    >>> main(["train.csv", "out/train", "--num-shards", "4"])  # doctest: +SKIP
-    0
-    """
-    args = build_parser(prog).parse_args(argv)
-    from keras_slowfast.data import tfrecord
-    from keras_slowfast.data.video import DecodeErrorCounter
-
-    counter = DecodeErrorCounter()
-    try:
-        shards = tfrecord.write_frame_tfrecords(
-            args.list_file,
-            args.output_prefix,
-            path_prefix=args.path_prefix,
-            num_shards=args.num_shards,
-            short_side=args.short_side,
-            jpeg_quality=args.jpeg_quality,
-            num_workers=args.workers,
-            on_error=args.on_error,
-            error_counter=counter,
-            task_index=args.task_index,
-            num_tasks=args.num_tasks,
-        )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(
-        f"wrote {len(shards)} shard(s) to {args.output_prefix}-* (complete shards of a "
-        f"previous run kept); skipped {counter.count} video(s)"
-    )
-    for path, reason in counter.failures:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    return 0
-
+__all__ = ["build_parser", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

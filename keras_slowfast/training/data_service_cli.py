@@ -1,150 +1,19 @@
-"""Command line: run a `tf.data` service dispatcher or worker until SIGINT/SIGTERM.
+"""The `keras-slowfast data-service` command, kept at this path for existing scripts.
 
-On startup the command prints one line, `data-service <kind> listening on HOST:PORT`,
-(flushed), so scripts can wait for it and read the bound port (useful with `--port 0`).
+The command lives in :mod:`keras_slowfast.cli.data_service`; `python -m
+keras_slowfast.training.data_service_cli` and imports of its functions from here keep
+working.
 
 Example:
 
-    keras-slowfast data-service dispatcher --port 5050 --work-dir gs://bucket/ds --fault-tolerant
-    keras-slowfast data-service worker --dispatcher dispatcher-host:5050 --port 5051 \\
-        --worker-address "$(hostname -f)"
+    keras-slowfast data-service dispatcher --port 5050
 """
 
-import argparse
-import os
-import signal
 import sys
-import threading
 
+from keras_slowfast.cli.data_service import add_arguments, build_parser, main, run
 
-def _port(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < 65536:
-        raise argparse.ArgumentTypeError(f"must be in [0, 65535], got {value}")
-    return value
-
-
-def add_arguments(parser):
-    """Adds the `dispatcher` / `worker` subcommands to `parser`.
-
-    Example:
-        >>> p = argparse.ArgumentParser()
-        >>> add_arguments(p)
-        >>> p.parse_args(["worker", "--dispatcher", "localhost:5050"]).port
-        0
-    """
-    sub = parser.add_subparsers(dest="role", required=True)
-    p = sub.add_parser(
-        "dispatcher",
-        help="run a dispatcher (one per cluster)",
-        description="Runs the tf.data service dispatcher that workers register with and "
-        "input pipelines are given the address of (one per cluster).",
-    )
-    p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
-    p.add_argument(
-        "--work-dir",
-        default=None,
-        help="folder for the dispatcher's journal (storage that outlives this machine)",
-    )
-    p.add_argument(
-        "--fault-tolerant",
-        action="store_true",
-        help="journal state to --work-dir so that a restarted dispatcher recovers its jobs",
-    )
-    p = sub.add_parser(
-        "worker",
-        help="run a worker (one or more per CPU machine)",
-        description="Runs a tf.data service worker that registers with --dispatcher and "
-        "runs the input pipelines it is given (one or more per CPU machine).",
-    )
-    p.add_argument(
-        "--dispatcher", required=True, metavar="HOST:PORT", help="the dispatcher's address"
-    )
-    p.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
-    p.add_argument(
-        "--worker-address",
-        default=None,
-        metavar="HOST",
-        help="host name or IP address consumers reach this worker at (default: localhost)",
-    )
-
-
-def build_parser():
-    """The argument parser of `keras-slowfast data-service`.
-
-    Example:
-        >>> build_parser().parse_args(["dispatcher", "--port", "5050"]).port
-        5050
-    """
-    parser = argparse.ArgumentParser(
-        prog="keras-slowfast data-service",
-        description="Run a tf.data service dispatcher or worker; input pipelines given "
-        "its address (examples/train.py --data_service_address) run on the workers.",
-    )
-    add_arguments(parser)
-    return parser
-
-
-def run(args, stop_event=None):
-    """Starts the server `args` describe and blocks until SIGINT/SIGTERM (or `stop_event`).
-
-    Args:
-        args: parsed arguments of `build_parser`.
-        stop_event: a `threading.Event` that also stops the server (for tests).
-
-    Returns:
-        The exit status, 0.
-
-    Example:
-        >>> stop = threading.Event(); stop.set()
-        >>> run(build_parser().parse_args(["dispatcher"]), stop)  # doctest: +ELLIPSIS
-        data-service dispatcher listening on localhost:...
-        data-service dispatcher stopped
-        0
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_slowfast.training import data_service
-
-    if args.role == "dispatcher":
-        server = data_service.start_dispatcher(args.port, args.work_dir, args.fault_tolerant)
-    else:
-        server = data_service.start_worker(args.dispatcher, args.port, args.worker_address)
-    stop = stop_event if stop_event is not None else threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda signum, frame: stop.set())
-    try:
-        print(f"data-service {server.kind} listening on {server.address}", flush=True)
-        while not stop.wait(0.2):
-            pass
-    finally:
-        server.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print(f"data-service {server.kind} stopped", flush=True)
-    return 0
-
-
-def main(argv=None):
-    """Runs `keras-slowfast data-service`; returns the exit status (2 on a bad argument).
-
-    Example:
-        >>> main(["worker", "--dispatcher", "localhost:5050"])  # doctest: +SKIP
-    """
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if getattr(args, "fault_tolerant", False) and not args.work_dir:
-        parser.error("--fault-tolerant needs --work-dir (the dispatcher's journal)")
-    try:
-        return run(args)
-    except ValueError as e:
-        print(f"keras-slowfast data-service: error: {e}", file=sys.stderr)
-        return 2
-
+__all__ = ["add_arguments", "build_parser", "main", "run"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,6 +5,8 @@ import os
 
 import yaml
 
+from keras_slowfast.weights.readers import load_state_dict
+
 # The PySlowFast defaults that matter for the network, used for keys a (partial) config
 # file does not set.
 _DEFAULTS = {
@@ -182,3 +184,55 @@ def _activation(head_act):
     raise ValueError(
         f"MODEL.HEAD_ACT must be 'softmax', 'sigmoid' or 'none'. Received: HEAD_ACT={head_act!r}"
     )
+
+
+# The clip settings of an AVA detector: (config section, key, setting name, type).
+_AVA_CLIP_SETTINGS = (
+    ("DATA", "SAMPLING_RATE", "sampling_rate", int),
+    ("AVA", "BGR", "bgr", bool),
+    ("AVA", "DETECTION_SCORE_THRESH", "detection_score_thresh", float),
+)
+
+
+def ava_clip_settings(config: dict | str | os.PathLike) -> dict:
+    """The clip settings of an AVA detector that a PySlowFast config sets.
+
+    These are what a detector's clips must be read with to match its training and test
+    runs: `sampling_rate` (`DATA.SAMPLING_RATE`, frame stride at 30 fps), `bgr`
+    (`AVA.BGR`, channel order) and `detection_score_thresh`
+    (`AVA.DETECTION_SCORE_THRESH`, the minimum person-box score).
+
+    Args:
+        config: a dict, YAML text, or a path to a `.yaml` file (see
+            :func:`read_pyslowfast_config`).
+
+    Returns:
+        A dict with those of the three keys that the config sets.
+
+    Example:
+        >>> ava_clip_settings("DATA:\\n  SAMPLING_RATE: 2\\nAVA:\\n  BGR: true\\n")
+        {'sampling_rate': 2, 'bgr': True}
+    """
+    cfg = read_pyslowfast_config(config)
+    settings = {}
+    for section, key, name, kind in _AVA_CLIP_SETTINGS:
+        if key in cfg.get(section, {}):
+            settings[name] = kind(cfg[section][key])
+    return settings
+
+
+def checkpoint_ava_clip_settings(path: str | os.PathLike) -> dict:
+    """:func:`ava_clip_settings` of the config embedded in a PySlowFast checkpoint.
+
+    Args:
+        path: a checkpoint file (`.pyth`; a Caffe2 `.pkl` carries no config).
+
+    Returns:
+        The settings the embedded config sets; `{}` for a checkpoint without one.
+
+    Example:
+        >>> checkpoint_ava_clip_settings("SLOWFAST_32x2_R101_50_50.pkl")  # doctest: +SKIP
+        {}
+    """
+    _, info = load_state_dict(path)
+    return ava_clip_settings(info["cfg"]) if info.get("cfg") else {}

@@ -50,7 +50,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["UnsafeCheckpointError", "load_state_dict", "read_checkpoint"]
+__all__ = ["CHECKPOINT_SUFFIXES", "UnsafeCheckpointError", "load_state_dict", "read_checkpoint"]
+
+# File suffixes read as PyTorch / Caffe2 checkpoints (anything else is a weights name or a
+# Keras `.weights.h5` file). Defined here, where nothing imports Keras, so that a command
+# line can tell a checkpoint path before TensorFlow loads.
+CHECKPOINT_SUFFIXES = (".pyth", ".pkl", ".pth", ".pt")
 
 # The first object of a legacy torch.save file: this long, pickled with protocol 2.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

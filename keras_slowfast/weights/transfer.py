@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from keras_slowfast.weights import name_maps
-from keras_slowfast.weights.readers import load_state_dict
+from keras_slowfast.weights.readers import CHECKPOINT_SUFFIXES, load_state_dict
 
 # PyTorch layouts -> Keras layouts.
 _CONV_T = (2, 3, 4, 1, 0)  # (O, I, T, H, W) -> (T, H, W, I, O)
@@ -25,11 +25,6 @@ _BN_KERAS_TO_TORCH = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
-
-
-# File suffixes read as PyTorch / Caffe2 checkpoints (anything else is a weights name or a
-# Keras `.weights.h5` file).
-CHECKPOINT_SUFFIXES = (".pyth", ".pkl", ".pth", ".pt")
 
 
 class CheckpointMismatchError(ValueError):
