@@ -31,14 +31,15 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.data import video as video_lib
-from keras_slowfast.data.kinetics import (
-    _GATE,
-    _as_read_error,
-    _check_positive_int,
-    _drop_last,
-    _last_is_ok,
-    _report,
+from keras_slowfast.data._loading import (
+    DECODE_GATE,
+    as_read_error,
+    check_on_error,
+    drop_last,
+    last_is_ok,
+    report_failure,
 )
 from keras_slowfast.data.transforms import short_side_scale_size
 
@@ -71,7 +72,6 @@ PCA_EIGVEC = (
 )
 
 _MODES = ("train", "val", "test")
-_ON_ERROR = ("skip", "raise")
 
 # PySlowFast's default file names (config AVA.*), relative to the dataset's sub-folders.
 DEFAULT_TRAIN_LISTS = ("train.csv",)
@@ -220,7 +220,7 @@ def read_box_csvs(
         >>> boxes["v"][902]
         [([0.1, 0.2, 0.5, 0.9], [12, 79])]
     """
-    _check_positive_int("seconds_every", seconds_every)
+    check_positive_int("seconds_every", seconds_every)
     first, last = (int(s) for s in valid_seconds)
     thresh = float(detection_score_thresh)
     grouped = {}
@@ -398,7 +398,7 @@ def load_ava_annotations(
     """
     if mode not in _MODES:
         raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
-    _check_positive_int("num_classes", num_classes)
+    check_positive_int("num_classes", num_classes)
     files = dict(
         train_lists=train_lists,
         test_lists=test_lists,
@@ -808,15 +808,14 @@ def ava_dataset(
         >>> ds = ava_dataset("ava", mode="train", batch_size=8)  # doctest: +SKIP
         >>> detector.fit(ds, epochs=1)  # doctest: +SKIP
     """
-    if on_error not in _ON_ERROR:
-        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}")
+    check_on_error(on_error)
     for name, value in (
         ("num_frames", num_frames),
         ("sampling_rate", sampling_rate),
         ("train_crop_size", train_crop_size),
         ("test_crop_size", test_crop_size),
     ):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     try:
         low, high = (int(s) for s in train_jitter_scales)
     except (TypeError, ValueError):
@@ -834,7 +833,7 @@ def ava_dataset(
         raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
     if batch_size is None:
         batch_size = 1 if mode == "test" else 8
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
 
     video_names = None
     if video_dir is not None:
@@ -890,7 +889,7 @@ def ava_dataset(
     most = max(len(k.boxes) for k in ann.keyframes)
     if max_boxes is None:
         max_boxes = most
-    _check_positive_int("max_boxes", max_boxes)
+    check_positive_int("max_boxes", max_boxes)
     if most > max_boxes:
         worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
         raise ValueError(
@@ -935,7 +934,7 @@ def ava_dataset(
     def load_batch(indices, seed_value):
         """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
         indices = [int(i) for i in indices if i >= 0]
-        if not _GATE.enter():
+        if not DECODE_GATE.enter():
             return _empty(len(indices))
         try:
             clips, boxes = [], []
@@ -947,14 +946,14 @@ def ava_dataset(
         except Exception as e:
             k = keyframes[indices[0]]
             where = source.describe(k.video_index)
-            _report(where, _as_read_error(where, e), on_error, counter)
+            report_failure(where, as_read_error(where, e), on_error, counter)
             return _empty(len(indices))
         finally:
-            _GATE.leave()
+            DECODE_GATE.leave()
         if len({c.shape for c in clips}) != 1:
             where = source.describe(keyframes[indices[0]].video_index)
             error = video_lib.VideoReadError(where, "the frames of one video differ in size")
-            _report(where, error, on_error, counter)
+            report_failure(where, error, on_error, counter)
             return _empty(len(indices))
         labels = np.stack(
             [_pad(keyframes[i].labels.astype(np.float32), max_boxes) for i in indices]
@@ -1039,7 +1038,7 @@ def ava_dataset(
         num_parallel_calls=num_parallel_calls,
         deterministic=True if (seed is not None or mode != "train") else None,
     )
-    ds = ds.filter(_last_is_ok).map(_drop_last)
+    ds = ds.filter(last_is_ok).map(drop_last)
 
     def arrange(clip, boxes, labels, num, ori, vid, sec):
         inputs = {"clip": clip, "boxes": boxes}
