@@ -116,7 +116,7 @@ def list_presets(kind=None):
         >>> "slowfast_8x8_r50_kinetics400" in list_presets()
         True
     """
-    if kind not in (None, *presets_table._KINDS):
+    if kind not in (None, *presets_table.KINDS):
         raise ValueError(
             f"`kind` must be None, 'classifier' or 'detector'. Received: kind={kind!r}"
         )
@@ -625,8 +625,7 @@ def _read_cache(preset, warn=True):
             return weights_path, info
         if problem is not None and warn:
             warnings.warn(
-                f"The cached weights of {name} are damaged: {problem}. They are converted "
-                "again.",
+                f"The cached weights of {name} are damaged: {problem}. They are converted again.",
                 stacklevel=3,
             )
     return None

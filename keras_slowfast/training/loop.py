@@ -140,7 +140,7 @@ def tfrecord_input_fn(
         )
     if data_service_address is not None:
         data_service.parse_service_address(data_service_address, "data_service_address")
-        data_service._check_mode(processing_mode)
+        data_service.check_processing_mode(processing_mode)
         if job_name is None:
             job_name = "keras_slowfast_train"
     patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else file_pattern
