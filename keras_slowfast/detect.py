@@ -24,6 +24,7 @@ import warnings
 import cv2
 import numpy as np
 
+from keras_slowfast._ava_csv import csv_rows
 from keras_slowfast._checks import argument_error, check_positive_int
 from keras_slowfast._video_writer import reencode_video
 from keras_slowfast.atomic import atomic_path
@@ -94,46 +95,37 @@ def read_box_csv(path, video=None, score_thresh=None):
     if not os.path.isfile(path):
         raise argument_error("No boxes CSV at this path.", boxes=path)
     found = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for line_number, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not field.strip() for field in row):
-                continue
-            where = f"{path}, line {line_number}"
-            if line_number == 1 and not _is_number(row[1] if len(row) > 1 else ""):
-                continue  # a header such as video,sec,x1,...
-            if not 6 <= len(row) <= 8:
-                raise argument_error(
-                    f"{where}: a boxes row has 6 to 8 fields "
-                    "(video,sec,x1,y1,x2,y2[,action[,score]]).",
-                    row=",".join(row),
-                )
-            try:
-                second = _parse_float(row[1])
-                x1, y1, x2, y2 = (_parse_float(v) for v in row[2:6])
-                score = _parse_float(row[7]) if len(row) == 8 and row[7].strip() else math.nan
-            except ValueError:
-                raise argument_error(
-                    f"{where}: the row does not parse.", row=",".join(row)
-                ) from None
-            if second != int(second) or second < 0:
-                raise argument_error(
-                    f"{where}: `sec` must be a whole second >= 0.", row=",".join(row)
-                )
-            if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
-                raise argument_error(
-                    f"{where}: boxes must be normalised with 0 <= x1 < x2 <= 1 and "
-                    "0 <= y1 < y2 <= 1.",
-                    row=",".join(row),
-                )
-            name = row[0].strip()
-            if video is not None and name != video:
-                continue
-            if score_thresh is not None and score == score and score < score_thresh:
-                continue
-            per_second = found.setdefault(name, {}).setdefault(int(second), {})
-            key = (x1, y1, x2, y2)
-            previous = per_second.get(key, -math.inf)
-            per_second[key] = score if not previous >= score else previous
+    for line_number, row in csv_rows(path):
+        where = f"{path}, line {line_number}"
+        if line_number == 1 and not _is_number(row[1] if len(row) > 1 else ""):
+            continue  # a header such as video,sec,x1,...
+        if not 6 <= len(row) <= 8:
+            raise argument_error(
+                f"{where}: a boxes row has 6 to 8 fields (video,sec,x1,y1,x2,y2[,action[,score]]).",
+                row=",".join(row),
+            )
+        try:
+            second = _parse_float(row[1])
+            x1, y1, x2, y2 = (_parse_float(v) for v in row[2:6])
+            score = _parse_float(row[7]) if len(row) == 8 and row[7].strip() else math.nan
+        except ValueError:
+            raise argument_error(f"{where}: the row does not parse.", row=",".join(row)) from None
+        if second != int(second) or second < 0:
+            raise argument_error(f"{where}: `sec` must be a whole second >= 0.", row=",".join(row))
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            raise argument_error(
+                f"{where}: boxes must be normalised with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1.",
+                row=",".join(row),
+            )
+        name = row[0].strip()
+        if video is not None and name != video:
+            continue
+        if score_thresh is not None and score == score and score < score_thresh:
+            continue
+        per_second = found.setdefault(name, {}).setdefault(int(second), {})
+        key = (x1, y1, x2, y2)
+        previous = per_second.get(key, -math.inf)
+        per_second[key] = score if not previous >= score else previous
     return {
         name: {
             sec: (

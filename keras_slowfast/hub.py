@@ -61,7 +61,7 @@ from keras_slowfast.weights.transfer import (
     checkpoint_head,
     checkpoint_to_pyslowfast_state,
     pytorchvideo_state_to_pyslowfast,
-    read_checkpoint,
+    read_checkpoint_tensors,
     transfer_state,
     transfer_weights,
 )
@@ -476,7 +476,7 @@ def load_pytorchvideo(path, arch, **overrides):
     table = _pytorchvideo_presets()
     if arch not in table:
         raise ValueError(f"`arch` must be one of {sorted(table)}. Received: arch={arch!r}")
-    tensors, info = read_checkpoint(path)
+    tensors, info = read_checkpoint_tensors(path)
     if info.get("format") == "caffe2":
         raise ValueError(
             "This is a Caffe2 .pkl file, not a PyTorchVideo checkpoint: use load_pyslowfast. "

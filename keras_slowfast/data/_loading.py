@@ -13,20 +13,31 @@ from keras_slowfast.data._video_io import VideoReadError
 
 __all__ = [
     "DECODE_GATE",
+    "MODES",
     "ON_ERROR",
     "VIDEO_LIST_SUFFIXES",
     "DecodeGate",
     "as_read_error",
+    "check_mode",
     "check_on_error",
     "drop_last",
     "last_is_ok",
     "report_failure",
 ]
 
+#: The modes of a loader: random clips (train, val) or every test view (test).
+MODES = ("train", "val", "test")
 #: What a loader may do with a video it cannot read.
 ON_ERROR = ("skip", "raise")
 #: File endings of a list of videos (one path per line), as opposed to a video file.
 VIDEO_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+
+
+def check_mode(mode):
+    """A `ValueError` naming `mode` unless it is one of `MODES`."""
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+    return mode
 
 
 def check_on_error(on_error):

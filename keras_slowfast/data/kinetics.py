@@ -17,13 +17,17 @@ from keras_slowfast.data import video as video_lib
 from keras_slowfast.data._loading import (
     DECODE_GATE,
     as_read_error,
+    check_mode,
     check_on_error,
     drop_last,
     last_is_ok,
     report_failure,
 )
 
-_MODES = ("train", "val", "test")
+__all__ = [
+    "kinetics_dataset",
+    "read_video_list",
+]
 
 
 # Seed used for validation clips when none is given, so that every
@@ -108,8 +112,7 @@ class ClipSettings:
         random_flip,
         on_error,
     ):
-        if mode not in _MODES:
-            raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+        check_mode(mode)
         for name, value in (
             ("num_frames", num_frames),
             ("sampling_rate", sampling_rate),
