@@ -25,6 +25,13 @@ from keras_slowfast.data import kinetics, sampling, transforms
 from keras_slowfast.data import video as video_lib
 from keras_slowfast.data._loading import as_read_error, check_on_error, report_failure
 
+__all__ = [
+    "frame_indices_from_timestamps_tf",
+    "frame_tfrecord_dataset",
+    "torch_linspace_tf",
+    "write_frame_tfrecords",
+]
+
 # Context features.
 PATH_KEY = "clip/data_path"
 LABEL_KEY = "clip/label/index"

@@ -18,6 +18,8 @@ from keras_slowfast.models.slowfast import (
     pathway_inputs,
 )
 
+__all__ = ["DETECTOR_BACKBONE", "SlowFastDetector"]
+
 #: The detector's default backbone: PySlowFast's AVA settings on the 8x8 R50, res5 at
 #: spatial stride 1 with dilation 2 (features at stride 16 for the RoI head).
 DETECTOR_BACKBONE = Backbone(

@@ -20,6 +20,8 @@ from keras_slowfast.models.layers import (
     TemporalSubsample,
 )
 
+__all__ = ["Backbone", "SlowFast"]
+
 # Blocks per stage (res2..res5).
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
