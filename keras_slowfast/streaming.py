@@ -35,7 +35,7 @@ import numpy as np
 
 from keras_slowfast import presets
 from keras_slowfast._checks import check_positive_int, check_positive_number
-from keras_slowfast.data._loading import VIDEO_LIST_SUFFIXES
+from keras_slowfast.data._loading import VIDEO_LIST_SUFFIXES, read_video_list_entries
 from keras_slowfast.data._video_io import (
     VideoReadError,
     decoded_frames,
@@ -779,25 +779,20 @@ def video_list(videos, path_prefix=None):
     )
     out = []
     owners = {}
-    with open(source, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            entry = line.replace(",", " ").split()[0]
-            path = entry if os.path.isabs(entry) else os.path.join(base, entry)
-            rel = os.path.relpath(os.path.abspath(path), base)
-            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-                rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
-            name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
-            if name in owners and owners[name] != path:
-                raise ValueError(
-                    "Two videos of the list would write the same output name "
-                    f"{name!r}. Received: videos={[owners[name], path]!r}"
-                )
-            if name not in owners:
-                owners[name] = path
-                out.append((path, name))
+    for entry in read_video_list_entries(source):
+        path = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        rel = os.path.relpath(os.path.abspath(path), base)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
+        name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
+        if name in owners and owners[name] != path:
+            raise ValueError(
+                "Two videos of the list would write the same output name "
+                f"{name!r}. Received: videos={[owners[name], path]!r}"
+            )
+        if name not in owners:
+            owners[name] = path
+            out.append((path, name))
     if not out:
         raise ValueError(f"The video list names no video. Received: videos={videos!r}")
     return out

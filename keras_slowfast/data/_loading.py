@@ -22,6 +22,7 @@ __all__ = [
     "check_on_error",
     "drop_last",
     "last_is_ok",
+    "read_video_list_entries",
     "report_failure",
 ]
 
@@ -31,6 +32,27 @@ MODES = ("train", "val", "test")
 ON_ERROR = ("skip", "raise")
 #: File endings of a list of videos (one path per line), as opposed to a video file.
 VIDEO_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
+
+
+def read_video_list_entries(list_file):
+    """The video paths a list file names, as written: the first comma- or whitespace-separated
+    field of each line, blank lines and `#` comments left out.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with open(f"{tmp}/videos.txt", "w") as f:
+        ...         _ = f.write("# AVA\\nk00.mp4\\n\\nclips/a.mp4,train\\n/v/b.mp4 3\\n")
+        ...     read_video_list_entries(f"{tmp}/videos.txt")
+        ['k00.mp4', 'clips/a.mp4', '/v/b.mp4']
+    """
+    entries = []
+    with open(list_file, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                entries.append(line.replace(",", " ").split()[0])
+    return entries
 
 
 def check_mode(mode):

@@ -25,7 +25,11 @@ import cv2
 import numpy as np
 
 from keras_slowfast.data import ava_video
-from keras_slowfast.data._loading import VIDEO_LIST_SUFFIXES, check_on_error
+from keras_slowfast.data._loading import (
+    VIDEO_LIST_SUFFIXES,
+    check_on_error,
+    read_video_list_entries,
+)
 from keras_slowfast.data._video_io import check_fps, check_timeout
 from keras_slowfast.data.video import DecodeErrorCounter, VideoReadError
 
@@ -104,14 +108,10 @@ def read_video_paths(list_file):
     if not os.path.isfile(list_file):
         raise ValueError(f"No video list file at this path. Received: list_file={list_file!r}")
     base = os.path.dirname(os.path.abspath(list_file))
-    paths = []
-    with open(list_file, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            path = line.replace(",", " ").split()[0]
-            paths.append(path if os.path.isabs(path) else os.path.join(base, path))
+    paths = [
+        path if os.path.isabs(path) else os.path.join(base, path)
+        for path in read_video_list_entries(list_file)
+    ]
     if not paths:
         raise ValueError(f"The video list names no video. Received: list_file={list_file!r}")
     return paths
