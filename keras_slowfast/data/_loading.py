@@ -101,6 +101,15 @@ class DecodeGate:
         with self._lock:
             self._active -= 1
 
+    def call(self, function, placeholder, *args):
+        """`function(*args)` between `enter` and `leave`; `placeholder()` once closing."""
+        if not self.enter():
+            return placeholder()
+        try:
+            return function(*args)
+        finally:
+            self.leave()
+
     def drain(self, timeout=60.0, quiet=0.5):
         """Closes the gate and waits (at most `timeout` s) for the calls to stop."""
         with self._lock:

@@ -915,22 +915,26 @@ def ava_dataset(
     def load_batch(indices, seed_value):
         """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
         indices = [int(i) for i in indices if i >= 0]
-        if not DECODE_GATE.enter():
-            return _empty(len(indices))
-        try:
+
+        def decode():
             clips, boxes = [], []
-            for j, i in enumerate(indices):
-                clip, b = load_one(i, int(seed_value) + j)
-                clips.append(clip)
-                boxes.append(_pad(b, max_boxes))
-            ok = np.bool_(True)
-        except Exception as e:
-            k = keyframes[indices[0]]
-            where = source.describe(k.video_index)
-            report_failure(where, as_read_error(where, e), on_error, counter)
+            try:
+                for j, i in enumerate(indices):
+                    clip, b = load_one(i, int(seed_value) + j)
+                    clips.append(clip)
+                    boxes.append(_pad(b, max_boxes))
+            except Exception as e:
+                k = keyframes[indices[0]]
+                where = source.describe(k.video_index)
+                report_failure(where, as_read_error(where, e), on_error, counter)
+                return None
+            return clips, boxes
+
+        decoded = DECODE_GATE.call(decode, lambda: None)
+        if decoded is None:
             return _empty(len(indices))
-        finally:
-            DECODE_GATE.leave()
+        clips, boxes = decoded
+        ok = np.bool_(True)
         if len({c.shape for c in clips}) != 1:
             where = source.describe(keyframes[indices[0]].video_index)
             error = video_lib.VideoReadError(where, "the frames of one video differ in size")

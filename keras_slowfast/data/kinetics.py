@@ -338,12 +338,10 @@ def kinetics_dataset(
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
-        if not DECODE_GATE.enter():
+        def placeholder():
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
-        try:
-            return _load_clip(path, seed_value)
-        finally:
-            DECODE_GATE.leave()
+
+        return DECODE_GATE.call(_load_clip, placeholder, path, seed_value)
 
     def _load_clip(path, seed_value):
         path = os.fsdecode(path)
@@ -368,16 +366,14 @@ def kinetics_dataset(
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
 
     def load_views(path):
-        if not DECODE_GATE.enter():
+        def placeholder():
             return (
                 np.zeros((1, C, C, 3), np.uint8),
                 np.zeros((s.num_temporal_views, T), np.int32),
                 np.bool_(True),
             )
-        try:
-            return _load_views(path)
-        finally:
-            DECODE_GATE.leave()
+
+        return DECODE_GATE.call(_load_views, placeholder, path)
 
     def _load_views(path):
         path = os.fsdecode(path)
