@@ -19,18 +19,18 @@ import csv
 import dataclasses
 import math
 import os
-import time
 import warnings
 
 import cv2
 import numpy as np
 
+from keras_slowfast._ava_csv import csv_rows
+from keras_slowfast._checks import argument_error, check_positive_int
+from keras_slowfast._video_writer import reencode_video
 from keras_slowfast.atomic import atomic_path
-from keras_slowfast.data.ava_video import (
-    _check_timeout,
-    count_frames_at_fps,
-    read_frames_at_fps,
-)
+from keras_slowfast.data._video_io import DEFAULT_TIMEOUT_S, FpsSlots, check_timeout
+from keras_slowfast.data.ava import AVA_FPS
+from keras_slowfast.data.ava_video import count_frames_at_fps, read_frames_at_fps
 
 __all__ = [
     "ActionDetections",
@@ -42,15 +42,6 @@ __all__ = [
     "write_annotated_video",
     "write_detections_csv",
 ]
-
-AVA_FPS = 30
-_DEFAULT_TIMEOUT_S = 300.0
-
-
-def _error(message, **received):
-    values = ", ".join(f"{k}={v!r}" for k, v in received.items())
-    return ValueError(f"{message} Received: {values}")
-
 
 # ---------------------------------------------------------------------------------------------
 # Person boxes.
@@ -102,44 +93,39 @@ def read_box_csv(path, video=None, score_thresh=None):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise _error("No boxes CSV at this path.", boxes=path)
+        raise argument_error("No boxes CSV at this path.", boxes=path)
     found = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for line_number, row in enumerate(csv.reader(f), start=1):
-            if not row or all(not field.strip() for field in row):
-                continue
-            where = f"{path}, line {line_number}"
-            if line_number == 1 and not _is_number(row[1] if len(row) > 1 else ""):
-                continue  # a header such as video,sec,x1,...
-            if not 6 <= len(row) <= 8:
-                raise _error(
-                    f"{where}: a boxes row has 6 to 8 fields "
-                    "(video,sec,x1,y1,x2,y2[,action[,score]]).",
-                    row=",".join(row),
-                )
-            try:
-                second = _parse_float(row[1])
-                x1, y1, x2, y2 = (_parse_float(v) for v in row[2:6])
-                score = _parse_float(row[7]) if len(row) == 8 and row[7].strip() else math.nan
-            except ValueError:
-                raise _error(f"{where}: the row does not parse.", row=",".join(row)) from None
-            if second != int(second) or second < 0:
-                raise _error(f"{where}: `sec` must be a whole second >= 0.", row=",".join(row))
-            if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
-                raise _error(
-                    f"{where}: boxes must be normalised with 0 <= x1 < x2 <= 1 and "
-                    "0 <= y1 < y2 <= 1.",
-                    row=",".join(row),
-                )
-            name = row[0].strip()
-            if video is not None and name != video:
-                continue
-            if score_thresh is not None and score == score and score < score_thresh:
-                continue
-            per_second = found.setdefault(name, {}).setdefault(int(second), {})
-            key = (x1, y1, x2, y2)
-            previous = per_second.get(key, -math.inf)
-            per_second[key] = score if not previous >= score else previous
+    for line_number, row in csv_rows(path):
+        where = f"{path}, line {line_number}"
+        if line_number == 1 and not _is_number(row[1] if len(row) > 1 else ""):
+            continue  # a header such as video,sec,x1,...
+        if not 6 <= len(row) <= 8:
+            raise argument_error(
+                f"{where}: a boxes row has 6 to 8 fields (video,sec,x1,y1,x2,y2[,action[,score]]).",
+                row=",".join(row),
+            )
+        try:
+            second = _parse_float(row[1])
+            x1, y1, x2, y2 = (_parse_float(v) for v in row[2:6])
+            score = _parse_float(row[7]) if len(row) == 8 and row[7].strip() else math.nan
+        except ValueError:
+            raise argument_error(f"{where}: the row does not parse.", row=",".join(row)) from None
+        if second != int(second) or second < 0:
+            raise argument_error(f"{where}: `sec` must be a whole second >= 0.", row=",".join(row))
+        if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+            raise argument_error(
+                f"{where}: boxes must be normalised with 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1.",
+                row=",".join(row),
+            )
+        name = row[0].strip()
+        if video is not None and name != video:
+            continue
+        if score_thresh is not None and score == score and score < score_thresh:
+            continue
+        per_second = found.setdefault(name, {}).setdefault(int(second), {})
+        key = (x1, y1, x2, y2)
+        previous = per_second.get(key, -math.inf)
+        per_second[key] = score if not previous >= score else previous
     return {
         name: {
             sec: (
@@ -171,7 +157,7 @@ def _nms(boxes, scores, iou_thresh):
 
 def _check_unit(name, value, low=0.0, high=1.0):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise _error(f"`{name}` must be a number in [{low}, {high}].", **{name: value})
+        raise argument_error(f"`{name}` must be a number in [{low}, {high}].", **{name: value})
 
 
 class OpenCVPersonDetector:
@@ -214,14 +200,13 @@ class OpenCVPersonDetector:
                 "person boxes as a CSV."
             )
         if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)):
-            raise _error("`score_thresh` must be a number.", score_thresh=score_thresh)
+            raise argument_error("`score_thresh` must be a number.", score_thresh=score_thresh)
         _check_unit("nms_thresh", nms_thresh)
         if isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 128:
-            raise _error("`short_side` must be an integer >= 128.", short_side=short_side)
-        if isinstance(win_stride, bool) or not isinstance(win_stride, int) or win_stride < 1:
-            raise _error("`win_stride` must be a positive integer.", win_stride=win_stride)
+            raise argument_error("`short_side` must be an integer >= 128.", short_side=short_side)
+        win_stride = check_positive_int("win_stride", win_stride)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 1:
-            raise _error("`scale` must be a number > 1.", scale=scale)
+            raise argument_error("`scale` must be a number > 1.", scale=scale)
         self.score_thresh = float(score_thresh)
         self.nms_thresh = float(nms_thresh)
         self.short_side = short_side
@@ -233,7 +218,7 @@ class OpenCVPersonDetector:
     def __call__(self, frame):
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise _error("`frame` must be an RGB image (H, W, 3).", frame_shape=frame.shape)
+            raise argument_error("`frame` must be an RGB image (H, W, 3).", frame_shape=frame.shape)
         height, width = frame.shape[:2]
         factor = self.short_side / min(height, width)
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
@@ -294,11 +279,15 @@ class KerasHubPersonDetector:
     ):
         _check_unit("score_thresh", score_thresh)
         if isinstance(person_class_id, bool) or not isinstance(person_class_id, int):
-            raise _error("`person_class_id` must be an integer.", person_class_id=person_class_id)
+            raise argument_error(
+                "`person_class_id` must be an integer.", person_class_id=person_class_id
+            )
         if image_size is not None and (
             isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32
         ):
-            raise _error("`image_size` must be an integer >= 32 or None.", image_size=image_size)
+            raise argument_error(
+                "`image_size` must be an integer >= 32 or None.", image_size=image_size
+            )
         if isinstance(model, str):
             try:
                 import keras_hub
@@ -328,7 +317,7 @@ class KerasHubPersonDetector:
 
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
-            raise _error("`frame` must be an RGB image (H, W, 3).", frame_shape=frame.shape)
+            raise argument_error("`frame` must be an RGB image (H, W, 3).", frame_shape=frame.shape)
         height, width = frame.shape[:2]
         side = max(height, width)
         square = np.zeros((side, side, 3), np.uint8)
@@ -367,7 +356,7 @@ def _person_detector(person_detector):
         return OpenCVPersonDetector()
     if person_detector == "keras-hub":
         return KerasHubPersonDetector()
-    raise _error(
+    raise argument_error(
         "`person_detector` must be 'opencv', 'keras-hub' or a callable frame -> (boxes, scores).",
         person_detector=person_detector,
     )
@@ -436,18 +425,13 @@ def _check_detector(model):
             f"Received: model={model!r}"
         )
     if "clip" not in inputs or "boxes" not in inputs:
-        raise _error("`model` must take {'clip', 'boxes'}.", model_inputs=sorted(inputs))
+        raise argument_error("`model` must take {'clip', 'boxes'}.", model_inputs=sorted(inputs))
     return inputs
 
 
 def _box_slots(n):
     """Box rows fed to the model: a power of two >= n (at least 4), so few shapes are traced."""
     return max(4, 1 << max(0, int(n) - 1).bit_length())
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise _error(f"`{name}` must be a positive integer.", **{name: value})
 
 
 def _keyframe_boxes(boxes, video_name):
@@ -458,7 +442,7 @@ def _keyframe_boxes(boxes, video_name):
             return table[video_name]
         if len(table) == 1 and "" in table:
             return table[""]
-        raise _error(
+        raise argument_error(
             f"The boxes CSV has no row for video {video_name!r} (the file name without its "
             f"extension); it has rows for {sorted(table)[:10]}.",
             boxes=os.fspath(boxes),
@@ -473,7 +457,7 @@ def _keyframe_boxes(boxes, video_name):
                 and np.all(b[:, 2] > b[:, 0])
                 and np.all(b[:, 3] > b[:, 1])
             ):
-                raise _error(
+                raise argument_error(
                     "Boxes must be normalised `[x1, y1, x2, y2]` with 0 <= x1 < x2 <= 1 and "
                     "0 <= y1 < y2 <= 1.",
                     second=sec,
@@ -523,7 +507,7 @@ def detect_actions(
     class_names=None,
     bgr=False,
     progress=True,
-    timeout=_DEFAULT_TIMEOUT_S,
+    timeout=DEFAULT_TIMEOUT_S,
 ):
     """Detects the actions of the people in a video with an AVA detector.
 
@@ -579,20 +563,20 @@ def detect_actions(
     if num_frames is None:
         num_frames = inputs["clip"].shape[1]
         if num_frames is None:
-            raise _error(
+            raise argument_error(
                 "Pass `num_frames`: the model's clip length is not fixed.", num_frames=None
             )
-    _check_positive("num_frames", num_frames)
-    _check_positive("sampling_rate", sampling_rate)
-    _check_positive("test_crop_size", test_crop_size)
-    _check_positive("top_k", top_k)
+    check_positive_int("num_frames", num_frames)
+    check_positive_int("sampling_rate", sampling_rate)
+    check_positive_int("test_crop_size", test_crop_size)
+    check_positive_int("top_k", top_k)
     if isinstance(score_thresh, bool) or not isinstance(score_thresh, (int, float)):
-        raise _error("`score_thresh` must be a number.", score_thresh=score_thresh)
-    _check_timeout(timeout)
+        raise argument_error("`score_thresh` must be a number.", score_thresh=score_thresh)
+    check_timeout(timeout)
     video = os.fspath(video)
     for name, path in (("output_video", output_video), ("output_csv", output_csv)):
         if path is not None and os.path.abspath(os.fspath(path)) == os.path.abspath(video):
-            raise _error(f"`{name}` must not be the input video.", **{name: path})
+            raise argument_error(f"`{name}` must not be the input video.", **{name: path})
     name = os.path.splitext(os.path.basename(video))[0]
     total = count_frames_at_fps(video, fps=AVA_FPS, timeout=timeout)
     keyframes = (total + AVA_FPS - 1) // AVA_FPS
@@ -769,34 +753,6 @@ def draw_detections(frame, boxes, labels, thickness=None):
     return frame
 
 
-def _encoder(container, template, width, height):
-    """An H.264 (else MPEG-4 Part 2) stream on `container` with the timing of `template`."""
-    rate = template.average_rate or template.guessed_rate or template.base_rate
-    return _video_stream(container, rate, template.time_base, width, height)
-
-
-def _video_stream(container, rate, time_base, width, height):
-    """Adds an H.264 (else MPEG-4 Part 2) video stream of `rate` fps to `container`."""
-    import av
-
-    even = width % 2 == 0 and height % 2 == 0
-    for codec, options in (("libx264", {"crf": "18", "preset": "veryfast"}), ("mpeg4", {})):
-        if codec not in av.codecs_available:
-            continue
-        try:
-            stream = container.add_stream(codec, rate=rate, options=options)
-        except Exception:  # this build cannot encode with it
-            continue
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p" if even or codec == "mpeg4" else "yuv444p"
-        if codec == "mpeg4":
-            stream.codec_context.qscale = 2
-            stream.codec_context.flags |= "QSCALE"  # constant quality
-        stream.codec_context.time_base = time_base
-        return stream
-    raise ValueError("No video encoder (libx264 or mpeg4) in this PyAV build.")
-
-
 def write_annotated_video(video, detections, path, progress=True, timeout=None):
     """Re-encodes `video` with each second's boxes and top actions drawn, atomically.
 
@@ -818,8 +774,6 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
     """
     import fractions
 
-    from keras_slowfast.data.ava_video import _Slots
-
     by_second = {}
     for i, second in enumerate(detections.seconds.tolist()):
         lines = [f"{n} {s:.2f}" for _, n, s in detections.top_actions(i)]
@@ -828,7 +782,7 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
         by_second[second][1].append(lines)
 
     def start(container, stream):
-        slots = _Slots(container, stream, fractions.Fraction(AVA_FPS))
+        slots = FpsSlots(container, stream, fractions.Fraction(AVA_FPS))
         first_slot = None
 
         def draw(rgb, pts):
@@ -846,57 +800,6 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
 
         return draw
 
-    return _reencode_video(
+    return reencode_video(
         video, path, start, f"{detections.video}: writing", progress=progress, timeout=timeout
     )
-
-
-def _reencode_video(video, path, start, description, progress=True, timeout=None):
-    """Decodes `video`, draws on every frame and encodes the frames to `path`, atomically.
-
-    `start(container, stream)` is called once the input is open and returns
-    `draw(rgb, pts) -> rgb`, called on each decoded RGB frame with its timestamp (in
-    `stream.time_base` units). The output keeps the input's frames (count, size, frame rate
-    and timestamps when they increase) in H.264, or MPEG-4 Part 2 without an H.264 encoder.
-    """
-    import av
-
-    from keras_slowfast.data import video as video_lib
-    from keras_slowfast.progress import ProgressBar
-
-    path = os.fspath(path)
-    deadline = time.monotonic() + _check_timeout(timeout)
-    container, stream = video_lib._open(video, 1, deadline)
-    try:
-        # The temporary file keeps the extension: PyAV picks the container format by it.
-        with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
-            info = video_lib._stream_info(video, stream)
-            draw = start(container, stream)
-            total = info.header_frames or None
-            last_pts = None
-            with (
-                av.open(tmp, "w") as out,
-                ProgressBar(total, description, unit="frames", enabled=progress) as bar,
-            ):
-                encoder = None
-                for frame in video_lib._frames(video, container, stream, deadline):
-                    pts = video_lib._checked_pts(video, frame)
-                    rgb = draw(video_lib._to_rgb(frame), pts)
-                    if encoder is None:
-                        encoder = _encoder(out, stream, rgb.shape[1], rgb.shape[0])
-                    new = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                    # Keep the input's timing when its timestamps increase, else count frames.
-                    if last_pts is not None and pts <= last_pts:
-                        pts = last_pts + 1
-                    new.pts, new.time_base = pts, stream.time_base
-                    last_pts = pts
-                    for packet in encoder.encode(new):
-                        out.mux(packet)
-                    bar.update()
-                if encoder is None:
-                    raise video_lib.VideoReadError(video, "no decodable frame")
-                for packet in encoder.encode(None):
-                    out.mux(packet)
-    finally:
-        container.close()
-    return path

@@ -37,6 +37,7 @@ import shutil
 import keras
 import tensorflow as tf
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.atomic import atomic_path
 from keras_slowfast.models.layers import ClipNormalization
 
@@ -135,10 +136,8 @@ def export_saved_model(model, export_dir, version=1, top_k=5, overwrite=False):
         >>> sorted(out)  # doctest: +SKIP
         ['probabilities', 'top_k_indices', 'top_k_scores']
     """
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"`version` must be a positive integer. Received: version={version!r}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"`top_k` must be a positive integer. Received: top_k={top_k!r}")
+    version = check_positive_int("version", version)
+    top_k = check_positive_int("top_k", top_k)
     detector = _check_exportable(model)
     path = os.path.join(os.fspath(export_dir), str(version))
     if os.path.exists(path) and os.listdir(path) and not overwrite:

@@ -42,6 +42,7 @@ import warnings
 
 import keras
 
+from keras_slowfast._checks import argument_error, check_positive_int
 from keras_slowfast.models.layers import NonLocalAttention
 
 __all__ = ["FlopCount", "model_flops"]
@@ -103,11 +104,6 @@ class FlopCount:
             lines.append(f"{name:<{width}}  {macs:>{digits},} MACs  {share:5.1f}%")
         lines.append(f"{'total':<{width}}  {self.macs:>{digits},} MACs  ({self.gmacs:.3f} GMACs)")
         return "\n".join(lines)
-
-
-def _error(message, **received):
-    got = ", ".join(f"{k}={v!r}" for k, v in received.items())
-    return ValueError(f"{message} Received: {got}")
 
 
 def _shape(x):
@@ -232,7 +228,7 @@ def _graph_of(model):
     if isinstance(model, keras.Sequential):
         graph = getattr(model, "_functional", None)
         if graph is None:
-            raise _error(
+            raise argument_error(
                 "A Sequential model must be built with an input shape to be counted.",
                 model=model.name,
             )
@@ -296,7 +292,7 @@ def _input_specs(graph, input_shape, batch_size):
     elif isinstance(input_shape, dict):
         unknown = sorted(set(input_shape) - set(names))
         if unknown:
-            raise _error(
+            raise argument_error(
                 f"`input_shape` keys must be among the model's inputs {names}.",
                 input_shape=input_shape,
             )
@@ -309,7 +305,7 @@ def _input_specs(graph, input_shape, batch_size):
         elif nested and len(input_shape) == len(names):
             shapes = [tuple(s) for s in input_shape]
         else:
-            raise _error(
+            raise argument_error(
                 f"`input_shape` must be one shape per input of the model ({names}), without "
                 "the batch dimension, as a tuple for one input or a dict keyed by input name.",
                 input_shape=input_shape,
@@ -321,7 +317,7 @@ def _input_specs(graph, input_shape, batch_size):
             for d, w in zip(shape, want)
         )
         if not ok:
-            raise _error(
+            raise argument_error(
                 f"The shape of input {name!r} must be static (positive integers), without the "
                 f"batch dimension, and compatible with the model's {want}.",
                 input_shape=input_shape,
@@ -374,10 +370,9 @@ def model_flops(model, input_shape=None, batch_size=1, batchnorm=None):
             "`model` must be a functional or Sequential keras.Model. "
             f"Received: model={type(model).__name__}"
         )
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise _error("`batch_size` must be a positive integer.", batch_size=batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if batchnorm is not None and batchnorm not in _BATCHNORM_COUNTS:
-        raise _error(
+        raise argument_error(
             f"`batchnorm` must be None or one of {sorted(_BATCHNORM_COUNTS)}.", batchnorm=batchnorm
         )
     specs = _input_specs(graph, input_shape, batch_size)

@@ -8,6 +8,11 @@ building a model does not import the data pipeline.
 
 import numpy as np
 
+__all__ = [
+    "slow_pathway_indices",
+    "torch_linspace",
+]
+
 
 def torch_linspace(start, end, steps):
     """Evenly spaced float32 values computed the way `torch.linspace` does on CPU.

@@ -61,7 +61,7 @@ from keras_slowfast.weights.transfer import (
     checkpoint_head,
     checkpoint_to_pyslowfast_state,
     pytorchvideo_state_to_pyslowfast,
-    read_checkpoint,
+    read_checkpoint_tensors,
     transfer_state,
     transfer_weights,
 )
@@ -116,7 +116,7 @@ def list_presets(kind=None):
         >>> "slowfast_8x8_r50_kinetics400" in list_presets()
         True
     """
-    if kind not in (None, *presets_table._KINDS):
+    if kind not in (None, *presets_table.KINDS):
         raise ValueError(
             f"`kind` must be None, 'classifier' or 'detector'. Received: kind={kind!r}"
         )
@@ -476,7 +476,7 @@ def load_pytorchvideo(path, arch, **overrides):
     table = _pytorchvideo_presets()
     if arch not in table:
         raise ValueError(f"`arch` must be one of {sorted(table)}. Received: arch={arch!r}")
-    tensors, info = read_checkpoint(path)
+    tensors, info = read_checkpoint_tensors(path)
     if info.get("format") == "caffe2":
         raise ValueError(
             "This is a Caffe2 .pkl file, not a PyTorchVideo checkpoint: use load_pyslowfast. "
@@ -625,8 +625,7 @@ def _read_cache(preset, warn=True):
             return weights_path, info
         if problem is not None and warn:
             warnings.warn(
-                f"The cached weights of {name} are damaged: {problem}. They are converted "
-                "again.",
+                f"The cached weights of {name} are damaged: {problem}. They are converted again.",
                 stacklevel=3,
             )
     return None

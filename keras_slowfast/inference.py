@@ -23,6 +23,7 @@ probabilities) or `max` (Charades: the elementwise maximum of the sigmoid scores
 import numpy as np
 
 from keras_slowfast import presets
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.data.ava_video import count_frames_at_fps, read_frames_at_fps
 from keras_slowfast.data.sampling import segment_indices
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
@@ -285,12 +286,7 @@ def classify_video(
         )
     if views is None:
         views = proto.views
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(
-            f"`batch_size` must be None or a positive integer. Received: batch_size={batch_size!r}"
-        )
+    batch_size = check_positive_int("batch_size", batch_size, allow_none=True)
     groups = video_views(
         video,
         num_frames,

@@ -12,6 +12,8 @@ from importlib import resources
 
 import numpy as np
 
+from keras_slowfast._checks import check_positive_int
+
 __all__ = [
     "LABEL_SETS",
     "ava_class_names",
@@ -164,8 +166,7 @@ def decode_predictions(preds, top=5, class_names=None):
             f"(batch, boxes, classes). Received: preds with shape {preds.shape}"
         )
     num_classes = preds.shape[-1]
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"`top` must be a positive integer. Received: top={top!r}")
+    top = check_positive_int("top", top)
     names = class_names_for(num_classes, class_names)
     top = min(int(top), num_classes)
 

@@ -26,6 +26,9 @@ import types
 
 __all__ = [
     "BASE_URL",
+    "CLASSIFIER",
+    "DETECTOR",
+    "KINDS",
     "PRESETS",
     "Checkpoint",
     "Preset",
@@ -41,9 +44,10 @@ __all__ = [
 #: Where the published checkpoints live (`KERAS_SLOWFAST_MIRROR` replaces it).
 BASE_URL = "https://dl.fbaipublicfiles.com"
 
+#: The kinds of model a preset builds: a classifier or an AVA detector.
 CLASSIFIER = "classifier"
 DETECTOR = "detector"
-_KINDS = (CLASSIFIER, DETECTOR)
+KINDS = (CLASSIFIER, DETECTOR)
 _FORMATS = ("caffe2", "pyslowfast", "pytorchvideo")
 
 
@@ -207,7 +211,10 @@ _SLOWFAST_8X8_R101 = dict(
     depth=101, num_frames=32, alpha=4, fusion_kernel_size=5, num_block_temp_kernel=_R101_TEMP
 )
 _SLOWFAST_16X8_R101_50_50 = dict(
-    depth=101, num_frames=64, alpha=4, fusion_kernel_size=5,
+    depth=101,
+    num_frames=64,
+    alpha=4,
+    fusion_kernel_size=5,
     num_block_temp_kernel=_R101_50_50_TEMP,
 )
 _SLOWFAST_NLN_16X8_R101_50_50 = dict(
@@ -216,8 +223,13 @@ _SLOWFAST_NLN_16X8_R101_50_50 = dict(
 _SLOW_8X8_R50 = dict(depth=50, num_frames=8, single_pathway=True)
 _SLOW_4X16_R50 = dict(depth=50, num_frames=4, single_pathway=True)
 _AVA_SLOWFAST_32X2_R101_50_50 = dict(
-    _SLOWFAST_16X8_R101_50_50, num_frames=32, nonlocal_location=_NL_R101,
-    nonlocal_pool=(2, 2, 2), aligned=False, classes=80, **_AVA_RES5,
+    _SLOWFAST_16X8_R101_50_50,
+    num_frames=32,
+    nonlocal_location=_NL_R101,
+    nonlocal_pool=(2, 2, 2),
+    aligned=False,
+    classes=80,
+    **_AVA_RES5,
 )
 _AVA_SLOWFAST_R50_DETECTION = dict(_SLOWFAST_8X8_R50, aligned=False, classes=80, **_AVA_RES5)
 
@@ -288,26 +300,44 @@ def _classifier(name, architecture, weights, kwargs, backbone, **fields):
         kwargs["classifier_activation"] = "sigmoid"
     kwargs.setdefault("classes", classes)
     return Preset(
-        name=name, architecture=architecture, weights=weights, kind=CLASSIFIER,
-        kwargs=_frozen(kwargs), classes=classes, params=_params(backbone, classes), **fields,
+        name=name,
+        architecture=architecture,
+        weights=weights,
+        kind=CLASSIFIER,
+        kwargs=_frozen(kwargs),
+        classes=classes,
+        params=_params(backbone, classes),
+        **fields,
     )
 
 
 def _detector(name, architecture, weights, kwargs, backbone, **fields):
     kwargs = dict(kwargs)
     return Preset(
-        name=name, architecture=architecture, weights=weights, kind=DETECTOR,
-        kwargs=_frozen(kwargs), classes=kwargs["classes"],
-        params=_params(backbone, kwargs["classes"]), **fields,
+        name=name,
+        architecture=architecture,
+        weights=weights,
+        kind=DETECTOR,
+        kwargs=_frozen(kwargs),
+        classes=kwargs["classes"],
+        params=_params(backbone, kwargs["classes"]),
+        **fields,
     )
 
 
 def _backbone(name, architecture, weights, kwargs, backbone, **fields):
     """A backbone published without a classifier (built with `include_top=False`)."""
     return Preset(
-        name=name, architecture=architecture, weights=weights, kind=CLASSIFIER,
-        kwargs=_frozen(dict(kwargs, include_top=False)), classes=0, labels=None,
-        params=_params(backbone, 0), include_top=False, **fields,
+        name=name,
+        architecture=architecture,
+        weights=weights,
+        kind=CLASSIFIER,
+        kwargs=_frozen(dict(kwargs, include_top=False)),
+        classes=0,
+        labels=None,
+        params=_params(backbone, 0),
+        include_top=False,
+        **fields,
     )
 
 
@@ -577,8 +607,8 @@ def _check_table():
         raise RuntimeError("Two presets share a name.")
     seen = {}
     for p in PRESETS:
-        if p.kind not in _KINDS:
-            raise RuntimeError(f"Preset {p.name}: kind must be one of {_KINDS}.")
+        if p.kind not in KINDS:
+            raise RuntimeError(f"Preset {p.name}: kind must be one of {KINDS}.")
         if p.checkpoint is not None and p.checkpoint.format not in _FORMATS:
             raise RuntimeError(f"Preset {p.name}: format must be one of {_FORMATS}.")
         if p.weights is not None and p.checkpoint is None:

@@ -34,7 +34,16 @@ import warnings
 import numpy as np
 
 from keras_slowfast import presets
-from keras_slowfast.data import video as video_io
+from keras_slowfast._checks import check_positive_int, check_positive_number
+from keras_slowfast.data._loading import VIDEO_LIST_SUFFIXES, read_video_list_entries
+from keras_slowfast.data._video_io import (
+    VideoReadError,
+    decoded_frames,
+    is_stream_url,
+    open_video,
+    stream_info,
+    to_rgb,
+)
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
 from keras_slowfast.frame_indices import torch_linspace
 from keras_slowfast.progress import ProgressBar
@@ -83,22 +92,6 @@ class Window:
     scores: np.ndarray
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
-
-
-def _check_positive_number(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
-        allowed = "None or a positive number" if allow_none else "a positive number"
-        raise ValueError(f"`{name}` must be {allowed}. Received: {name}={value!r}")
-    return float(value)
-
-
 def window_frame_indices(
     centre_seconds, fps, num_frames, sampling_rate, target_fps=30, total_frames=None
 ):
@@ -128,12 +121,12 @@ def window_frame_indices(
         >>> window_frame_indices(9.5, 30.0, 8, 8, total_frames=300).tolist()
         [253, 262, 271, 280, 289, 298, 299, 299]
     """
-    fps = _check_positive_number("fps", fps)
-    num_frames = _check_positive_int("num_frames", num_frames)
-    sampling_rate = _check_positive_int("sampling_rate", sampling_rate)
-    target_fps = _check_positive_number("target_fps", target_fps)
+    fps = check_positive_number("fps", fps)
+    num_frames = check_positive_int("num_frames", num_frames)
+    sampling_rate = check_positive_int("sampling_rate", sampling_rate)
+    target_fps = check_positive_number("target_fps", target_fps)
     if total_frames is not None:
-        total_frames = _check_positive_int("total_frames", total_frames)
+        total_frames = check_positive_int("total_frames", total_frames)
     clip_size = sampling_rate * num_frames / target_fps * fps
     start = float(centre_seconds) * fps - clip_size / 2.0
     values = torch_linspace(start, start + clip_size - 1.0, num_frames)
@@ -154,10 +147,10 @@ def _resolve_clip(preset, num_frames, sampling_rate, crop_size):
             f"Received: preset={preset!r}, num_frames={num_frames!r}, "
             f"sampling_rate={sampling_rate!r}"
         )
-    num_frames = _check_positive_int("num_frames", num_frames)
-    sampling_rate = _check_positive_int("sampling_rate", sampling_rate)
+    num_frames = check_positive_int("num_frames", num_frames)
+    sampling_rate = check_positive_int("sampling_rate", sampling_rate)
     size = proto.test_crop_size if crop_size is None else crop_size
-    size = _check_positive_int("crop_size", size)
+    size = check_positive_int("crop_size", size)
     return num_frames, sampling_rate, proto.target_fps, size
 
 
@@ -188,8 +181,8 @@ def _live_frames(video, container, stream, deadline):
     stream (with a warning), so the last windows are still completed. Timeouts, errors
     before the first frame and any error in a file still raise.
     """
-    frames = video_io._frames(video, container, stream, deadline)
-    if not video_io.is_stream_url(video):
+    frames = decoded_frames(video, container, stream, deadline)
+    if not is_stream_url(video):
         yield from frames
         return
     count = 0
@@ -197,7 +190,7 @@ def _live_frames(video, container, stream, deadline):
         for frame in frames:
             count += 1
             yield frame
-    except video_io.VideoReadError as e:
+    except VideoReadError as e:
         if count == 0 or "timed out" in str(e):
             raise
         try:  # the frames still in the decoder (reordering delay)
@@ -220,9 +213,9 @@ def _stream_clips(
     start_time = time.monotonic()
     deadline = math.inf if timeout is None else start_time + timeout
     open_deadline = min(deadline, start_time + read_timeout)
-    container, stream = video_io._open(video, 1, open_deadline)
+    container, stream = open_video(video, 1, open_deadline)
     try:
-        info = video_io._stream_info(video, stream)
+        info = stream_info(video, stream)
         fps = info.fps
         expected = None
         if info.header_frames > 0:
@@ -301,9 +294,9 @@ def _stream_clips(
             last_raw = frame
             if j in needed:
                 try:
-                    store[j] = _convert(video_io._to_rgb(frame), size)
+                    store[j] = _convert(to_rgb(frame), size)
                 except Exception as e:
-                    raise video_io.VideoReadError(video, f"colour conversion failed ({e})") from e
+                    raise VideoReadError(video, f"colour conversion failed ({e})") from e
                 counters["converted_frames"] += 1
                 if len(store) > counters["max_buffered_frames"]:
                     counters["max_buffered_frames"] = len(store)
@@ -316,7 +309,7 @@ def _stream_clips(
                 pending.pop(0)
                 yield assemble(p, None)
         if n == 0:
-            raise video_io.VideoReadError(video, "no decodable frame")
+            raise VideoReadError(video, "no decodable frame")
         total = n
         counters["total_frames"] = total
         if stats is not None:
@@ -333,7 +326,7 @@ def _stream_clips(
             if last_frame is None:
                 # Indices past the end are clamped to the last frame, which no window may
                 # have kept.
-                last_frame = _convert(video_io._to_rgb(last_raw), size)
+                last_frame = _convert(to_rgb(last_raw), size)
                 counters["converted_frames"] += 1
             yield assemble(p, total, last_frame)
         pending.clear()
@@ -389,9 +382,9 @@ def window_clips(
 
 
 def _check_stream_args(video, window_stride_seconds, timeout, read_timeout, stats):
-    stride = _check_positive_number("window_stride_seconds", window_stride_seconds)
-    timeout = _check_positive_number("timeout", timeout, allow_none=True)
-    read_timeout = _check_positive_number("read_timeout", read_timeout)
+    stride = check_positive_number("window_stride_seconds", window_stride_seconds)
+    timeout = check_positive_number("timeout", timeout, allow_none=True)
+    read_timeout = check_positive_number("read_timeout", read_timeout)
     if stats is not None and not isinstance(stats, dict):
         raise TypeError(f"`stats` must be None or a dict. Received: stats={stats!r}")
     if not isinstance(video, (str, os.PathLike)):
@@ -488,7 +481,7 @@ def timeline(
     stride, timeout, read_timeout = _check_stream_args(
         video, window_stride_seconds, timeout, read_timeout, stats
     )
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if not hasattr(model, "predict_on_batch"):
         raise TypeError(f"`model` must be a Keras model. Received: model={model!r}")
     num_frames, sampling_rate, target_fps, size = _resolve_clip(
@@ -721,7 +714,6 @@ def extract_features(
 # Writing the features of many videos to a folder, resumably.
 
 _FORMATS = ("npy", "hdf5")
-_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
 FAILURES_FILE = "failures.txt"
 _SETTINGS = ("video", "preset", "weights", "stride", "num_frames", "sampling_rate", "format")
 
@@ -773,7 +765,7 @@ def video_list(videos, path_prefix=None):
         [('videos/k00.mp4', 'k00')]
     """
     source = os.fspath(videos)
-    if not source.lower().endswith(_LIST_SUFFIXES):
+    if not source.lower().endswith(VIDEO_LIST_SUFFIXES):
         if path_prefix is not None and not os.path.isabs(source) and not os.path.exists(source):
             source = os.path.join(path_prefix, source)
         stem = os.path.splitext(os.path.basename(source.rstrip("/")))[0]
@@ -787,25 +779,20 @@ def video_list(videos, path_prefix=None):
     )
     out = []
     owners = {}
-    with open(source, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            entry = line.replace(",", " ").split()[0]
-            path = entry if os.path.isabs(entry) else os.path.join(base, entry)
-            rel = os.path.relpath(os.path.abspath(path), base)
-            if rel == os.pardir or rel.startswith(os.pardir + os.sep):
-                rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
-            name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
-            if name in owners and owners[name] != path:
-                raise ValueError(
-                    "Two videos of the list would write the same output name "
-                    f"{name!r}. Received: videos={[owners[name], path]!r}"
-                )
-            if name not in owners:
-                owners[name] = path
-                out.append((path, name))
+    for entry in read_video_list_entries(source):
+        path = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        rel = os.path.relpath(os.path.abspath(path), base)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = os.path.splitdrive(os.path.abspath(path))[1].lstrip(os.sep)
+        name = os.path.splitext(os.path.normpath(rel))[0].replace(os.sep, "/")
+        if name in owners and owners[name] != path:
+            raise ValueError(
+                "Two videos of the list would write the same output name "
+                f"{name!r}. Received: videos={[owners[name], path]!r}"
+            )
+        if name not in owners:
+            owners[name] = path
+            out.append((path, name))
     if not out:
         raise ValueError(f"The video list names no video. Received: videos={videos!r}")
     return out
@@ -958,7 +945,7 @@ def save_features(
             raise ImportError(
                 "`format='hdf5'` needs h5py: pip install 'keras-slowfast[hdf5]'"
             ) from e
-    stride = _check_positive_number("window_stride_seconds", window_stride_seconds)
+    stride = check_positive_number("window_stride_seconds", window_stride_seconds)
     num_frames, sampling_rate, _, _ = _resolve_clip(preset, num_frames, sampling_rate, None)
     entries = video_list(videos, path_prefix)
     model = feature_model(model)  # once: each new model would be traced again

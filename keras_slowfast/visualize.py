@@ -22,9 +22,10 @@ import os
 import cv2
 import numpy as np
 
+from keras_slowfast._checks import argument_error, check_positive_int, is_int
+from keras_slowfast._video_writer import add_video_stream, reencode_video
 from keras_slowfast.atomic import atomic_path
-from keras_slowfast.data.ava_video import _check_timeout
-from keras_slowfast.detect import _reencode_video, _video_stream
+from keras_slowfast.data._video_io import check_timeout
 from keras_slowfast.models.functional import LeanFunctional
 
 __all__ = [
@@ -36,21 +37,6 @@ __all__ = [
 
 _WEIGHT_AXES = ("hw", "thw")
 _KINDS = ("heatmap", "lines")
-
-
-def _error(message, **received):
-    values = ", ".join(f"{k}={v!r}" for k, v in received.items())
-    return ValueError(f"{message} Received: {values}")
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_positive_int(name, value):
-    if not _is_int(value) or value < 1:
-        raise _error(f"`{name}` must be a positive integer.", **{name: value})
-    return int(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,13 +54,13 @@ def _check_clip(clip, model):
     if array.ndim == 5 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 4 or array.shape[-1] != 3 or min(array.shape) < 1:
-        raise _error(
+        raise argument_error(
             "`clip` must have the shape (T, H, W, 3) or (1, T, H, W, 3).", clip_shape=array.shape
         )
     expected = tuple(model.input_shape[1:4])
     for got, want, axis in zip(array.shape[:3], expected, ("frames", "height", "width")):
         if want is not None and got != want:
-            raise _error(
+            raise argument_error(
                 f"The {axis} of `clip` must match the model's input shape "
                 f"{tuple(model.input_shape)}.",
                 clip_shape=array.shape,
@@ -92,7 +78,7 @@ def _default_layers(model):
             if pathway.isdigit():
                 last[int(pathway)] = name
     if not last:
-        raise _error(
+        raise argument_error(
             "The model has no res5 layers named `s5_pathway{p}_...`; pass `layers`.",
             model=getattr(model, "name", model),
         )
@@ -109,11 +95,13 @@ def _target_layers(model, layers):
     except TypeError:
         names = None
     if not names or not all(isinstance(n, str) for n in names):
-        raise _error("`layers` must be None or a non-empty list of layer names.", layers=layers)
+        raise argument_error(
+            "`layers` must be None or a non-empty list of layer names.", layers=layers
+        )
     known = {layer.name for layer in model.layers}
     for name in names:
         if name not in known:
-            raise _error(
+            raise argument_error(
                 f"`layers` names a layer that {getattr(model, 'name', 'the model')} does not "
                 "have (its res5 outputs are `s5_pathway{p}_res{i}_relu`).",
                 layers=name,
@@ -233,18 +221,20 @@ def grad_cam(model, clip, class_index=None, layers=None, *, weight_axes="hw"):
     import tensorflow as tf
 
     if weight_axes not in _WEIGHT_AXES:
-        raise _error(f"`weight_axes` must be one of {_WEIGHT_AXES}.", weight_axes=weight_axes)
+        raise argument_error(
+            f"`weight_axes` must be one of {_WEIGHT_AXES}.", weight_axes=weight_axes
+        )
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     x = _check_clip(clip, model)
     classes = model.output_shape[-1] if not isinstance(model.output_shape, list) else None
     if classes is None or len(model.outputs) != 1:
-        raise _error(
+        raise argument_error(
             "`model` must be a classifier with one output (batch, classes).",
             output_shape=model.output_shape,
         )
-    if class_index is not None and (not _is_int(class_index) or not 0 <= class_index < classes):
-        raise _error(
+    if class_index is not None and (not is_int(class_index) or not 0 <= class_index < classes):
+        raise argument_error(
             f"`class_index` must be None or an integer in [0, {classes}).",
             class_index=class_index,
         )
@@ -253,7 +243,7 @@ def grad_cam(model, clip, class_index=None, layers=None, *, weight_axes="hw"):
     for name in names:
         output = model.get_layer(name).output
         if isinstance(output, (list, tuple)) or len(output.shape) != 5:
-            raise _error(
+            raise argument_error(
                 "A target layer must output one (batch, t, h, w, channels) tensor.",
                 layers=name,
                 output_shape=getattr(output, "shape", None),
@@ -332,7 +322,7 @@ def _write_frames(frames, path, fps):
     path = os.fspath(path)
     with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
         with av.open(tmp, "w") as out:
-            stream = _video_stream(out, rate, 1 / rate, frames.shape[2], frames.shape[1])
+            stream = add_video_stream(out, rate, 1 / rate, frames.shape[2], frames.shape[1])
             for i, rgb in enumerate(frames):
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                 frame.pts, frame.time_base = i, 1 / rate
@@ -382,7 +372,7 @@ def write_gradcam_video(
     if frames.ndim == 5 and frames.shape[0] == 1:
         frames = frames[0]
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise _error(
+        raise argument_error(
             "`clip` must be a uint8 RGB clip (T, H, W, 3).",
             clip_shape=frames.shape,
             clip_dtype=str(frames.dtype),
@@ -391,16 +381,16 @@ def write_gradcam_video(
         heatmaps = [heatmaps]
     maps = [np.asarray(m, np.float32) for m in heatmaps]
     if not maps or any(m.shape != frames.shape[:3] for m in maps):
-        raise _error(
+        raise argument_error(
             f"`heatmaps` must be a non-empty list of maps of the clip's shape {frames.shape[:3]}.",
             heatmaps_shapes=[m.shape for m in maps],
         )
     if any(not np.isfinite(m).all() for m in maps):
-        raise _error("`heatmaps` must be finite.", heatmaps="non-finite values")
+        raise argument_error("`heatmaps` must be finite.", heatmaps="non-finite values")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise _error("`alpha` must be a number in [0, 1].", alpha=alpha)
+        raise argument_error("`alpha` must be a number in [0, 1].", alpha=alpha)
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000:
-        raise _error("`fps` must be a number in (0, 1000].", fps=fps)
+        raise argument_error("`fps` must be a number in (0, 1000].", fps=fps)
     if labels is None:
         labels = (
             ["slow", "fast"]
@@ -409,7 +399,7 @@ def write_gradcam_video(
         )
     labels = [str(label) for label in labels]
     if len(labels) != len(maps):
-        raise _error("`labels` must give one label per heatmap.", labels=labels)
+        raise argument_error("`labels` must give one label per heatmap.", labels=labels)
     colormap = cv2.COLORMAP_JET if colormap is None else colormap
     heading = [title] if title else []
     colours = [_colourize(m, colormap) for m in maps]  # uint8, as small as the clip
@@ -435,13 +425,13 @@ def write_gradcam_video(
 def _check_timeline(times, scores, class_names):
     t = np.asarray(times, np.float64)
     if t.ndim != 1 or len(t) == 0 or not np.isfinite(t).all():
-        raise _error(
+        raise argument_error(
             "`times` must be a non-empty 1-D array of finite seconds.",
             times_shape=np.shape(times),
         )
     s = np.asarray(scores, np.float64)
     if s.ndim != 2 or s.shape[0] != len(t) or s.shape[1] < 1 or not np.isfinite(s).all():
-        raise _error(
+        raise argument_error(
             "`scores` must be a finite (windows, classes) array with one row per time.",
             scores_shape=np.shape(scores),
             times_shape=t.shape,
@@ -451,7 +441,7 @@ def _check_timeline(times, scores, class_names):
     else:
         names = [str(n) for n in class_names]
         if len(names) != s.shape[1]:
-            raise _error(
+            raise argument_error(
                 f"`class_names` must name the {s.shape[1]} classes of `scores`.",
                 class_names_len=len(names),
             )
@@ -504,9 +494,9 @@ def plot_timeline(times, scores, class_names, path, *, top=5, kind="heatmap", ti
             "plot_timeline needs matplotlib: `pip install keras-slowfast[plot]`."
         ) from e
     t, s, names = _check_timeline(times, scores, class_names)
-    top = _check_positive_int("top", top)
+    top = check_positive_int("top", top)
     if kind not in _KINDS:
-        raise _error(f"`kind` must be one of {_KINDS}.", kind=kind)
+        raise argument_error(f"`kind` must be one of {_KINDS}.", kind=kind)
     chosen = _top_classes(s, top)
     rows = [names[c] for c in chosen]
     values = s[:, chosen].T  # (top, windows)
@@ -551,16 +541,16 @@ def plot_timeline(times, scores, class_names, path, *, top=5, kind="heatmap", ti
 def _windows(times, window_seconds, starts, ends):
     """`(starts, ends)` of the windows, or `(None, None)` for nearest-centre assignment."""
     if (starts is None) != (ends is None):
-        raise _error("Give both `starts` and `ends` or neither.", starts=starts, ends=ends)
+        raise argument_error("Give both `starts` and `ends` or neither.", starts=starts, ends=ends)
     if starts is not None:
         if window_seconds is not None:
-            raise _error(
+            raise argument_error(
                 "Give `starts`/`ends` or `window_seconds`, not both.",
                 window_seconds=window_seconds,
             )
         lo, hi = np.asarray(starts, np.float64), np.asarray(ends, np.float64)
         if lo.shape != times.shape or hi.shape != times.shape or not (hi > lo).all():
-            raise _error(
+            raise argument_error(
                 "`starts` and `ends` must have one finite entry per time with ends > starts.",
                 starts_shape=lo.shape,
                 ends_shape=hi.shape,
@@ -574,7 +564,9 @@ def _windows(times, window_seconds, starts, ends):
         or not isinstance(window_seconds, (int, float))
         or not 0 < window_seconds < float("inf")
     ):
-        raise _error("`window_seconds` must be a positive number.", window_seconds=window_seconds)
+        raise argument_error(
+            "`window_seconds` must be a positive number.", window_seconds=window_seconds
+        )
     return times - window_seconds / 2, times + window_seconds / 2
 
 
@@ -642,14 +634,14 @@ def annotate_video(
         'annotated.mp4'
     """
     t, s, names = _check_timeline(times, scores, class_names)
-    top_k = min(_check_positive_int("top_k", top_k), s.shape[1])
+    top_k = min(check_positive_int("top_k", top_k), s.shape[1])
     lo, hi = _windows(t, window_seconds, starts, ends)
-    _check_timeout(timeout)
+    check_timeout(timeout)
     video = os.fspath(video)
     if not os.path.isfile(video):
-        raise _error("No video file at this path.", video=video)
+        raise argument_error("No video file at this path.", video=video)
     if os.path.abspath(os.fspath(path)) == os.path.abspath(video):
-        raise _error("`path` must not be the input video.", path=path)
+        raise argument_error("`path` must not be the input video.", path=path)
     order = np.argsort(-s, axis=1, kind="stable")[:, :top_k]
     lines = [[f"{names[c]} {s[i, c]:.2f}" for c in order[i]] for i in range(len(t))]
 
@@ -667,6 +659,6 @@ def annotate_video(
         return draw
 
     name = os.path.splitext(os.path.basename(video))[0]
-    return _reencode_video(
+    return reencode_video(
         video, path, start, f"{name}: writing", progress=progress, timeout=timeout
     )

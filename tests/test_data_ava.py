@@ -309,3 +309,18 @@ def test_video_files_missing_video_is_named(ava_golden, tmp_path):
     root = ava_golden[0] / "dataset"
     with pytest.raises(ValueError, match=r"No video file for 2 video\(s\).*'k00'"):
         ava.ava_dataset(root, "val", video_dir=tmp_path)
+
+
+def test_scale_short_side_is_the_deprecated_name_of_resize_short_side():
+    import cv2
+
+    from keras_slowfast import data
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 90, 160, 3), dtype=np.uint8)
+    # OpenCV's bilinear resize of each uint8 frame, long side floor(160 / 90 * 64) = 113.
+    expected = np.stack([cv2.resize(f, (113, 64), interpolation=cv2.INTER_LINEAR) for f in frames])
+    np.testing.assert_array_equal(data.resize_short_side(frames, 64), expected)
+    with pytest.warns(DeprecationWarning, match=r"scale_short_side .*resize_short_side"):
+        old = data.scale_short_side(frames, 64)
+    np.testing.assert_array_equal(old, expected)
+    assert "scale_short_side" not in data.__all__

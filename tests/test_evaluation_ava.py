@@ -17,7 +17,7 @@ from keras_slowfast.evaluation import (
     read_csv,
     read_exclusions,
     read_labelmap,
-    write_detections_csv,
+    write_csv,
 )
 
 MAP = "PascalBoxes_Precision/mAP@0.5IOU"
@@ -426,10 +426,10 @@ def test_detections_from_predictions_bad_shapes():
         detections_from_predictions(["v"], [902], np.zeros((1, 4)), np.zeros((1, 3)), {4})
 
 
-def test_write_detections_csv_round_trip(tmp_path):
+def test_write_csv_round_trip(tmp_path):
     rows = [("v", 902, 0.12345, 0.2, 0.5, 0.9, 12, 0.123456), ("w", 1000, 0, 0, 1, 1, 3, 1)]
     path = tmp_path / "det.csv"
-    write_detections_csv(rows, path)
+    write_csv(rows, path)
     lines = path.read_text().splitlines()
     assert lines == [
         "v,0902,0.123,0.200,0.500,0.900,12,0.1235",
@@ -439,7 +439,19 @@ def test_write_detections_csv_round_trip(tmp_path):
     np.testing.assert_allclose(data.boxes["v,0902"], [[0.123, 0.2, 0.5, 0.9]])
     np.testing.assert_allclose(data.scores["v,0902"], [0.1235])
     with pytest.raises(ValueError, match="8 fields"):
-        write_detections_csv([("v", 902)], path)
+        write_csv([("v", 902)], path)
+
+
+def test_write_detections_csv_is_the_deprecated_name_of_write_csv(tmp_path):
+    # `keras_slowfast.detect.write_detections_csv` writes detector results, with other
+    # arguments; this module's writer is `write_csv` and its former name warns.
+    from keras_slowfast import evaluation
+
+    rows = [("v", 902, 0.1, 0.2, 0.5, 0.9, 12, 0.75)]
+    with pytest.warns(DeprecationWarning, match=r"write_detections_csv .*use .*\.write_csv"):
+        evaluation.write_detections_csv(rows, tmp_path / "old.csv")
+    assert (tmp_path / "old.csv").read_text() == "v,0902,0.100,0.200,0.500,0.900,12,0.7500\n"
+    assert "write_detections_csv" not in evaluation.__all__
 
 
 def test_evaluate_ava_bad_inputs():

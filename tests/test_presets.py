@@ -1,16 +1,13 @@
-"""The presets table: every row builds, loads its fixture, and the layers depend one way.
+"""The presets table: every row builds and loads its fixture (the layering rules are in
+test_architecture.py).
 
 Oracles: the golden fixtures (outputs of PySlowFast / PyTorchVideo themselves), the
 full-size PyTorch parameter counts, and the upstream checkpoint paths recorded below from
 PySlowFast's MODEL_ZOO.md and PyTorchVideo's model zoo and hub code.
 """
 
-import ast
 import json
-import subprocess
-import sys
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,121 +15,7 @@ import pytest
 import keras_slowfast as ks
 from keras_slowfast import hub, presets
 
-PACKAGE = Path(ks.__file__).parent
 TOL = 1e-4
-
-# ---------------------------------------------------------------------------------------
-# The layers depend one way.
-
-
-def _module_name(path):
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def _import_graph():
-    """`{module: {imported keras_slowfast modules}}` over every import statement (also
-    those inside functions), resolving `from package import submodule`."""
-    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    graph = {}
-    for name, path in modules.items():
-        edges = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                # `from package import submodule` depends on the submodule; parent
-                # packages are imported by every import and are not counted.
-                subs = [f"{node.module}.{a.name}" for a in node.names]
-                targets = [t for t in subs if t in modules] or [node.module]
-            else:
-                continue
-            for target in targets:
-                if target in modules and target != name:
-                    edges.add(target)
-        graph[name] = edges
-    return graph
-
-
-def _cycles(graph):
-    """Strongly connected components of more than one module (Tarjan)."""
-    index, low, stack, on_stack, out = {}, {}, [], set(), []
-
-    def visit(v):
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in graph[v]:
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            component = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                component.append(w)
-                if w == v:
-                    break
-            if len(component) > 1:
-                out.append(sorted(component))
-
-    for v in graph:
-        if v not in index:
-            visit(v)
-    return out
-
-
-def test_weights_and_models_do_not_import_each_other():
-    graph = _import_graph()
-    bad = []
-    for module, targets in graph.items():
-        for target in targets:
-            for low, high in (("weights", "models"), ("models", "weights"), ("models", "data")):
-                if module.startswith(f"keras_slowfast.{low}") and target.startswith(
-                    f"keras_slowfast.{high}"
-                ):
-                    bad.append(f"{module} -> {target}")
-            # Nothing below the presets layer may import it, nor the package root.
-            if module.startswith(("keras_slowfast.weights", "keras_slowfast.models")) and (
-                target in ("keras_slowfast", "keras_slowfast.presets", "keras_slowfast.hub")
-            ):
-                bad.append(f"{module} -> {target}")
-    assert bad == []
-
-
-def test_no_import_cycle_between_modules():
-    graph = _import_graph()
-    # The package root re-exports the public API; a module importing the root would close
-    # a cycle through it, so the root's own edges are left out and any edge into it fails.
-    into_root = sorted(m for m, targets in graph.items() if "keras_slowfast" in targets)
-    assert into_root == []
-    graph["keras_slowfast"] = set()
-    assert _cycles(graph) == []
-
-
-def test_the_graph_walker_sees_a_cycle():
-    # The cycle finder itself, on a graph with a known cycle (a check that can fail).
-    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-
-
-def test_building_a_model_does_not_import_the_data_pipeline():
-    code = (
-        "import sys\n"
-        "from keras_slowfast.models import SlowFast\n"
-        "SlowFast(width_per_group=8, classes=3)\n"
-        "print(sorted(m for m in sys.modules if m.startswith('keras_slowfast.data')))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
-    )
-    assert out.stdout.strip().splitlines()[-1] == "[]"
-
 
 # ---------------------------------------------------------------------------------------
 # The table.

@@ -628,3 +628,31 @@ def test_python3_pickle_layouts(tmp_path):
         path.write_bytes(pickle.dumps(layout, protocol=2))
         tensors, _ = load_state_dict(path)
         assert list(tensors) == ["a"]
+
+
+# ---------------------------------------------------------------------------------------
+# One name, one meaning: `read_checkpoint` is the reader of the whole file.
+
+
+def test_transfer_reads_tensors_under_its_own_name(tmp_path):
+    from keras_slowfast.weights import transfer
+
+    path = tmp_path / "tiny.pkl"
+    blob = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": {"w": blob}, "epoch": 3}, f)
+    # readers.read_checkpoint: the file's top-level object.
+    assert sorted(read_checkpoint(path)) == ["blobs", "epoch"]
+    # transfer.read_checkpoint_tensors: the flat tensors and what the file says of itself.
+    tensors, info = transfer.read_checkpoint_tensors(path)
+    np.testing.assert_array_equal(tensors["w"], blob)
+    assert info["format"] == "caffe2" and info["epoch"] == 3
+    # Its former name still works for one release, with a warning naming the new one.
+    with pytest.warns(
+        DeprecationWarning, match=r"transfer\.read_checkpoint .*read_checkpoint_tensors"
+    ):
+        old_tensors, old_info = transfer.read_checkpoint(path)
+    np.testing.assert_array_equal(old_tensors["w"], blob)
+    assert old_info == info
+    with pytest.raises(ValueError, match="No checkpoint file at this path"):
+        transfer.read_checkpoint_tensors(tmp_path / "missing.pkl")

@@ -1,13 +1,28 @@
-"""Data pipelines: PySlowFast-exact clip sampling, PyAV decoding, JPEG-frame TFRecords, AVA."""
+"""Data pipelines: PySlowFast-exact clip sampling, PyAV decoding, JPEG-frame TFRecords, AVA.
+
+The package exports what its modules declare public (their `__all__`).
+"""
 
 from keras_slowfast.data.ava import (
+    AVA_FPS,
+    AVA_NUM_CLASSES,
+    AVAAnnotations,
+    AVAKeyframe,
     ava_dataset,
     ava_sequence,
     ava_transform,
     load_ava_annotations,
-    scale_short_side,
+    read_box_csvs,
+    read_frame_lists,
 )
-from keras_slowfast.data.ava_extract import extract_ava_frames
+from keras_slowfast.data.ava import (
+    scale_short_side as scale_short_side,  # deprecated: use resize_short_side
+)
+from keras_slowfast.data.ava_extract import (
+    ExtractionResult,
+    extract_ava_frames,
+    read_video_paths,
+)
 from keras_slowfast.data.ava_video import (
     count_frames_at_fps,
     iter_frames_at_fps,
@@ -43,46 +58,63 @@ from keras_slowfast.data.video import (
     clip_frame_indices,
     decode_all_frames,
     decode_timestamps,
+    is_stream_url,
     probe_video,
     read_clip,
     read_test_views,
 )
 
 __all__ = [
+    # ava
+    "AVA_FPS",
+    "AVA_NUM_CLASSES",
+    "AVAAnnotations",
+    "AVAKeyframe",
     "ava_dataset",
     "ava_sequence",
     "ava_transform",
     "load_ava_annotations",
-    "scale_short_side",
-    "segment_indices",
-    "KINETICS_MEAN",
-    "KINETICS_STD",
-    "DecodeErrorCounter",
-    "VideoInfo",
-    "VideoReadError",
-    "clip_frame_indices",
-    "count_frames_at_fps",
-    "decode_all_frames",
-    "decode_timestamps",
+    "read_box_csvs",
+    "read_frame_lists",
+    # ava_extract
+    "ExtractionResult",
     "extract_ava_frames",
-    "frame_indices_from_timestamps",
-    "frame_indices_from_timestamps_tf",
-    "frame_tfrecord_dataset",
+    "read_video_paths",
+    # ava_video
+    "count_frames_at_fps",
     "iter_frames_at_fps",
-    "kinetics_dataset",
-    "normalize",
-    "probe_video",
-    "read_clip",
     "read_frames_at_fps",
-    "read_test_views",
+    # kinetics
+    "kinetics_dataset",
     "read_video_list",
-    "resize_short_side",
-    "short_side_scale_size",
+    # sampling
+    "VideoInfo",
+    "frame_indices_from_timestamps",
+    "segment_indices",
     "slow_pathway_indices",
     "start_end_index",
     "temporal_sample_indices",
     "torch_linspace",
+    # tfrecord
+    "frame_indices_from_timestamps_tf",
+    "frame_tfrecord_dataset",
     "torch_linspace_tf",
-    "uniform_crop_offset",
     "write_frame_tfrecords",
+    # transforms
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "normalize",
+    "resize_short_side",
+    "short_side_scale_size",
+    "uniform_crop_offset",
+    # video
+    "DecodeErrorCounter",
+    "VideoReadError",
+    "clip_frame_indices",
+    "decode_all_frames",
+    "decode_timestamps",
+    "is_stream_url",
+    "probe_video",
+    "read_clip",
+    "read_test_views",
 ]

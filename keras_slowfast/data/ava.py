@@ -20,7 +20,6 @@ Clips stay uint8 RGB ``(frames, H, W, 3)``; the detector normalises them itself.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import warnings
@@ -31,16 +30,20 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast._ava_csv import csv_rows
+from keras_slowfast._checks import check_positive_int
+from keras_slowfast._deprecation import deprecated_alias
 from keras_slowfast.data import video as video_lib
-from keras_slowfast.data.kinetics import (
-    _GATE,
-    _as_read_error,
-    _check_positive_int,
-    _drop_last,
-    _last_is_ok,
-    _report,
+from keras_slowfast.data._loading import (
+    DECODE_GATE,
+    as_read_error,
+    check_mode,
+    check_on_error,
+    drop_last,
+    last_is_ok,
+    report_failure,
 )
-from keras_slowfast.data.transforms import short_side_scale_size
+from keras_slowfast.data.transforms import resize_short_side, short_side_scale_size
 
 __all__ = [
     "AVA_FPS",
@@ -53,7 +56,6 @@ __all__ = [
     "load_ava_annotations",
     "read_box_csvs",
     "read_frame_lists",
-    "scale_short_side",
 ]
 
 AVA_FPS = 30
@@ -70,8 +72,6 @@ PCA_EIGVEC = (
     (-0.5836, -0.6948, 0.4203),
 )
 
-_MODES = ("train", "val", "test")
-_ON_ERROR = ("skip", "raise")
 
 # PySlowFast's default file names (config AVA.*), relative to the dataset's sub-folders.
 DEFAULT_TRAIN_LISTS = ("train.csv",)
@@ -93,6 +93,11 @@ class AVAKeyframe(NamedTuple):
         center_frame: the keyframe's 0-based frame index, `(second - 900) * 30`.
         boxes: float32 `(n, 4)` normalised `[x1, y1, x2, y2]` as read (not clipped).
         labels: uint8 `(n, num_classes)` multi-hot labels (action id `k` is column `k - 1`).
+
+    Example:
+        >>> k = AVAKeyframe(0, 902, 60, np.zeros((1, 4), np.float32), np.zeros((1, 80), np.uint8))
+        >>> k.center_frame == (k.second - AVA_START_SECOND) * AVA_FPS
+        True
     """
 
     video_index: int
@@ -110,6 +115,11 @@ class AVAAnnotations(NamedTuple):
         frame_paths: per video, the list of its frame files (None for video-file sources).
         keyframes: the `AVAKeyframe`s in PySlowFast's dataset order.
         num_boxes: total number of boxes over all keyframes.
+
+    Example:
+        >>> ann = AVAAnnotations(["v"], None, [], 0)
+        >>> ann.videos, ann.num_boxes
+        (['v'], 0)
     """
 
     videos: list
@@ -220,7 +230,7 @@ def read_box_csvs(
         >>> boxes["v"][902]
         [([0.1, 0.2, 0.5, 0.9], [12, 79])]
     """
-    _check_positive_int("seconds_every", seconds_every)
+    check_positive_int("seconds_every", seconds_every)
     first, last = (int(s) for s in valid_seconds)
     thresh = float(detection_score_thresh)
     grouped = {}
@@ -228,43 +238,40 @@ def read_box_csvs(
     files = [(f, True) for f in _as_list(groundtruth_files, "groundtruth_files")]
     files += [(f, False) for f in _as_list(predicted_files, "predicted_files")]
     for path, is_groundtruth in files:
-        with open(path, encoding="utf-8", newline="") as f:
-            for line_number, row in enumerate(csv.reader(f), start=1):
-                if not row or not "".join(row).strip():
-                    continue
-                where = f"{os.fspath(path)}:{line_number}: {','.join(row)!r}"
-                try:
-                    if not is_groundtruth:
-                        if len(row) < 8:
-                            raise ValueError("a predicted-box row has a score in column 8")
-                        if float(row[7]) < thresh:
-                            continue
-                    if len(row) < 6:
-                        raise ValueError("a box row has at least 6 columns")
-                    video, second = row[0].strip(), int(row[1])
-                    box = [float(v) for v in row[2:6]]
-                    label = -1 if len(row) < 7 or row[6].strip() == "" else int(row[6])
-                except ValueError as e:
-                    raise ValueError(
-                        f"Cannot parse an AVA box row ({e}). Expected "
-                        f"`video,sec,x1,y1,x2,y2,action[,person|,score]`. Received: {where}"
-                    ) from None
-                if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
-                    raise ValueError(
-                        f"An AVA box must be finite with x1 <= x2 and y1 <= y2. Received: {where}"
-                    )
-                if label != -1 and label < 1:
-                    raise ValueError(f"AVA action ids start at 1. Received: {where}")
-                if second % seconds_every:
-                    continue
-                if not first <= second <= last:
-                    skipped += 1
-                    continue
-                per_second = grouped.setdefault(video, {}).setdefault(second, {})
-                key = ",".join(row[2:6])
-                if key not in per_second:
-                    per_second[key] = (box, [])
-                per_second[key][1].append(label)
+        for line_number, row in csv_rows(path):
+            where = f"{os.fspath(path)}:{line_number}: {','.join(row)!r}"
+            try:
+                if not is_groundtruth:
+                    if len(row) < 8:
+                        raise ValueError("a predicted-box row has a score in column 8")
+                    if float(row[7]) < thresh:
+                        continue
+                if len(row) < 6:
+                    raise ValueError("a box row has at least 6 columns")
+                video, second = row[0].strip(), int(row[1])
+                box = [float(v) for v in row[2:6]]
+                label = -1 if len(row) < 7 or row[6].strip() == "" else int(row[6])
+            except ValueError as e:
+                raise ValueError(
+                    f"Cannot parse an AVA box row ({e}). Expected "
+                    f"`video,sec,x1,y1,x2,y2,action[,person|,score]`. Received: {where}"
+                ) from None
+            if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
+                raise ValueError(
+                    f"An AVA box must be finite with x1 <= x2 and y1 <= y2. Received: {where}"
+                )
+            if label != -1 and label < 1:
+                raise ValueError(f"AVA action ids start at 1. Received: {where}")
+            if second % seconds_every:
+                continue
+            if not first <= second <= last:
+                skipped += 1
+                continue
+            per_second = grouped.setdefault(video, {}).setdefault(second, {})
+            key = ",".join(row[2:6])
+            if key not in per_second:
+                per_second[key] = (box, [])
+            per_second[key][1].append(label)
     boxes = {
         video: {sec: list(entries.values()) for sec, entries in seconds.items()}
         for video, seconds in grouped.items()
@@ -396,9 +403,8 @@ def load_ava_annotations(
         >>> ann.keyframes[0].second  # doctest: +SKIP
         904
     """
-    if mode not in _MODES:
-        raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
-    _check_positive_int("num_classes", num_classes)
+    check_mode(mode)
+    check_positive_int("num_classes", num_classes)
     files = dict(
         train_lists=train_lists,
         test_lists=test_lists,
@@ -443,34 +449,10 @@ def load_ava_annotations(
 # Spatial transforms (NumPy/OpenCV, uint8 frames, boxes in pixels), as PySlowFast's cv2 backend.
 
 
-def scale_short_side(frames, size):
-    """Resizes frames so that their short side is `size` (OpenCV bilinear, PySlowFast's rule).
-
-    The long side becomes `floor(long / short * size)`; frames whose short side already is
-    `size` are returned unchanged. Each frame is resized by `cv2.resize(INTER_LINEAR)` on its
-    uint8 pixels, as PySlowFast's OpenCV backend does.
-
-    Args:
-        frames: uint8 `(T, H, W, 3)` or `(H, W, 3)`.
-        size: target short side.
-
-    Returns:
-        uint8 frames of the new size.
-
-    Example:
-        >>> scale_short_side(np.zeros((2, 272, 640, 3), np.uint8), 128).shape
-        (2, 128, 301, 3)
-    """
-    frames = np.asarray(frames)
-    single = frames.ndim == 3
-    batch = frames[None] if single else frames
-    h, w = batch.shape[1:3]
-    new_h, new_w = short_side_scale_size(h, w, size)
-    if (new_h, new_w) != (h, w):
-        batch = np.stack(
-            [cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in batch]
-        )
-    return batch[0] if single else batch
+# Its former name: the same OpenCV bilinear resize of the uint8 frames.
+scale_short_side = deprecated_alias(
+    resize_short_side, "scale_short_side", "keras_slowfast.data.ava"
+)
 
 
 def _scale_boxes(boxes, height, width, size):
@@ -570,8 +552,7 @@ def ava_transform(
         >>> clip.shape, [round(float(v), 2) for v in b[0]]
         ((2, 128, 170, 3), [17.0, 25.6, 85.0, 115.2])
     """
-    if mode not in _MODES:
-        raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+    check_mode(mode)
     rng = np.random.default_rng() if rng is None else rng
     frames = np.asarray(frames)
     height, width = frames.shape[1:3]
@@ -583,7 +564,7 @@ def ava_transform(
         low, high = jitter_scales
         size = int(round(1.0 / rng.uniform(1.0 / high, 1.0 / low)))
         b = _scale_boxes(b, height, width, size)
-        frames = scale_short_side(frames, size)
+        frames = resize_short_side(frames, size)
         h, w = frames.shape[1:3]
         if (h, w) != (crop_size, crop_size):
             y = int(rng.integers(0, h - crop_size)) if h > crop_size else 0
@@ -595,7 +576,7 @@ def ava_transform(
             frames, b = _flip(frames, b)
     else:
         b = _scale_boxes(b, height, width, crop_size)
-        frames = scale_short_side(frames, crop_size)
+        frames = resize_short_side(frames, crop_size)
         if mode == "val":
             h, w = frames.shape[1:3]
             y = int(math.ceil((h - crop_size) / 2))
@@ -808,15 +789,14 @@ def ava_dataset(
         >>> ds = ava_dataset("ava", mode="train", batch_size=8)  # doctest: +SKIP
         >>> detector.fit(ds, epochs=1)  # doctest: +SKIP
     """
-    if on_error not in _ON_ERROR:
-        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}")
+    check_on_error(on_error)
     for name, value in (
         ("num_frames", num_frames),
         ("sampling_rate", sampling_rate),
         ("train_crop_size", train_crop_size),
         ("test_crop_size", test_crop_size),
     ):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     try:
         low, high = (int(s) for s in train_jitter_scales)
     except (TypeError, ValueError):
@@ -834,7 +814,7 @@ def ava_dataset(
         raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
     if batch_size is None:
         batch_size = 1 if mode == "test" else 8
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
 
     video_names = None
     if video_dir is not None:
@@ -890,7 +870,7 @@ def ava_dataset(
     most = max(len(k.boxes) for k in ann.keyframes)
     if max_boxes is None:
         max_boxes = most
-    _check_positive_int("max_boxes", max_boxes)
+    check_positive_int("max_boxes", max_boxes)
     if most > max_boxes:
         worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
         raise ValueError(
@@ -935,26 +915,30 @@ def ava_dataset(
     def load_batch(indices, seed_value):
         """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
         indices = [int(i) for i in indices if i >= 0]
-        if not _GATE.enter():
-            return _empty(len(indices))
-        try:
+
+        def decode():
             clips, boxes = [], []
-            for j, i in enumerate(indices):
-                clip, b = load_one(i, int(seed_value) + j)
-                clips.append(clip)
-                boxes.append(_pad(b, max_boxes))
-            ok = np.bool_(True)
-        except Exception as e:
-            k = keyframes[indices[0]]
-            where = source.describe(k.video_index)
-            _report(where, _as_read_error(where, e), on_error, counter)
+            try:
+                for j, i in enumerate(indices):
+                    clip, b = load_one(i, int(seed_value) + j)
+                    clips.append(clip)
+                    boxes.append(_pad(b, max_boxes))
+            except Exception as e:
+                k = keyframes[indices[0]]
+                where = source.describe(k.video_index)
+                report_failure(where, as_read_error(where, e), on_error, counter)
+                return None
+            return clips, boxes
+
+        decoded = DECODE_GATE.call(decode, lambda: None)
+        if decoded is None:
             return _empty(len(indices))
-        finally:
-            _GATE.leave()
+        clips, boxes = decoded
+        ok = np.bool_(True)
         if len({c.shape for c in clips}) != 1:
             where = source.describe(keyframes[indices[0]].video_index)
             error = video_lib.VideoReadError(where, "the frames of one video differ in size")
-            _report(where, error, on_error, counter)
+            report_failure(where, error, on_error, counter)
             return _empty(len(indices))
         labels = np.stack(
             [_pad(keyframes[i].labels.astype(np.float32), max_boxes) for i in indices]
@@ -1039,7 +1023,7 @@ def ava_dataset(
         num_parallel_calls=num_parallel_calls,
         deterministic=True if (seed is not None or mode != "train") else None,
     )
-    ds = ds.filter(_last_is_ok).map(_drop_last)
+    ds = ds.filter(last_is_ok).map(drop_last)
 
     def arrange(clip, boxes, labels, num, ori, vid, sec):
         inputs = {"clip": clip, "boxes": boxes}
@@ -1068,8 +1052,7 @@ def _video_names_from_boxes(data_dir, mode, annotation_dir, train_gt, train_pred
         path = os.path.join(ann_dir, name)
         if not os.path.isfile(path):
             raise ValueError(f"AVA file not found: {path!r}. Received: data_dir={data_dir!r}")
-        with open(path, encoding="utf-8", newline="") as f:
-            for row in csv.reader(f):
-                if row and row[0].strip() and row[0].strip() not in seen:
-                    seen.append(row[0].strip())
+        for _, row in csv_rows(path):
+            if row[0].strip() and row[0].strip() not in seen:
+                seen.append(row[0].strip())
     return seen

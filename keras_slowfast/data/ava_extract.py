@@ -25,13 +25,17 @@ import cv2
 import numpy as np
 
 from keras_slowfast.data import ava_video
+from keras_slowfast.data._loading import (
+    VIDEO_LIST_SUFFIXES,
+    check_on_error,
+    read_video_list_entries,
+)
+from keras_slowfast.data._video_io import check_fps, check_timeout
 from keras_slowfast.data.video import DecodeErrorCounter, VideoReadError
 
 __all__ = ["ExtractionResult", "extract_ava_frames", "read_video_paths"]
 
 FRAME_LIST_HEADER = "original_vido_id video_id frame_id path labels"
-_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
-_ON_ERROR = ("skip", "raise")
 _TEMP_MARK = ".partial-"
 
 
@@ -104,14 +108,10 @@ def read_video_paths(list_file):
     if not os.path.isfile(list_file):
         raise ValueError(f"No video list file at this path. Received: list_file={list_file!r}")
     base = os.path.dirname(os.path.abspath(list_file))
-    paths = []
-    with open(list_file, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            path = line.replace(",", " ").split()[0]
-            paths.append(path if os.path.isabs(path) else os.path.join(base, path))
+    paths = [
+        path if os.path.isabs(path) else os.path.join(base, path)
+        for path in read_video_list_entries(list_file)
+    ]
     if not paths:
         raise ValueError(f"The video list names no video. Received: list_file={list_file!r}")
     return paths
@@ -133,7 +133,7 @@ def _video_paths(videos):
                 f"`videos` must be a path or a list of paths. Received: videos={videos!r}"
             )
         v = os.fspath(v)
-        if v.lower().endswith(_LIST_SUFFIXES):
+        if v.lower().endswith(VIDEO_LIST_SUFFIXES):
             paths.extend(read_video_paths(v))
         else:
             paths.append(v)
@@ -275,8 +275,7 @@ def extract_ava_frames(
     """
     from keras_slowfast.progress import ProgressBar
 
-    if on_error not in _ON_ERROR:
-        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}")
+    check_on_error(on_error)
     if (
         isinstance(jpeg_quality, bool)
         or not isinstance(jpeg_quality, (int, np.integer))
@@ -296,8 +295,8 @@ def extract_ava_frames(
         raise ValueError(
             f"`split` must be a plain file name such as 'train'. Received: split={split!r}"
         )
-    ava_video._check_fps(fps)
-    ava_video._check_timeout(timeout)
+    check_fps(fps)
+    check_timeout(timeout)
     entries = _video_paths(videos)
     output_dir = os.fspath(output_dir)
     frames_dir = os.path.join(output_dir, "frames")

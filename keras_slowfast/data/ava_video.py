@@ -34,69 +34,26 @@ import time
 
 import numpy as np
 
-from keras_slowfast.data import video as _video
-from keras_slowfast.data.video import VideoReadError
+from keras_slowfast.data._video_io import (
+    DEFAULT_TIMEOUT_S,
+    FpsSlots,
+    VideoReadError,
+    check_fps,
+    check_timeout,
+    checked_pts,
+    decode_failure,
+    decoded_frames,
+    open_video,
+    seek,
+    stream_info,
+    to_rgb,
+)
 
 __all__ = ["count_frames_at_fps", "iter_frames_at_fps", "read_frames_at_fps"]
 
-_DEFAULT_TIMEOUT_S = 300.0
 # Wanted frames further than this from the start of the video are reached by
 # seeking to the keyframe before them rather than by decoding from the start.
 _SEEK_AFTER_S = 2.0
-
-
-def _check_fps(fps):
-    if isinstance(fps, bool) or not isinstance(fps, (int, float, fractions.Fraction, np.number)):
-        raise TypeError(f"`fps` must be a positive number. Received: fps={fps!r}")
-    if not math.isfinite(float(fps)) or fps <= 0:
-        raise ValueError(f"`fps` must be a positive number. Received: fps={fps!r}")
-    if isinstance(fps, (float, np.floating)):
-        # 29.97 -> 2997/100, the rate an `fps=29.97` option parses to.
-        return fractions.Fraction(str(float(fps)))
-    return fractions.Fraction(fps)
-
-
-def _check_timeout(timeout):
-    if timeout is None:
-        return math.inf
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(
-            f"`timeout` must be a positive number of seconds or None. Received: timeout={timeout!r}"
-        )
-    return float(timeout)
-
-
-def _round_half_away(x):
-    """Nearest integer of a Fraction, halves away from zero (FFmpeg's AV_ROUND_NEAR_INF)."""
-    n = math.floor(abs(x) + fractions.Fraction(1, 2))
-    return n if x >= 0 else -n
-
-
-class _Slots:
-    """Maps stream timestamps of one video to output slots at `fps`."""
-
-    def __init__(self, container, stream, fps):
-        self.time_base = fractions.Fraction(stream.time_base)
-        start = container.start_time  # AV_TIME_BASE (microsecond) units, or None
-        self.offset = (
-            0
-            if start is None
-            else _round_half_away(fractions.Fraction(start, 10**6) / self.time_base)
-        )
-        self.fps = fps
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        # Duration of a frame that carries none: one frame interval of the stream.
-        self.default_duration = (
-            max(1, _round_half_away(1 / (fractions.Fraction(rate) * self.time_base))) if rate else 1
-        )
-
-    def slot(self, pts):
-        return _round_half_away((pts - self.offset) * self.time_base * self.fps)
-
-    def end_slot(self, pts, duration):
-        if not duration or duration <= 0:
-            duration = self.default_duration
-        return self.slot(pts + duration)
 
 
 def _resample(decoded, slots, next_slot=None):
@@ -128,12 +85,12 @@ def _resample(decoded, slots, next_slot=None):
 
 def _checked_frames(path, container, stream, deadline):
     """Decoded frames as `(ordinal, frame)`, each with a timestamp."""
-    for ordinal, frame in enumerate(_video._frames(path, container, stream, deadline)):
-        _video._checked_pts(path, frame)
+    for ordinal, frame in enumerate(decoded_frames(path, container, stream, deadline)):
+        checked_pts(path, frame)
         yield ordinal, frame
 
 
-def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
+def count_frames_at_fps(video_path, fps=30, timeout=DEFAULT_TIMEOUT_S):
     """How many frames a video has when resampled to `fps`.
 
     One pass over the container's packets: the first frame is decoded (for
@@ -164,12 +121,12 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
     >>> count_frames_at_fps(video, fps=25)
     250
     """
-    fps = _check_fps(fps)
-    deadline = time.monotonic() + _check_timeout(timeout)
-    container, stream = _video._open(video_path, 1, deadline)
+    fps = check_fps(fps)
+    deadline = time.monotonic() + check_timeout(timeout)
+    container, stream = open_video(video_path, 1, deadline)
     try:
-        _video._stream_info(video_path, stream)
-        slots = _Slots(container, stream, fps)
+        stream_info(video_path, stream)
+        slots = FpsSlots(container, stream, fps)
         first = None
         end = None
         timestamps = True
@@ -190,11 +147,11 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
         except VideoReadError:
             raise
         except Exception as e:
-            raise _video._failure(video_path, "reading the video", e, deadline) from e
+            raise decode_failure(video_path, "reading the video", e, deadline) from e
         if timestamps:
             if first is None:
                 raise VideoReadError(video_path, "no decodable frame")
-            first_slot = slots.slot(_video._checked_pts(video_path, first))
+            first_slot = slots.slot(checked_pts(video_path, first))
     finally:
         container.close()
     if not timestamps:  # packets without timestamps: decode everything
@@ -204,10 +161,10 @@ def count_frames_at_fps(video_path, fps=30, timeout=_DEFAULT_TIMEOUT_S):
 
 def _iter_slots(video_path, fps, deadline, decode_threads):
     """Yields `(index, key, frame)` of every output frame; `key` identifies the decoded frame."""
-    container, stream = _video._open(video_path, decode_threads, deadline)
+    container, stream = open_video(video_path, decode_threads, deadline)
     try:
-        _video._stream_info(video_path, stream)
-        slots = _Slots(container, stream, fps)
+        stream_info(video_path, stream)
+        slots = FpsSlots(container, stream, fps)
         first_slot = None
         decoded = _checked_frames(video_path, container, stream, deadline)
         for slot, key, frame in _resample(decoded, slots):
@@ -252,14 +209,14 @@ def iter_frames_at_fps(video_path, fps=30, timeout=None, convert=None, decode_th
     >>> len(frames), frames[0].shape
     (300, (256, 340, 3))
     """
-    fps = _check_fps(fps)
-    deadline = time.monotonic() + _check_timeout(timeout)
+    fps = check_fps(fps)
+    deadline = time.monotonic() + check_timeout(timeout)
     convert = convert or (lambda x: x)
     last_key, last_value = None, None
     for index, key, frame in _iter_slots(video_path, fps, deadline, decode_threads):
         if key != last_key:
             try:
-                last_value = convert(_video._to_rgb(frame))
+                last_value = convert(to_rgb(frame))
             except Exception as e:
                 raise VideoReadError(video_path, f"frame conversion failed ({e})") from e
             last_key = key
@@ -314,7 +271,7 @@ def _collect(path, decoded, slots, next_slot, wanted_slots, monotonic):
             position = store.get(key)
             if position is None:
                 try:
-                    frames.append(_video._to_rgb(frame))
+                    frames.append(to_rgb(frame))
                 except Exception as e:
                     raise VideoReadError(path, f"colour conversion failed ({e})") from e
                 position = store[key] = len(frames) - 1
@@ -325,7 +282,7 @@ def _collect(path, decoded, slots, next_slot, wanted_slots, monotonic):
 
 
 def read_frames_at_fps(
-    video_path, frame_indices, fps=30, timeout=_DEFAULT_TIMEOUT_S, decode_threads=1
+    video_path, frame_indices, fps=30, timeout=DEFAULT_TIMEOUT_S, decode_threads=1
 ):
     """Decodes the frames at `frame_indices` of a video resampled to `fps`.
 
@@ -363,13 +320,13 @@ def read_frames_at_fps(
     >>> clip.shape
     (32, 256, 340, 3)
     """
-    fps = _check_fps(fps)
+    fps = check_fps(fps)
     indices = _check_indices(frame_indices)
-    deadline = time.monotonic() + _check_timeout(timeout)
-    container, stream = _video._open(video_path, decode_threads, deadline)
+    deadline = time.monotonic() + check_timeout(timeout)
+    container, stream = open_video(video_path, decode_threads, deadline)
     try:
-        _video._stream_info(video_path, stream)
-        slots = _Slots(container, stream, fps)
+        stream_info(video_path, stream)
+        slots = FpsSlots(container, stream, fps)
         decoded = _checked_frames(video_path, container, stream, deadline)
         first = next(decoded, None)
         if first is None:
@@ -382,7 +339,7 @@ def read_frames_at_fps(
         if fractions.Fraction(min(wanted) - first_slot) / fps > _SEEK_AFTER_S:
             result = _read_after_seek(video_path, container, stream, slots, wanted, deadline)
             if result is None:  # back to the start
-                _video._seek(video_path, container, stream, stream.start_time or 0, deadline)
+                seek(video_path, container, stream, stream.start_time or 0, deadline)
                 decoded = _checked_frames(video_path, container, stream, deadline)
                 result = _collect(video_path, decoded, slots, None, wanted, monotonic=False)
         else:
@@ -412,7 +369,7 @@ def _read_after_seek(path, container, stream, slots, wanted, deadline):
     # The frame of slot `lowest` starts no earlier than (lowest - 1/2) / fps; go a frame earlier.
     seconds = (fractions.Fraction(2 * lowest - 3, 2)) / slots.fps
     target = slots.offset + math.floor(seconds / slots.time_base)
-    _video._seek(path, container, stream, target, deadline)
+    seek(path, container, stream, target, deadline)
     decoded = _checked_frames(path, container, stream, deadline)
     first = next(decoded, None)
     if first is None or slots.slot(first[1].pts) > lowest:

@@ -6,73 +6,30 @@ jitter, crop, flip) as in PySlowFast; test mode yields every
 video once.
 """
 
-import atexit
 import os
-import threading
-import time
-import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.data import transforms
 from keras_slowfast.data import video as video_lib
+from keras_slowfast.data._loading import (
+    DECODE_GATE,
+    as_read_error,
+    check_mode,
+    check_on_error,
+    drop_last,
+    last_is_ok,
+    report_failure,
+)
 
-_MODES = ("train", "val", "test")
-_ON_ERROR = ("skip", "raise")
-
-
-class _DecodeGate:
-    """Lets Python decode calls from tf.data threads drain before the interpreter exits.
-
-    A tf.data iterator still alive at exit keeps calling its `numpy_function`s from
-    background threads; a call that is running, or starts, while Python finalises waits for
-    the GIL forever and the process never exits. At exit this gate makes new calls return a
-    placeholder at once (the pipeline's buffers then fill and its threads go idle) and waits
-    for the calls in flight, then for the pipeline to go quiet (no call for `quiet`
-    seconds), so that no call starts once the interpreter finalises; a loaded machine fills
-    the buffers slowly.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = 0
-        self._calls = 0
-        self.closing = False
-
-    def enter(self):
-        """Registers a decode call; False once closing (the caller must not decode)."""
-        with self._lock:
-            self._calls += 1
-            if self.closing:
-                return False
-            self._active += 1
-            return True
-
-    def leave(self):
-        with self._lock:
-            self._active -= 1
-
-    def drain(self, timeout=60.0, quiet=0.5):
-        with self._lock:
-            self.closing = True
-            calls = self._calls
-        if calls == 0:  # no pipeline ever decoded here
-            return
-        deadline = time.monotonic() + timeout
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline:
-            with self._lock:
-                active, now_calls = self._active, self._calls
-            if now_calls != calls:
-                calls, quiet_since = now_calls, time.monotonic()
-            if active == 0 and time.monotonic() - quiet_since >= quiet:
-                return
-            time.sleep(0.01)
+__all__ = [
+    "kinetics_dataset",
+    "read_video_list",
+]
 
 
-_GATE = _DecodeGate()
-atexit.register(_GATE.drain)
 # Seed used for validation clips when none is given, so that every
 # evaluation sees the same clips.
 _DEFAULT_VAL_SEED = 0
@@ -155,14 +112,13 @@ class ClipSettings:
         random_flip,
         on_error,
     ):
-        if mode not in _MODES:
-            raise ValueError(f"`mode` must be one of {_MODES}. Received: mode={mode!r}")
+        check_mode(mode)
         for name, value in (
             ("num_frames", num_frames),
             ("sampling_rate", sampling_rate),
             ("num_temporal_views", num_temporal_views),
         ):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         if num_spatial_crops not in (1, 3):
             raise ValueError(
                 "`num_spatial_crops` must be 1 or 3. "
@@ -176,7 +132,7 @@ class ClipSettings:
             raise ValueError(f"`target_fps` must be positive. Received: target_fps={target_fps!r}")
         if crop_size is None:
             crop_size = 256 if mode == "test" else 224
-        _check_positive_int("crop_size", crop_size)
+        check_positive_int("crop_size", crop_size)
         try:
             min_scale, max_scale = (int(s) for s in jitter_scales)
         except (TypeError, ValueError):
@@ -191,11 +147,8 @@ class ClipSettings:
             )
         if batch_size is None:
             batch_size = 8 if mode == "test" else 64
-        _check_positive_int("batch_size", batch_size)
-        if on_error not in _ON_ERROR:
-            raise ValueError(
-                f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}"
-            )
+        check_positive_int("batch_size", batch_size)
+        check_on_error(on_error)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
         self.mode = mode
@@ -238,11 +191,6 @@ class ClipSettings:
         return self.seed
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-
-
 def cut_test_views(frames, table, label, video_index, settings):
     """Dataset of the test views of one video: `(clip, label, video_index, view_index)`.
 
@@ -266,15 +214,6 @@ def cut_test_views(frames, table, label, video_index, settings):
 def finish(ds, settings):
     ds = ds.batch(settings.batch_size, drop_remainder=settings.drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
-
-
-def _report(path, error, on_error, counter):
-    """Raises `error` (`on_error="raise"`) or counts it and warns (`"skip"`)."""
-    if on_error == "raise":
-        raise error
-    reason = error.reason if isinstance(error, video_lib.VideoReadError) else str(error)
-    counter.record(path, reason)
-    warnings.warn(f"Skipping video {path!r}: {reason}", RuntimeWarning, stacklevel=2)
 
 
 def kinetics_dataset(
@@ -388,9 +327,7 @@ def kinetics_dataset(
         )
     paths, labels = read_video_list(list_file, path_prefix)
     if on_error == "raise":
-        missing = [
-            p for p in paths if not video_lib.is_stream_url(p) and not os.path.exists(p)
-        ]
+        missing = [p for p in paths if not video_lib.is_stream_url(p) and not os.path.exists(p)]
         if missing:
             raise ValueError(
                 f"{len(missing)} listed video file(s) not found, e.g. {missing[:3]!r}. "
@@ -401,12 +338,10 @@ def kinetics_dataset(
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
-        if not _GATE.enter():
+        def placeholder():
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(True)
-        try:
-            return _load_clip(path, seed_value)
-        finally:
-            _GATE.leave()
+
+        return DECODE_GATE.call(_load_clip, placeholder, path, seed_value)
 
     def _load_clip(path, seed_value):
         path = os.fsdecode(path)
@@ -427,20 +362,18 @@ def kinetics_dataset(
             )
             return clip, np.bool_(True)
         except Exception as e:
-            _report(path, _as_read_error(path, e), s.on_error, counter)
+            report_failure(path, as_read_error(path, e), s.on_error, counter)
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
 
     def load_views(path):
-        if not _GATE.enter():
+        def placeholder():
             return (
                 np.zeros((1, C, C, 3), np.uint8),
                 np.zeros((s.num_temporal_views, T), np.int32),
                 np.bool_(True),
             )
-        try:
-            return _load_views(path)
-        finally:
-            _GATE.leave()
+
+        return DECODE_GATE.call(_load_views, placeholder, path)
 
     def _load_views(path):
         path = os.fsdecode(path)
@@ -459,7 +392,7 @@ def kinetics_dataset(
                 raise video_lib.VideoReadError(path, f"frames are smaller than crop_size={C}")
             return frames, table, np.bool_(True)
         except Exception as e:
-            _report(path, _as_read_error(path, e), s.on_error, counter)
+            report_failure(path, as_read_error(path, e), s.on_error, counter)
             return (
                 np.zeros((1, C, C, 3), np.uint8),
                 np.zeros((s.num_temporal_views, T), np.int32),
@@ -483,7 +416,7 @@ def kinetics_dataset(
             return frames, table, label, video_index, ok
 
         ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
-        ds = ds.filter(_last_is_ok)
+        ds = ds.filter(last_is_ok)
         ds = ds.flat_map(
             lambda frames, table, lab, vid, ok: cut_test_views(frames, table, lab, vid, s)
         )
@@ -498,23 +431,7 @@ def kinetics_dataset(
 
         ds = tf.data.Dataset.zip((ds, s.element_seeds()))
         ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
-        ds = ds.filter(_last_is_ok).map(_drop_last)
+        ds = ds.filter(last_is_ok).map(drop_last)
     ds = finish(ds, s)
     ds.error_counter = counter
     return ds
-
-
-def _last_is_ok(*element):
-    return element[-1]
-
-
-def _drop_last(*element):
-    return element[:-1]
-
-
-def _as_read_error(path, error):
-    if isinstance(error, video_lib.VideoReadError):
-        return error
-    wrapped = video_lib.VideoReadError(path, f"{type(error).__name__}: {error}")
-    wrapped.__cause__ = error
-    return wrapped

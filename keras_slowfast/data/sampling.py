@@ -11,7 +11,17 @@ import math
 
 import numpy as np
 
-from keras_slowfast.frame_indices import slow_pathway_indices, torch_linspace  # noqa: F401
+from keras_slowfast.frame_indices import slow_pathway_indices, torch_linspace
+
+__all__ = [
+    "VideoInfo",
+    "frame_indices_from_timestamps",
+    "segment_indices",
+    "slow_pathway_indices",
+    "start_end_index",
+    "temporal_sample_indices",
+    "torch_linspace",
+]
 
 # PySlowFast seeks this many timestamp ticks before the first wanted frame,
 # because container seeking is imprecise.
@@ -55,8 +65,6 @@ class VideoInfo:
         return self.duration is not None and self.duration > 0 and self.header_frames > 0
 
 
-
-
 def temporal_sample_indices(start, end, num_samples, num_frames):
     """Indices of `num_samples` frames spread over `[start, end]`.
 
@@ -83,8 +91,6 @@ def temporal_sample_indices(start, end, num_samples, num_frames):
     values = torch_linspace(start, end, num_samples)
     values = np.clip(values, np.float32(0), np.float32(num_frames - 1))
     return np.trunc(values).astype(np.int64)
-
-
 
 
 _SEGMENT_MODES = ("train", "val", "test")

@@ -20,8 +20,17 @@ import numpy as np
 import tensorflow as tf
 
 from keras_slowfast import atomic
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.data import kinetics, sampling, transforms
 from keras_slowfast.data import video as video_lib
+from keras_slowfast.data._loading import as_read_error, check_on_error, report_failure
+
+__all__ = [
+    "frame_indices_from_timestamps_tf",
+    "frame_tfrecord_dataset",
+    "torch_linspace_tf",
+    "write_frame_tfrecords",
+]
 
 # Context features.
 PATH_KEY = "clip/data_path"
@@ -211,9 +220,9 @@ def write_frame_tfrecords(
     ...                       short_side=320, task_index=3, num_tasks=8)  # doctest: +SKIP
     """
     paths, labels = kinetics.read_video_list(list_file, path_prefix)
-    kinetics._check_positive_int("num_shards", num_shards)
-    kinetics._check_positive_int("num_workers", num_workers)
-    kinetics._check_positive_int("num_tasks", num_tasks)
+    check_positive_int("num_shards", num_shards)
+    check_positive_int("num_workers", num_workers)
+    check_positive_int("num_tasks", num_tasks)
     if (
         isinstance(task_index, bool)
         or not isinstance(task_index, (int, np.integer))
@@ -224,17 +233,14 @@ def write_frame_tfrecords(
             f"Received: task_index={task_index!r}"
         )
     if short_side is not None:
-        kinetics._check_positive_int("short_side", short_side)
+        check_positive_int("short_side", short_side)
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int):
         raise ValueError(f"`jpeg_quality` must be an int. Received: jpeg_quality={jpeg_quality!r}")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(
             f"`jpeg_quality` must be in [1, 100]. Received: jpeg_quality={jpeg_quality}"
         )
-    if on_error not in kinetics._ON_ERROR:
-        raise ValueError(
-            f"`on_error` must be one of {kinetics._ON_ERROR}. Received: on_error={on_error!r}"
-        )
+    check_on_error(on_error)
     counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
     prefix = os.fspath(output_prefix)
     folder = os.path.dirname(prefix)
@@ -268,7 +274,7 @@ def write_frame_tfrecords(
         try:
             return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
         except Exception as e:
-            kinetics._report(paths[i], kinetics._as_read_error(paths[i], e), on_error, counter)
+            report_failure(paths[i], as_read_error(paths[i], e), on_error, counter)
             return None
 
     state = {"shard": None, "writer": None, "written": [], "skipped": []}
@@ -590,7 +596,7 @@ def frame_tfrecord_dataset(
         random_flip=random_flip,
         on_error=on_error,
     )
-    kinetics._check_positive_int("shuffle_buffer", shuffle_buffer)
+    check_positive_int("shuffle_buffer", shuffle_buffer)
     files = _match_files(file_pattern)
     T, C = s.num_frames, s.crop_size
 

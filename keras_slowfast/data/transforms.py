@@ -17,6 +17,15 @@ import math
 import numpy as np
 import tensorflow as tf
 
+__all__ = [
+    "KINETICS_MEAN",
+    "KINETICS_STD",
+    "normalize",
+    "resize_short_side",
+    "short_side_scale_size",
+    "uniform_crop_offset",
+]
+
 # PySlowFast's Kinetics normalisation (DATA.MEAN / DATA.STD), in [0, 1] units.
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)

@@ -6,158 +6,46 @@ frames that end up in a clip are converted to RGB. In test mode one pass over
 the video serves every temporal view.
 """
 
-import fractions
 import math
-import os
-import re
 import threading
 import time
 
 import numpy as np
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.data import sampling
+from keras_slowfast.data._video_io import (
+    DEFAULT_TIMEOUT_S,
+    VideoReadError,
+    checked_pts,
+    decoded_frames,
+    is_stream_url,
+    open_video,
+    seek,
+    stream_info,
+    to_rgb,
+)
 from keras_slowfast.data.sampling import VideoInfo
+
+__all__ = [
+    "DecodeErrorCounter",
+    "VideoInfo",
+    "VideoReadError",
+    "clip_frame_indices",
+    "decode_all_frames",
+    "decode_timestamps",
+    "is_stream_url",
+    "probe_video",
+    "read_clip",
+    "read_test_views",
+]
 
 # Views further apart than this many frames are reached by seeking instead of
 # decoding through the gap (longer than the usual 250-frame keyframe interval).
 _SEEK_GAP_FRAMES = 300
-_DEFAULT_TIMEOUT_S = 300.0
 
 
-class VideoReadError(ValueError):
-    """A video file that cannot be opened or decoded.
-
-    Raised too when a reader's `timeout` passes (the reason then says "timed
-    out"): the deadline is checked between packets, and each blocking FFmpeg
-    call (opening, probing, a packet read, the reads of a seek, on a local file
-    or a stream URL) is interrupted once the time left at opening has passed
-    without it returning. A stalled source therefore fails at most about
-    `2 * timeout` after the call began, and at `timeout` when it stalls early.
-
-    Attributes:
-        path: the file.
-        reason: what went wrong.
-
-    Example:
-
-    >>> try:
-    ...     read_clip("missing.mp4", num_frames=8, sampling_rate=8)
-    ... except VideoReadError as e:
-    ...     print(e.path)
-    missing.mp4
-    """
-
-    def __init__(self, path, reason):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(
-            f"Cannot read video {self.path!r}: {reason}. Received: video_path={path!r}"
-        )
-
-
-def _import_av():
-    import av
-
-    return av
-
-
-# `scheme://...` names a stream FFmpeg opens itself (http://, https://, rtsp://, ...).
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
-
-
-def is_stream_url(path):
-    """Whether `path` is a stream URL (`scheme://...`) rather than a local file.
-
-    Example:
-
-    >>> is_stream_url("http://127.0.0.1:8000/a.mp4"), is_stream_url("videos/a.mp4")
-    (True, False)
-    """
-    return isinstance(path, str) and bool(_URL.match(path))
-
-
-def _timed_out(deadline, error=None):
-    """Whether a failure is the deadline's doing.
-
-    Every FFmpeg wait is interrupted no earlier than the deadline (see `_open`),
-    so a failure seen after it, or FFmpeg's "immediate exit requested", is a timeout.
-    """
-    exit_error = getattr(_import_av().error, "ExitError", ())
-    return time.monotonic() > deadline or (error is not None and isinstance(error, exit_error))
-
-
-def _failure(path, what, error, deadline):
-    """The `VideoReadError` for an FFmpeg failure: a timeout when past the deadline."""
-    if isinstance(error, VideoReadError):
-        return error
-    if _timed_out(deadline, error):
-        return VideoReadError(path, f"{what} timed out ({error})")
-    return VideoReadError(path, f"{what} failed ({error})")
-
-
-def _open(path, decode_threads, deadline=math.inf):
-    """Opens a video file or stream URL; every blocking FFmpeg call ends by `deadline`.
-
-    With a finite deadline, FFmpeg's interrupt callback aborts opening, probing
-    and each packet read once the time left at opening has passed without the
-    call returning (PyAV's `timeout`), and protocol reads and seeks give up
-    after as long without data (`rw_timeout`). The deadline itself is checked
-    between packets, so a stalled source fails at the deadline and a source
-    that stalls late fails at most the time left at opening after its last packet.
-    """
-    if not is_stream_url(path):
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise VideoReadError(path, "file not found")
-        if not os.path.isfile(path):
-            raise VideoReadError(path, "not a regular file")
-        if os.path.getsize(path) == 0:
-            raise VideoReadError(path, "file is empty")
-    av = _import_av()
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise VideoReadError(path, "opening timed out (no time left)")
-    kwargs = {}
-    if math.isfinite(remaining):
-        kwargs["timeout"] = (remaining, remaining)
-        if is_stream_url(path):
-            kwargs["container_options"] = {"rw_timeout": str(max(1, int(remaining * 1e6)))}
-    try:
-        container = av.open(path, **kwargs)
-    except Exception as e:  # PyAV raises a variety of FFmpeg and OS errors.
-        if _timed_out(deadline, e):
-            raise VideoReadError(path, f"opening timed out ({e})") from e
-        raise VideoReadError(path, f"not a readable media file ({e})") from e
-    try:
-        if not container.streams.video:
-            raise VideoReadError(path, "no video stream")
-        stream = container.streams.video[0]
-        if stream.codec_context is None:  # e.g. an unknown or damaged codec description
-            raise VideoReadError(path, "no decoder for the video stream")
-        stream.thread_type = "AUTO" if decode_threads != 1 else "SLICE"
-        stream.thread_count = int(decode_threads)
-    except BaseException:
-        container.close()
-        raise
-    return container, stream
-
-
-def _stream_info(path, stream):
-    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    if not rate or float(rate) <= 0:
-        raise VideoReadError(path, "the video stream has no frame rate")
-    ctx = stream.codec_context
-    return VideoInfo(
-        fps=float(rate),
-        frame_rate=fractions.Fraction(rate),
-        header_frames=int(stream.frames or 0),
-        duration=None if stream.duration is None else int(stream.duration),
-        height=int(ctx.height or 0),
-        width=int(ctx.width or 0),
-    )
-
-
-def probe_video(video_path, timeout=_DEFAULT_TIMEOUT_S):
+def probe_video(video_path, timeout=DEFAULT_TIMEOUT_S):
     """Reads the stream header of a video (no decoding).
 
     Args:
@@ -174,42 +62,18 @@ def probe_video(video_path, timeout=_DEFAULT_TIMEOUT_S):
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> info = probe_video(video)
     >>> info.fps, info.header_frames
     (30.0, 300)
     """
-    container, stream = _open(video_path, 1, time.monotonic() + timeout)
+    container, stream = open_video(video_path, 1, time.monotonic() + timeout)
     try:
-        return _stream_info(video_path, stream)
+        return stream_info(video_path, stream)
     finally:
         container.close()
-
-
-def _frames(path, container, stream, deadline):
-    """Decoded frames in output order; bounded by EOF and a wall-clock deadline."""
-    try:
-        for packet in container.demux(stream):
-            if time.monotonic() > deadline:
-                raise VideoReadError(path, "decoding timed out")
-            yield from packet.decode()
-    except VideoReadError:
-        raise
-    except Exception as e:
-        raise _failure(path, "decoding", e, deadline) from e
-    if time.monotonic() > deadline:
-        # An interrupted read can end the stream early instead of failing.
-        raise VideoReadError(path, "decoding timed out")
-
-
-def _seek(path, container, stream, pts, deadline=math.inf):
-    if time.monotonic() > deadline:
-        raise VideoReadError(path, "decoding timed out")
-    try:
-        container.seek(int(pts), any_frame=False, backward=True, stream=stream)
-    except Exception as e:
-        raise _failure(path, f"seeking to timestamp {pts}", e, deadline) from e
 
 
 def _group_plans(plans, info):
@@ -234,7 +98,7 @@ def _collect_windows(path, container, stream, plans, info, deadline, on_segment)
     """
     ordinal = 0
     for group in _group_plans(sorted(plans, key=lambda p: p.start_pts), info):
-        _seek(path, container, stream, group[0].seek_pts, deadline)
+        seek(path, container, stream, group[0].seek_pts, deadline)
         segments = {id(p): {} for p in group}
         open_plans = list(group)
 
@@ -242,8 +106,8 @@ def _collect_windows(path, container, stream, plans, info, deadline, on_segment)
             segment = segments.pop(id(plan))
             on_segment(plan, [segment[p] for p in sorted(segment)])
 
-        for frame in _frames(path, container, stream, deadline):
-            pts = _checked_pts(path, frame)
+        for frame in decoded_frames(path, container, stream, deadline):
+            pts = checked_pts(path, frame)
             key = ordinal
             ordinal += 1
             still_open = []
@@ -275,7 +139,7 @@ class _FrameStore:
         position = self._position.get(key)
         if position is None:
             try:
-                converted = self._convert(_to_rgb(frame))
+                converted = self._convert(to_rgb(frame))
             except Exception as e:
                 raise VideoReadError(self._path, f"colour conversion failed ({e})") from e
             position = self._position[key] = len(self.frames)
@@ -284,14 +148,8 @@ class _FrameStore:
 
 
 def _decode_all_timestamps(path, container, stream, deadline):
-    _seek(path, container, stream, 0, deadline)
-    return [_checked_pts(path, f) for f in _frames(path, container, stream, deadline)]
-
-
-def _checked_pts(path, frame):
-    if frame.pts is None:
-        raise VideoReadError(path, "a decoded frame has no timestamp")
-    return frame.pts
+    seek(path, container, stream, 0, deadline)
+    return [checked_pts(path, f) for f in decoded_frames(path, container, stream, deadline)]
 
 
 def _frames_at(path, container, stream, ordinals, deadline):
@@ -299,8 +157,8 @@ def _frames_at(path, container, stream, ordinals, deadline):
     wanted = set(int(o) for o in ordinals)
     last = max(wanted)
     found = {}
-    _seek(path, container, stream, 0, deadline)
-    for ordinal, frame in enumerate(_frames(path, container, stream, deadline)):
+    seek(path, container, stream, 0, deadline)
+    for ordinal, frame in enumerate(decoded_frames(path, container, stream, deadline)):
         if ordinal in wanted:
             found[ordinal] = frame
         if ordinal >= last:
@@ -308,32 +166,6 @@ def _frames_at(path, container, stream, ordinals, deadline):
     if len(found) != len(wanted):
         raise VideoReadError(path, "the second decoding pass returned fewer frames")
     return found
-
-
-_local = threading.local()
-
-
-def _to_rgb(frame):
-    # One colour converter per thread: PyAV otherwise builds a new swscale
-    # context (and, in recent versions, a scaling thread pool) for every frame,
-    # which costs more than the conversion itself. The conversion is the same
-    # `rgb24` one as `frame.to_ndarray(format="rgb24")`.
-    reformatter = getattr(_local, "reformatter", None)
-    if reformatter is None:
-        from av.video.reformatter import VideoReformatter
-
-        reformatter = VideoReformatter()
-        try:
-            rgb = reformatter.reformat(frame, format="rgb24", threads=1)
-            kwargs = {"threads": 1}
-        except TypeError:  # PyAV without the `threads` argument.
-            rgb = reformatter.reformat(frame, format="rgb24")
-            kwargs = {}
-        # Cached only once a conversion succeeded, so a failure leaves no half-set state.
-        _local.kwargs = kwargs
-        _local.reformatter = reformatter
-        return rgb.to_ndarray()
-    return reformatter.reformat(frame, format="rgb24", **_local.kwargs).to_ndarray()
 
 
 def _read_clips(
@@ -355,9 +187,9 @@ def _read_clips(
     into them.
     """
     deadline = time.monotonic() + timeout
-    container, stream = _open(path, decode_threads, deadline)
+    container, stream = open_video(path, decode_threads, deadline)
     try:
-        info = _stream_info(path, stream)
+        info = stream_info(path, stream)
         plans = [
             sampling.plan_clip(info, num_frames, sampling_rate, v, num_views, target_fps, rng)
             for v in view_indices
@@ -411,13 +243,9 @@ def _read_clips(
 
 
 def _check_clip_args(num_frames, sampling_rate, num_views, target_fps):
-    for name, value in (
-        ("num_frames", num_frames),
-        ("sampling_rate", sampling_rate),
-        ("num_views", num_views),
-    ):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    check_positive_int("num_frames", num_frames)
+    check_positive_int("sampling_rate", sampling_rate)
+    check_positive_int("num_views", num_views)
     if not target_fps or target_fps <= 0:
         raise ValueError(f"`target_fps` must be positive. Received: target_fps={target_fps!r}")
 
@@ -431,7 +259,7 @@ def read_clip(
     target_fps=30,
     rng=None,
     decode_threads=1,
-    timeout=_DEFAULT_TIMEOUT_S,
+    timeout=DEFAULT_TIMEOUT_S,
 ):
     """Decodes one clip as PySlowFast's PyAV path would (no spatial transform).
 
@@ -458,6 +286,7 @@ def read_clip(
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> clip = read_clip(video, num_frames=32, sampling_rate=2, view_index=0)
@@ -492,7 +321,7 @@ def read_test_views(
     target_fps=30,
     convert=None,
     decode_threads=1,
-    timeout=_DEFAULT_TIMEOUT_S,
+    timeout=DEFAULT_TIMEOUT_S,
 ):
     """Decodes every uniform test view of a video in a single pass.
 
@@ -519,6 +348,7 @@ def read_test_views(
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> frames, table = read_test_views(video, 32, 2)
@@ -541,7 +371,7 @@ def read_test_views(
     return frames, table
 
 
-def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, decode_threads=1):
+def decode_all_frames(video_path, convert=None, timeout=DEFAULT_TIMEOUT_S, decode_threads=1):
     """Decodes every frame of a video, in decoder output order.
 
     Args:
@@ -558,6 +388,7 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> info, pts, frames = decode_all_frames(video)
@@ -566,13 +397,13 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
     """
     convert = convert or (lambda x: x)
     deadline = time.monotonic() + timeout
-    container, stream = _open(video_path, decode_threads, deadline)
+    container, stream = open_video(video_path, decode_threads, deadline)
     try:
-        info = _stream_info(video_path, stream)
+        info = stream_info(video_path, stream)
         pts, frames = [], []
-        for frame in _frames(video_path, container, stream, deadline):
-            pts.append(_checked_pts(video_path, frame))
-            frames.append(convert(_to_rgb(frame)))
+        for frame in decoded_frames(video_path, container, stream, deadline):
+            pts.append(checked_pts(video_path, frame))
+            frames.append(convert(to_rgb(frame)))
     finally:
         container.close()
     if not pts:
@@ -580,7 +411,7 @@ def decode_all_frames(video_path, convert=None, timeout=_DEFAULT_TIMEOUT_S, deco
     return info, pts, frames
 
 
-def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
+def decode_timestamps(video_path, timeout=DEFAULT_TIMEOUT_S):
     """Decodes a whole video stream and returns its header info and frame timestamps.
 
     Args:
@@ -594,6 +425,7 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> info, pts = decode_timestamps(video)
@@ -601,11 +433,12 @@ def decode_timestamps(video_path, timeout=_DEFAULT_TIMEOUT_S):
     300
     """
     deadline = time.monotonic() + timeout
-    container, stream = _open(video_path, 1, deadline)
+    container, stream = open_video(video_path, 1, deadline)
     try:
-        info = _stream_info(video_path, stream)
+        info = stream_info(video_path, stream)
         pts = [
-            _checked_pts(video_path, f) for f in _frames(video_path, container, stream, deadline)
+            checked_pts(video_path, f)
+            for f in decoded_frames(video_path, container, stream, deadline)
         ]
     finally:
         container.close()
@@ -635,6 +468,7 @@ def clip_frame_indices(video_path, num_frames, sampling_rate, view, num_views=10
 
     Example:
 
+    >>> import os
     >>> video = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data",
     ...                      "sample.mp4")  # the repository's 10 s, 30 fps, 340x256 video
     >>> clip_frame_indices(video, num_frames=8, sampling_rate=8, view=0)

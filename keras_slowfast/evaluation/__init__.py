@@ -9,7 +9,10 @@ from keras_slowfast.evaluation.ava import (
     read_csv,
     read_exclusions,
     read_labelmap,
-    write_detections_csv,
+    write_csv,
+)
+from keras_slowfast.evaluation.ava import (
+    write_detections_csv as write_detections_csv,  # deprecated: use write_csv
 )
 from keras_slowfast.evaluation.ava_detector import (
     AVADetectorEvaluation,
@@ -37,5 +40,5 @@ __all__ = [
     "read_exclusions",
     "read_labelmap",
     "topk_accuracy",
-    "write_detections_csv",
+    "write_csv",
 ]

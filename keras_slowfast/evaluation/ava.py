@@ -22,7 +22,6 @@ kept here in the CSV order ``x1, y1, x2, y2``.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
@@ -31,6 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from keras_slowfast._ava_csv import csv_rows, is_blank
+from keras_slowfast._deprecation import deprecated_alias
 
 __all__ = [
     "AVABoxes",
@@ -41,7 +43,7 @@ __all__ = [
     "read_csv",
     "read_exclusions",
     "read_labelmap",
-    "write_detections_csv",
+    "write_csv",
 ]
 
 _MAP_KEY = "PascalBoxes_Precision/mAP@{}IOU"
@@ -192,17 +194,17 @@ def _check_whitelist(class_whitelist):
     return ids
 
 
-def _group_rows(rows, class_whitelist, load_score, source):
-    """Groups AVA rows by image key, keeping the order of first appearance."""
+def _group_rows(numbered_rows, class_whitelist, load_score, source):
+    """Groups `(row number, row)` AVA rows by image key, keeping the order of first appearance."""
     boxes, labels, scores = {}, {}, {}
-    for line_no, row in enumerate(rows, start=1):
+    for line_no, row in numbered_rows:
         if isinstance(row, str) or not isinstance(row, Sequence | np.ndarray):
             raise TypeError(
                 f"Each AVA row must be a sequence of fields ({source}, row {line_no}). "
                 f"Received: row={_fmt(row)}"
             )
         row = list(row)
-        if not row or (len(row) == 1 and str(row[0]).strip() == ""):
+        if is_blank(row):
             continue
         if len(row) not in (7, 8):
             raise ValueError(
@@ -263,10 +265,9 @@ def read_csv(path, class_whitelist=None, load_score=False):
     if _is_pathlike(path):
         if not os.path.isfile(path):
             raise ValueError(f"`path` must be an existing CSV file. Received: path={_fmt(path)}")
-        with open(path, newline="", encoding="utf-8") as f:
-            return _group_rows(csv.reader(f), whitelist, load_score, os.fspath(path))
+        return _group_rows(csv_rows(path), whitelist, load_score, os.fspath(path))
     if isinstance(path, io.IOBase) or hasattr(path, "read"):
-        return _group_rows(csv.reader(path), whitelist, load_score, "file")
+        return _group_rows(csv_rows(path), whitelist, load_score, "file")
     raise TypeError(f"`path` must be a path or an open text file. Received: path={_fmt(path)}")
 
 
@@ -289,23 +290,17 @@ def read_exclusions(path):
     if _is_pathlike(path):
         if not os.path.isfile(path):
             raise ValueError(f"`path` must be an existing CSV file. Received: path={_fmt(path)}")
-        with open(path, newline="", encoding="utf-8") as f:
-            return _exclusions_from_rows(csv.reader(f))
+        return _exclusions_from_rows(csv_rows(path))
     if hasattr(path, "read"):
-        return _exclusions_from_rows(csv.reader(path))
+        return _exclusions_from_rows(csv_rows(path))
     raise TypeError(
         f"`path` must be a path, an open text file or None. Received: path={_fmt(path)}"
     )
 
 
-def _exclusions_from_rows(rows):
+def _exclusions_from_rows(numbered_rows):
     excluded = set()
-    for row in rows:
-        if isinstance(row, str):
-            row = row.split(",")
-        row = list(row)
-        if not row or (len(row) == 1 and str(row[0]).strip() == ""):
-            continue
+    for _, row in numbered_rows:
         if len(row) != 2:
             raise ValueError(
                 f"Excluded timestamps have 2 columns: video, second. Received: row={_fmt(row)}"
@@ -359,7 +354,7 @@ def _as_boxes(data, name, class_whitelist, load_score):
             out.scores[image_key] = s
         return out
     if isinstance(data, Iterable) and not isinstance(data, str | bytes | Mapping):
-        return _group_rows(data, class_whitelist, load_score, name)
+        return _group_rows(enumerate(data, start=1), class_whitelist, load_score, name)
     raise TypeError(
         f"`{name}` must be a CSV path, a list of AVA rows or a tuple of (boxes, labels, "
         f"scores) dicts keyed by 'video,second'. Received: {name}={_fmt(data)}"
@@ -649,8 +644,8 @@ def detections_from_predictions(video_ids, seconds, boxes, scores, class_ids=Non
     return rows
 
 
-def write_detections_csv(rows, path):
-    """Writes detection rows in the official AVA CSV format.
+def write_csv(rows, path):
+    """Writes detection rows in the official AVA CSV format (what `read_csv` reads).
 
     Boxes are written with 3 decimals, scores with 4, seconds zero-padded to 4 digits, as
     PySlowFast writes its detection files.
@@ -663,7 +658,7 @@ def write_detections_csv(rows, path):
     Example:
         >>> import io
         >>> out = io.StringIO()
-        >>> write_detections_csv([("v", 902, 0.1, 0.2, 0.5, 0.9, 12, 0.75)], out)
+        >>> write_csv([("v", 902, 0.1, 0.2, 0.5, 0.9, 12, 0.75)], out)
         >>> out.getvalue()
         'v,0902,0.100,0.200,0.500,0.900,12,0.7500\\n'
     """
@@ -686,3 +681,10 @@ def write_detections_csv(rows, path):
         path.writelines(lines)
     else:
         raise TypeError(f"`path` must be a path or an open text file. Received: path={_fmt(path)}")
+
+
+# Its former name, which `keras_slowfast.detect.write_detections_csv` also has (with other
+# arguments and number formats).
+write_detections_csv = deprecated_alias(
+    write_csv, "write_detections_csv", "keras_slowfast.evaluation.ava"
+)

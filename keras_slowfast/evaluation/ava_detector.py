@@ -240,7 +240,7 @@ def evaluate_ava_detector(
     )
     if output_dir is not None:
         text = io.StringIO()
-        ava_eval.write_detections_csv(rows, text)
+        ava_eval.write_csv(rows, text)
         write_text_atomically(os.path.join(output_dir, "detections.csv"), text.getvalue())
         write_text_atomically(
             os.path.join(output_dir, "metrics.json"), json.dumps(_json_safe(metrics), indent=2)

@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_slowfast._checks import check_positive_int
+
 __all__ = ["MultiViewAggregator", "MultiViewResult", "topk_accuracy"]
 
 _ENSEMBLE_METHODS = ("sum", "max")
@@ -166,13 +168,8 @@ class MultiViewAggregator:
         from_logits=False,
         on_mismatch="warn",
     ):
-        for name, value in (("num_views", num_views), ("num_videos", num_videos)):
-            if value is not None and (
-                not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1
-            ):
-                raise ValueError(
-                    f"`{name}` must be a positive integer or None. Received: {name}={value!r}"
-                )
+        check_positive_int("num_views", num_views, allow_none=True)
+        check_positive_int("num_videos", num_videos, allow_none=True)
         if ensemble_method not in _ENSEMBLE_METHODS:
             raise ValueError(
                 f"`ensemble_method` must be one of {_ENSEMBLE_METHODS}. "

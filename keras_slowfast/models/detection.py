@@ -2,21 +2,23 @@
 
 import keras
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import MaskPaddedBoxes, NormalizedBoxesToPixels, TemporalMean
 from keras_slowfast.models.roi_align import RoIAlign
 from keras_slowfast.models.slowfast import (
     HEAD_DTYPE,
     Backbone,
-    _check_input_shape,
-    _error,
     backbone_features,
     check_dtype,
     check_head_arguments,
+    check_input_shape,
     dtype_policy_scope,
     load_keras_weights,
     pathway_inputs,
 )
+
+__all__ = ["DETECTOR_BACKBONE", "SlowFastDetector"]
 
 #: The detector's default backbone: PySlowFast's AVA settings on the 8x8 R50, res5 at
 #: spatial stride 1 with dilation 2 (features at stride 16 for the RoI head).
@@ -88,16 +90,10 @@ def SlowFastDetector(
     spec = Backbone.from_settings(backbone, backbone_settings, default=DETECTOR_BACKBONE)
     cfg = spec.resolved()
     check_head_arguments(classes, dropout_rate)
-    if not isinstance(roi_resolution, int) or roi_resolution < 1:
-        raise _error("`roi_resolution` must be a positive integer.", roi_resolution=roi_resolution)
-    if not isinstance(spatial_scale_factor, int) or spatial_scale_factor < 1:
-        raise _error(
-            "`spatial_scale_factor` must be a positive integer.",
-            spatial_scale_factor=spatial_scale_factor,
-        )
-    if max_boxes is not None and (not isinstance(max_boxes, int) or max_boxes < 1):
-        raise _error("`max_boxes` must be a positive integer or None.", max_boxes=max_boxes)
-    input_shape = _check_input_shape(input_shape, spec.num_frames)
+    roi_resolution = check_positive_int("roi_resolution", roi_resolution)
+    spatial_scale_factor = check_positive_int("spatial_scale_factor", spatial_scale_factor)
+    max_boxes = check_positive_int("max_boxes", max_boxes, allow_none=True)
+    input_shape = check_input_shape(input_shape, spec.num_frames)
     dtype = check_dtype(dtype)
 
     clip = keras.Input(shape=input_shape, name="clip")

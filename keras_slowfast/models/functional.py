@@ -24,6 +24,8 @@ import tensorflow as tf
 from keras.src import tree
 from keras.src.models.functional import Functional
 
+__all__ = ["LeanFunctional"]
+
 try:  # Private TensorFlow API: is any gradient tape recording on this thread?
     from tensorflow.python.eager.record import could_possibly_record as _tape_may_record
 except ImportError:  # pragma: no cover - older or newer TensorFlow

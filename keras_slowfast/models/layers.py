@@ -10,6 +10,16 @@ from keras import ops
 
 from keras_slowfast.frame_indices import slow_pathway_indices
 
+__all__ = [
+    "ClipNormalization",
+    "MaskPaddedBoxes",
+    "NonLocalAttention",
+    "NormalizedBoxesToPixels",
+    "SlidingAveragePooling3D",
+    "TemporalMean",
+    "TemporalSubsample",
+]
+
 _PACKAGE = "keras_slowfast"
 
 

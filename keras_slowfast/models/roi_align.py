@@ -48,6 +48,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+__all__ = ["RoIAlign"]
+
 _PACKAGE = "keras_slowfast"
 
 

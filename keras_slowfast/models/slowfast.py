@@ -11,6 +11,7 @@ import os
 
 import keras
 
+from keras_slowfast._checks import argument_error, check_positive_int
 from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.models.layers import (
     ClipNormalization,
@@ -18,6 +19,8 @@ from keras_slowfast.models.layers import (
     SlidingAveragePooling3D,
     TemporalSubsample,
 )
+
+__all__ = ["Backbone", "SlowFast"]
 
 # Blocks per stage (res2..res5).
 STAGE_DEPTHS = {18: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
@@ -46,11 +49,6 @@ def _conv_init():
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_out", distribution="untruncated_normal"
     )
-
-
-def _error(message, **received):
-    got = ", ".join(f"{k}={v!r}" for k, v in received.items())
-    return ValueError(f"{message} Received: {got}")
 
 
 def _bn(x, name, zero_init=False, synchronized=False):
@@ -119,7 +117,7 @@ def bottleneck_block(
     width or the stride changes. Output `ReLU(c + shortcut)`.
     """
     if stride > 1 and dilation > 1:
-        raise _error(
+        raise argument_error(
             "A block cannot have both a spatial stride and a dilation above 1.",
             stride=stride,
             dilation=dilation,
@@ -143,7 +141,7 @@ def bottleneck_block(
     y = _bn(y, f"{b2}_a_bn", synchronized=sync_bn)
     y = keras.layers.ReLU(name=f"{b2}_a_relu")(y)
     if num_groups != 1:
-        raise _error("Only num_groups=1 is supported.", num_groups=num_groups)
+        raise argument_error("Only num_groups=1 is supported.", num_groups=num_groups)
     y = _conv(
         y,
         filters_inner,
@@ -213,7 +211,7 @@ def check_dtype(dtype):
     if dtype is None or isinstance(dtype, keras.DTypePolicy):
         return dtype
     if not isinstance(dtype, str) or dtype not in DTYPE_POLICIES:
-        raise _error(
+        raise argument_error(
             f"`dtype` must be None, a keras.DTypePolicy or one of {', '.join(DTYPE_POLICIES)}.",
             dtype=dtype,
         )
@@ -238,11 +236,15 @@ def _normalize_per_stage(value, name, num_pathways):
     """Expands a per-stage setting to `[stage][pathway]` lists, validating its shape."""
     value = [list(v) if isinstance(v, (list, tuple)) else v for v in value]
     if len(value) != 4:
-        raise _error(f"`{name}` must have one entry per stage (res2..res5).", **{name: value})
+        raise argument_error(
+            f"`{name}` must have one entry per stage (res2..res5).", **{name: value}
+        )
     out = []
     for v in value:
         if not isinstance(v, list) or not v:
-            raise _error(f"Each stage of `{name}` must list a value per pathway.", **{name: value})
+            raise argument_error(
+                f"Each stage of `{name}` must list a value per pathway.", **{name: value}
+            )
         # PySlowFast configs may give one value for all pathways; repeat the last one.
         v = v + [v[-1]] * (num_pathways - len(v))
         out.append(v[:num_pathways])
@@ -253,26 +255,25 @@ def _parse_config(cfg):
     """Validates and fills in the architecture settings (a dict) in place."""
     depth = cfg["depth"]
     if depth not in STAGE_DEPTHS or depth == 18:
-        raise _error("`depth` must be 50, 101 or 152.", depth=depth)
+        raise argument_error("`depth` must be 50, 101 or 152.", depth=depth)
     single = cfg["single_pathway"]
     num_pathways = 1 if single else 2
     cfg["num_pathways"] = num_pathways
     alpha = cfg["alpha"]
     if single:
         alpha = cfg["alpha"] = 1
-    elif not isinstance(alpha, int) or alpha < 1:
-        raise _error("`alpha` must be a positive integer.", alpha=alpha)
+    else:
+        alpha = cfg["alpha"] = check_positive_int("alpha", alpha)
     if not isinstance(cfg["num_frames"], int) or cfg["num_frames"] < alpha:
-        raise _error(
+        raise argument_error(
             "`num_frames` (the fast-pathway frame count) must be an integer >= alpha.",
             num_frames=cfg["num_frames"],
             alpha=alpha,
         )
     for key in ("beta_inv", "width_per_group", "fusion_kernel_size", "fusion_conv_channel_ratio"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise _error(f"`{key}` must be a positive integer.", **{key: cfg[key]})
+        cfg[key] = check_positive_int(key, cfg[key])
     if not single and cfg["width_per_group"] < cfg["beta_inv"]:
-        raise _error(
+        raise argument_error(
             "`width_per_group` must be at least `beta_inv` (the fast pathway has "
             "width_per_group // beta_inv channels).",
             width_per_group=cfg["width_per_group"],
@@ -288,7 +289,7 @@ def _parse_config(cfg):
         cfg["temporal_kernels"] = SLOW_TEMPORAL_KERNELS if single else SLOWFAST_TEMPORAL_KERNELS
     tk = [list(v) for v in cfg["temporal_kernels"]]
     if len(tk) != 5 or any(len(v) < num_pathways for v in tk):
-        raise _error(
+        raise argument_error(
             "`temporal_kernels` must give (stem, res2, res3, res4, res5) kernels per pathway.",
             temporal_kernels=cfg["temporal_kernels"],
         )
@@ -317,20 +318,20 @@ def _parse_config(cfg):
         for p in range(num_pathways):
             n = cfg["num_block_temp_kernel"][s][p]
             if not 0 <= n <= blocks[s]:
-                raise _error(
+                raise argument_error(
                     f"`num_block_temp_kernel` for stage res{s + 2} must be within "
                     f"[0, {blocks[s]}].",
                     num_block_temp_kernel=cfg["num_block_temp_kernel"],
                 )
             for i in cfg["nonlocal_location"][s][p]:
                 if not 0 <= i < blocks[s]:
-                    raise _error(
+                    raise argument_error(
                         f"Non-local block indices for stage res{s + 2} must be within "
                         f"[0, {blocks[s] - 1}].",
                         nonlocal_location=cfg["nonlocal_location"],
                     )
     if cfg["nonlocal_instantiation"] not in ("dot_product", "softmax"):
-        raise _error(
+        raise argument_error(
             "`nonlocal_instantiation` must be 'dot_product' or 'softmax'.",
             nonlocal_instantiation=cfg["nonlocal_instantiation"],
         )
@@ -554,10 +555,9 @@ class Backbone:
 
 
 def check_head_arguments(classes, dropout_rate):
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise _error("`classes` must be a positive integer.", classes=classes)
+    check_positive_int("classes", classes)
     if not 0 <= float(dropout_rate) < 1:
-        raise _error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
+        raise argument_error("`dropout_rate` must be in [0, 1).", dropout_rate=dropout_rate)
 
 
 def SlowFast(
@@ -637,14 +637,14 @@ def SlowFast(
         or not isinstance(train_crop_size, int)
         or train_crop_size < 32
     ):
-        raise _error(
+        raise argument_error(
             "`train_crop_size` must be an integer >= 32 or None.", train_crop_size=train_crop_size
         )
     if pooling not in (None, "avg", "max"):
-        raise _error("`pooling` must be None, 'avg' or 'max'.", pooling=pooling)
+        raise argument_error("`pooling` must be None, 'avg' or 'max'.", pooling=pooling)
     if include_top:
         check_head_arguments(classes, dropout_rate)
-    input_shape = _check_input_shape(input_shape, spec.num_frames)
+    input_shape = check_input_shape(input_shape, spec.num_frames)
     dtype = check_dtype(dtype)
 
     inputs = keras.Input(shape=input_shape, name="clip")
@@ -706,21 +706,23 @@ def load_keras_weights(model, weights):
     return model
 
 
-def _check_input_shape(input_shape, num_frames):
+def check_input_shape(input_shape, num_frames):
     if input_shape is None:
         return (num_frames, None, None, 3)
     input_shape = tuple(input_shape)
     if len(input_shape) != 4 or input_shape[-1] != 3:
-        raise _error("`input_shape` must be (frames, height, width, 3).", input_shape=input_shape)
+        raise argument_error(
+            "`input_shape` must be (frames, height, width, 3).", input_shape=input_shape
+        )
     if input_shape[0] != num_frames:
-        raise _error(
+        raise argument_error(
             "The frames of `input_shape` must equal `num_frames`.",
             input_shape=input_shape,
             num_frames=num_frames,
         )
     for d in input_shape[1:3]:
         if d is not None and d < 32:
-            raise _error(
+            raise argument_error(
                 "`input_shape` height and width must be at least 32.", input_shape=input_shape
             )
     return input_shape

@@ -23,8 +23,10 @@ from keras_slowfast.training.callbacks import (
     standard_callbacks,
 )
 from keras_slowfast.training.data_service import (
+    PROCESSING_MODES,
     DataServiceServer,
     distribute_dataset,
+    parse_service_address,
     start_dispatcher,
     start_worker,
 )
@@ -52,6 +54,7 @@ from keras_slowfast.training.strategy import (
 )
 
 __all__ = [
+    "PROCESSING_MODES",
     "STRATEGIES",
     "AtomicBackupAndRestore",
     "AtomicModelCheckpoint",
@@ -75,6 +78,7 @@ __all__ = [
     "kinetics_input_fn",
     "load_classifier_backbone",
     "no_weight_decay_variables",
+    "parse_service_address",
     "resume_epoch",
     "save_weights_atomically",
     "scale_learning_rate",

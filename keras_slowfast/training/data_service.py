@@ -94,7 +94,18 @@ def parse_service_address(address, name="service_address"):
     return protocol, f"{match['host']}:{match['port']}"
 
 
-def _check_mode(processing_mode):
+def check_processing_mode(processing_mode):
+    """The `tf.data` service sharding policy of a `processing_mode` of `PROCESSING_MODES`.
+
+    Raises:
+        ValueError: naming `processing_mode` when it is not one of them.
+
+    Example:
+        >>> check_processing_mode("bogus")
+        Traceback (most recent call last):
+        ...
+        ValueError: `processing_mode` must be one of [...]. Received: processing_mode='bogus'
+    """
     if processing_mode not in PROCESSING_MODES:
         raise ValueError(
             f"`processing_mode` must be one of {sorted(PROCESSING_MODES)}. "
@@ -269,7 +280,7 @@ def distribute_dataset(
             f"`dataset` must be a tf.data.Dataset. Received: dataset={type(dataset).__name__}"
         )
     protocol, address = parse_service_address(service_address)
-    policy = _check_mode(processing_mode)
+    policy = check_processing_mode(processing_mode)
     if job_name is not None and (not isinstance(job_name, str) or not job_name):
         raise ValueError(f"`job_name` must be a non-empty string. Received: job_name={job_name!r}")
     if compression not in ("AUTO", None):

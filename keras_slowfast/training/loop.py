@@ -15,6 +15,7 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_slowfast._checks import check_positive_int
 from keras_slowfast.training.strategy import is_chief
 
 __all__ = ["DistributedTrainer", "kinetics_input_fn", "tfrecord_input_fn"]
@@ -140,7 +141,7 @@ def tfrecord_input_fn(
         )
     if data_service_address is not None:
         data_service.parse_service_address(data_service_address, "data_service_address")
-        data_service._check_mode(processing_mode)
+        data_service.check_processing_mode(processing_mode)
         if job_name is None:
             job_name = "keras_slowfast_train"
     patterns = [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else file_pattern
@@ -252,10 +253,7 @@ class DistributedTrainer:
             ("log_every_n_steps", log_every_n_steps),
             ("max_to_keep", max_to_keep),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 1
-            ):
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+            check_positive_int(name, value, allow_none=True)
         if isinstance(loss, str):
             loss = keras.losses.get(loss)
         if isinstance(loss, keras.losses.Loss) and loss.reduction is not None:
@@ -396,9 +394,8 @@ class DistributedTrainer:
             A dict with per-epoch lists `"epoch"`, `"loss"`, `"accuracy"` and
             `"learning_rate"` (the epochs run by this call).
         """
-        for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+        epochs = check_positive_int("epochs", epochs)
+        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
         if resume:
             self.restore()
         if self._train_step is None:

@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_slowfast._checks import check_positive_int
+
 __all__ = ["PreciseBatchNorm", "update_bn_stats"]
 
 ESTIMATORS = ("population", "batch_average")
@@ -92,10 +94,7 @@ def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="p
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model. Received: model={type(model).__name__}")
-    if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-        raise ValueError(
-            f"`num_batches` must be a positive integer. Received: num_batches={num_batches!r}"
-        )
+    num_batches = check_positive_int("num_batches", num_batches)
     if estimator not in ESTIMATORS:
         raise ValueError(
             f"`estimator` must be one of {ESTIMATORS}. Received: estimator={estimator!r}"
@@ -204,15 +203,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
 
     def __init__(self, dataset, num_batches=200, every_n_epochs=None, estimator="population"):
         super().__init__()
-        if every_n_epochs is not None and (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
-            raise ValueError(
-                f"`every_n_epochs` must be a positive integer or None. Received: "
-                f"every_n_epochs={every_n_epochs!r}"
-            )
+        every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
         self.dataset = dataset
         self.num_batches = num_batches
         self.every_n_epochs = every_n_epochs

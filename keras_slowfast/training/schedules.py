@@ -19,6 +19,8 @@ import math
 import keras
 from keras import ops
 
+from keras_slowfast._checks import check_positive_int
+
 __all__ = ["StepsWithRelativeLRs", "WarmupCosineDecay", "scale_learning_rate"]
 
 # PySlowFast's reference batch for its published learning rates (8 GPUs x 8 clips).
@@ -33,19 +35,6 @@ def _check_number(name, value, minimum=None, positive=False):
     if minimum is not None and value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
     return float(value)
-
-
-def _check_steps_per_epoch(steps_per_epoch):
-    if (
-        isinstance(steps_per_epoch, bool)
-        or not isinstance(steps_per_epoch, int)
-        or steps_per_epoch < 1
-    ):
-        raise ValueError(
-            f"`steps_per_epoch` must be a positive integer. Received: "
-            f"steps_per_epoch={steps_per_epoch!r}"
-        )
-    return steps_per_epoch
 
 
 def _linear_warmup(epoch, lr, warmup_epochs, start_lr, end_lr):
@@ -74,12 +63,8 @@ def scale_learning_rate(learning_rate, global_batch_size, base_batch_size=REFERE
         0.025
     """
     learning_rate = _check_number("learning_rate", learning_rate, minimum=0)
-    for name, value in (
-        ("global_batch_size", global_batch_size),
-        ("base_batch_size", base_batch_size),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    global_batch_size = check_positive_int("global_batch_size", global_batch_size)
+    base_batch_size = check_positive_int("base_batch_size", base_batch_size)
     return learning_rate * global_batch_size / base_batch_size
 
 
@@ -129,7 +114,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         super().__init__()
         self.base_lr = _check_number("base_lr", base_lr, positive=True)
         self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
-        self.steps_per_epoch = _check_steps_per_epoch(steps_per_epoch)
+        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
         self.warmup_epochs = _check_number("warmup_epochs", warmup_epochs, minimum=0)
         self.warmup_start_lr = _check_number("warmup_start_lr", warmup_start_lr, minimum=0)
         self.end_lr = _check_number("end_lr", end_lr, minimum=0)
@@ -239,7 +224,7 @@ class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
                 f"`lrs` must have one rate per step ({len(self.steps)}). Received: lrs={lrs!r}"
             )
         self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
-        self.steps_per_epoch = _check_steps_per_epoch(steps_per_epoch)
+        self.steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
         self.warmup_epochs = _check_number("warmup_epochs", warmup_epochs, minimum=0)
         self.warmup_start_lr = _check_number("warmup_start_lr", warmup_start_lr, minimum=0)
         self.name = name

@@ -13,6 +13,7 @@ import re
 import keras
 import numpy as np
 
+from keras_slowfast._deprecation import deprecated_alias
 from keras_slowfast.weights import name_maps
 from keras_slowfast.weights.readers import CHECKPOINT_SUFFIXES, load_state_dict
 
@@ -269,13 +270,33 @@ def _is_contrastive(state):
     return any(k.startswith("backbone.s1.") for k in state)
 
 
-def read_checkpoint(path):
-    """`(tensors, info)` of a checkpoint file, with its own key names (see `readers`)."""
+def read_checkpoint_tensors(path):
+    """`(tensors, info)` of a checkpoint file, with its own key names.
+
+    :func:`keras_slowfast.weights.readers.load_state_dict` on an existing file (whereas
+    :func:`keras_slowfast.weights.readers.read_checkpoint` returns the file's whole
+    top-level object).
+
+    Example:
+        >>> import pickle, tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = os.path.join(tmp, "tiny.pkl")
+        ...     with open(path, "wb") as f:
+        ...         pickle.dump({"blobs": {"conv1_w": np.ones((8, 3, 1, 7, 7), "float32")}}, f)
+        ...     tensors, info = read_checkpoint_tensors(path)
+        >>> info["format"], tensors["conv1_w"].shape
+        ('caffe2', (8, 3, 1, 7, 7))
+    """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a file path. Received: path={path!r}")
     if not os.path.isfile(path):
         raise ValueError(f"No checkpoint file at this path. Received: path={str(path)!r}")
     return load_state_dict(path)
+
+
+read_checkpoint = deprecated_alias(
+    read_checkpoint_tensors, "read_checkpoint", "keras_slowfast.weights.transfer"
+)
 
 
 def _is_pytorchvideo(state):
@@ -307,7 +328,7 @@ def checkpoint_head(state):
 
 def checkpoint_to_pyslowfast_state(path):
     """Reads any supported checkpoint and returns `(state, info)` with PySlowFast keys."""
-    tensors, info = read_checkpoint(path)
+    tensors, info = read_checkpoint_tensors(path)
     if info.get("format") == "caffe2":
         state = caffe2_blobs_to_state(tensors)
     else:
