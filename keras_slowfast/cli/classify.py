@@ -19,10 +19,10 @@ from keras_slowfast.cli.common import (
     build_model,
     check_model_kind,
     check_video,
-    class_names,
     headed_classifier,
     positive,
     positive_number,
+    preset_class_names,
 )
 
 __all__ = ["COMMAND", "add_parser", "check_inputs", "check_usage", "run"]
@@ -202,7 +202,7 @@ def _write_annotated(args, model, preset):
     """`classify --annotate`: one window every `--stride` seconds, labels drawn per window."""
     from keras_slowfast.inference import timeline
 
-    names = class_names(preset, model.output_shape[-1])
+    names = preset_class_names(preset, model.output_shape[-1])
     windows = list(
         timeline(model, args.video, preset.name, window_stride_seconds=args.stride, progress=True)
     )

@@ -44,7 +44,7 @@ __all__ = [
     "check_extras",
     "check_model_kind",
     "check_video",
-    "class_names",
+    "preset_class_names",
     "classifier",
     "detector",
     "headed_classifier",
@@ -435,12 +435,12 @@ def build_model(args: argparse.Namespace) -> Any:
         ) from None
 
 
-def class_names(preset: Any, classes: int) -> list[str]:
+def preset_class_names(preset: Any, classes: int) -> list[str]:
     """The preset's class names when the model has its class count, else `class_<i>`.
 
     Example:
         >>> from keras_slowfast import presets
-        >>> class_names(presets.get_preset("slow_8x8_r50"), 2)
+        >>> preset_class_names(presets.get_preset("slow_8x8_r50"), 2)
         ['class_0', 'class_1']
     """
     from keras_slowfast.labels import class_names_for

@@ -19,11 +19,11 @@ from keras_slowfast.cli.common import (
     build_model,
     check_model_kind,
     check_video,
-    class_names,
     headed_classifier,
     isatty,
     positive,
     positive_number,
+    preset_class_names,
 )
 
 __all__ = ["COMMAND", "add_parser", "check_inputs", "run", "write_timeline_csv"]
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
 
     preset = presets.get_preset(args.model)
     model = build_model(args)
-    names = class_names(preset, model.output_shape[-1])
+    names = preset_class_names(preset, model.output_shape[-1])
     top = min(args.top, len(names))
     start = time.perf_counter()
     windows = []
