@@ -1,28 +1,12 @@
-"""Sliding-window inference over long videos and live streams, with bounded memory.
+"""The windows of a video and their clips, decoded in one sequential pass.
 
-A video is cut into windows every `window_stride_seconds`: window `k` is centred at
-`time = (k + 0.5) * stride` seconds and labels the interval `[k * stride, (k + 1) * stride)`
-(the last one cut at the end of the video). Each window is scored on one clip: the
-preset's `num_frames` frames every `sampling_rate` frames at `target_fps` (30), mapped to
-the stream's own frames as PySlowFast maps a test clip (:func:`window_frame_indices`),
-short side resized to the test crop size and centre-cropped (one view per window).
+Window `k` is centred at `(k + 0.5) * stride` seconds; its clip's frames are those
+:func:`window_frame_indices` gives (PySlowFast's test-clip rule, clamped to the video).
+The rules for the windows at the end of a video are those of :mod:`keras_slowfast.streaming`.
 
-Windows and the end of the video:
-
-- the video's length is its decoded frame count `N` at the stream's frame rate `fps`
-  (frame ordinals, in decoder output order, are the time axis: frame `i` is at `i / fps`);
-- window `k` exists when its centre lies before the end, `(k + 0.5) * stride * fps < N`;
-  window 0 always exists (a video shorter than half a stride still gets one window, whose
-  centre then lies past its end and whose clip is clamped);
-- clip indices before the first frame are clamped to frame 0 and those past the last
-  frame to frame `N - 1`, as PySlowFast clamps its test clips (so the first and last
-  windows repeat the first and last frames).
-
-Decoding is one sequential pass. Each frame is converted (RGB, resize, crop) only if a
-pending window uses it, and kept only while one does; a window is scored as soon as its
-last frame is decoded and a batch is full, so memory does not grow with the video's
-length and a live source (a stream URL or device whose length is unknown) gets windows
-with a latency of about half a clip plus a batch.
+Each decoded frame is converted (RGB, resize, crop) only if a pending window uses it and
+kept only while one does; a window is handed out as soon as its last frame is decoded and
+its interval has ended, so memory does not grow with the video's length.
 """
 
 import dataclasses
@@ -30,6 +14,8 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +33,11 @@ from keras_slowfast.data._video_io import (
 from keras_slowfast.data.transforms import resize_short_side, uniform_crop_offset
 from keras_slowfast.frame_indices import torch_linspace
 from keras_slowfast.progress import ProgressBar
+from keras_slowfast.streaming._clip_settings import (
+    DEFAULT_READ_TIMEOUT_S,
+    check_stream_args,
+    resolve_clip,
+)
 
 __all__ = [
     "Features",
@@ -61,8 +52,6 @@ __all__ = [
     "window_frame_indices",
 ]
 
-_DEFAULT_READ_TIMEOUT_S = 60.0
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Window:
@@ -76,7 +65,8 @@ class Window:
         frame_indices: int64 `(num_frames,)`: the ordinals (decoder output order, from 0)
             of the stream's frames the clip used, in clip order.
         scores: float32 `(classes,)`: the model's output for the clip (probabilities for
-            a classifier; pooled features for a feature model).
+            a classifier; pooled features for a feature model); `None` for a window of
+            :func:`window_clips`, which is not scored.
 
     Example:
         >>> w = Window(0, 0.5, 0.0, 1.0, np.zeros(8, np.int64), np.ones(3, np.float32))
@@ -89,12 +79,17 @@ class Window:
     start: float
     end: float
     frame_indices: np.ndarray
-    scores: np.ndarray
+    scores: np.ndarray | None
 
 
 def window_frame_indices(
-    centre_seconds, fps, num_frames, sampling_rate, target_fps=30, total_frames=None
-):
+    centre_seconds: float,
+    fps: float,
+    num_frames: int,
+    sampling_rate: int,
+    target_fps: float = 30,
+    total_frames: int | None = None,
+) -> np.ndarray:
     """The stream frame ordinals of the clip centred at `centre_seconds` (pure NumPy).
 
     PySlowFast's test-clip arithmetic with the clip placed by its centre: the clip spans
@@ -134,27 +129,8 @@ def window_frame_indices(
     return np.trunc(np.clip(values, np.float32(0), upper)).astype(np.int64)
 
 
-def _resolve_clip(preset, num_frames, sampling_rate, crop_size):
-    if preset is not None:
-        proto = presets.get_preset(preset, kind=presets.CLASSIFIER).protocol
-    else:
-        proto = presets.Protocol(num_frames=0, sampling_rate=0)
-    num_frames = proto.num_frames if num_frames is None else num_frames
-    sampling_rate = proto.sampling_rate if sampling_rate is None else sampling_rate
-    if preset is None and (num_frames == 0 or sampling_rate == 0):
-        raise ValueError(
-            "Give `preset` or both `num_frames` and `sampling_rate`. "
-            f"Received: preset={preset!r}, num_frames={num_frames!r}, "
-            f"sampling_rate={sampling_rate!r}"
-        )
-    num_frames = check_positive_int("num_frames", num_frames)
-    sampling_rate = check_positive_int("sampling_rate", sampling_rate)
-    size = proto.test_crop_size if crop_size is None else crop_size
-    size = check_positive_int("crop_size", size)
-    return num_frames, sampling_rate, proto.target_fps, size
-
-
-def _convert(rgb, size):
+def _convert(rgb: np.ndarray, size: int) -> np.ndarray:
+    """An RGB frame with its short side resized to `size`, centre-cropped square."""
     frame = resize_short_side(rgb, size)
     y, x = uniform_crop_offset(frame.shape[0], frame.shape[1], size, 1)
     return np.ascontiguousarray(frame[y : y + size, x : x + size])
@@ -165,7 +141,9 @@ class _Pending:
 
     __slots__ = ("index", "indices", "unique", "centre_frame", "end_frame")
 
-    def __init__(self, index, indices, centre_frame, end_frame):
+    def __init__(
+        self, index: int, indices: np.ndarray, centre_frame: float, end_frame: float
+    ) -> None:
         self.index = index
         self.indices = indices
         self.unique = np.unique(indices)
@@ -173,7 +151,9 @@ class _Pending:
         self.end_frame = end_frame
 
 
-def _live_frames(video, container, stream, deadline):
+def _live_frames(
+    video: str | os.PathLike, container: Any, stream: Any, deadline: float
+) -> Iterator[Any]:
     """The decoded frames; a stream URL's I/O error after some frames ends the stream.
 
     A live source without a length (HTTP without Content-Length, a camera going away) ends
@@ -206,23 +186,28 @@ def _live_frames(video, container, stream, deadline):
         )
 
 
-def _stream_clips(
-    video, *, stride, num_frames, sampling_rate, target_fps, size, timeout, read_timeout, stats, bar
-):
-    """Yields `(Window without scores, clip)` for each window as soon as it is complete."""
-    start_time = time.monotonic()
-    deadline = math.inf if timeout is None else start_time + timeout
-    open_deadline = min(deadline, start_time + read_timeout)
-    container, stream = open_video(video, 1, open_deadline)
-    try:
-        info = stream_info(video, stream)
-        fps = info.fps
-        expected = None
-        if info.header_frames > 0:
-            expected = max(1, math.ceil(info.header_frames / (stride * fps) - 0.5))
-        if bar is not None:
-            bar.total = expected
-        counters = {
+class _WindowQueue:
+    """The windows planned and not yet handed out, and the converted frames they use.
+
+    Frames are added in decoder order. A window is planned when its first frame arrives,
+    each frame a planned window uses is converted and kept, and a frame is dropped when
+    the last window using it is handed out. `counters` holds the statistics that
+    :func:`window_clips` documents; `stats` (a dict or `None`) receives a copy of them
+    at the start, after each window and when the length is known.
+    """
+
+    def __init__(
+        self,
+        video: str | os.PathLike,
+        fps: float,
+        stride: float,
+        clip: tuple[int, int, float],
+        size: int,
+        stats: dict | None,
+    ) -> None:
+        self.video, self.fps, self.stride, self.clip, self.size = video, fps, stride, clip, size
+        self.stats = stats
+        self.counters = {
             "fps": fps,
             "decoded_frames": 0,
             "converted_frames": 0,
@@ -230,122 +215,188 @@ def _stream_clips(
             "windows": 0,
             "total_frames": None,
         }
-        if stats is not None:
-            stats.update(counters)
-        store = {}  # ordinal -> converted frame, for frames a pending window uses
-        needed = {}  # ordinal -> number of pending windows using it
-        pending = []  # planned windows, by index
-        next_k = 0
-        next_first = int(
-            window_frame_indices(0.5 * stride, fps, num_frames, sampling_rate, target_fps)[0]
-        )
-        last_raw = None
-        n = 0
+        self.publish()
+        self.store = {}  # ordinal -> converted frame, for frames a pending window uses
+        self.needed = {}  # ordinal -> number of pending windows using it
+        self.pending = []  # planned windows, by index
+        self.next_k = 0  # the next window to plan, and its clip's frames
+        self.next_indices = self.indices_of(0)
+        self.decoded = 0
+        self.last_raw = None  # the last decoded frame, as decoded
 
-        def plan_until(ordinal):
-            nonlocal next_k, next_first
-            while next_first <= ordinal:
-                centre = (next_k + 0.5) * stride
-                indices = window_frame_indices(centre, fps, num_frames, sampling_rate, target_fps)
-                p = _Pending(next_k, indices, centre * fps, (next_k + 1) * stride * fps)
-                for u in p.unique.tolist():
-                    needed[u] = needed.get(u, 0) + 1
-                pending.append(p)
-                next_k += 1
-                nxt = window_frame_indices(
-                    (next_k + 0.5) * stride, fps, num_frames, sampling_rate, target_fps
-                )
-                next_first = int(nxt[0])
+    def publish(self) -> None:
+        """Copies the counters into `stats`."""
+        if self.stats is not None:
+            self.stats.update(self.counters)
 
-        def release(p):
-            for u in p.unique.tolist():
-                left = needed[u] - 1
-                if left:
-                    needed[u] = left
-                else:
-                    del needed[u]
-                    store.pop(u, None)
+    def indices_of(self, k: int) -> np.ndarray:
+        """The frame ordinals of window `k`'s clip, not clamped at the (unknown) end."""
+        return window_frame_indices((k + 0.5) * self.stride, self.fps, *self.clip)
 
-        def assemble(p, total, last_frame=None):
-            indices = p.indices if total is None else np.minimum(p.indices, total - 1)
-            clip = np.stack([store[i] if i in store else last_frame for i in indices.tolist()])
-            end = (p.index + 1) * stride
-            if total is not None:
-                end = min(end, total / fps)
-            release(p)
-            window = Window(
-                index=int(p.index),
-                time=(p.index + 0.5) * stride,
-                start=p.index * stride,
-                end=float(end),
-                frame_indices=indices.astype(np.int64),
-                scores=None,
-            )
-            counters["windows"] += 1
-            if stats is not None:
-                stats.update(counters)
-            return window, clip
+    def plan_next(self) -> None:
+        """Plans window `next_k`: the frames of its clip are now needed."""
+        k = self.next_k
+        centre = (k + 0.5) * self.stride
+        p = _Pending(k, self.next_indices, centre * self.fps, (k + 1) * self.stride * self.fps)
+        for u in p.unique.tolist():
+            self.needed[u] = self.needed.get(u, 0) + 1
+        self.pending.append(p)
+        self.next_k = k + 1
+        self.next_indices = self.indices_of(self.next_k)
 
-        for frame in _live_frames(video, container, stream, deadline):
-            j = n
-            n += 1
-            counters["decoded_frames"] = n
-            plan_until(j)
-            last_raw = frame
-            if j in needed:
-                try:
-                    store[j] = _convert(to_rgb(frame), size)
-                except Exception as e:
-                    raise VideoReadError(video, f"colour conversion failed ({e})") from e
-                counters["converted_frames"] += 1
-                if len(store) > counters["max_buffered_frames"]:
-                    counters["max_buffered_frames"] = len(store)
-            # Windows whose last frame is decoded and whose interval has ended, in order.
-            while pending:
-                p = pending[0]
-                exists = p.index == 0 or p.centre_frame < n
-                if not (exists and int(p.indices[-1]) <= j and n >= p.end_frame):
-                    break
-                pending.pop(0)
-                yield assemble(p, None)
-        if n == 0:
-            raise VideoReadError(video, "no decodable frame")
-        total = n
-        counters["total_frames"] = total
-        if stats is not None:
-            stats.update(counters)
-        if next_k == 0:
+    def add(self, frame: Any) -> None:
+        """Takes the next decoded frame: plans the windows it starts, keeps it if needed."""
+        j = self.decoded
+        self.decoded += 1
+        self.counters["decoded_frames"] = self.decoded
+        while int(self.next_indices[0]) <= j:
+            self.plan_next()
+        self.last_raw = frame
+        if j in self.needed:
+            try:
+                self.store[j] = _convert(to_rgb(frame), self.size)
+            except Exception as e:
+                raise VideoReadError(self.video, f"colour conversion failed ({e})") from e
+            self.counters["converted_frames"] += 1
+            if len(self.store) > self.counters["max_buffered_frames"]:
+                self.counters["max_buffered_frames"] = len(self.store)
+
+    def complete_windows(self) -> Iterator[tuple[Window, np.ndarray]]:
+        """Hands out, in order, the windows whose last frame is decoded and interval ended."""
+        n = self.decoded
+        while self.pending:
+            p = self.pending[0]
+            exists = p.index == 0 or p.centre_frame < n
+            if not (exists and int(p.indices[-1]) <= n - 1 and n >= p.end_frame):
+                break
+            self.pending.pop(0)
+            yield self.assemble(p, None)
+
+    def final_windows(self) -> Iterator[tuple[Window, np.ndarray]]:
+        """At the end of the video: hands out the pending windows that exist, clamped."""
+        total = self.decoded
+        self.counters["total_frames"] = total
+        self.publish()
+        if self.next_k == 0:
             # A video shorter than window 0's clip start: window 0 still exists.
-            next_first = 0
-            plan_until(0)
-        last = total - 1
-        last_frame = store.get(last)
-        for p in pending:
+            self.plan_next()
+        last_frame = self.store.get(total - 1)
+        for p in self.pending:
             if not (p.index == 0 or p.centre_frame < total):
                 continue
             if last_frame is None:
                 # Indices past the end are clamped to the last frame, which no window may
                 # have kept.
-                last_frame = _convert(to_rgb(last_raw), size)
-                counters["converted_frames"] += 1
-            yield assemble(p, total, last_frame)
-        pending.clear()
+                last_frame = _convert(to_rgb(self.last_raw), self.size)
+                self.counters["converted_frames"] += 1
+            yield self.assemble(p, total, last_frame)
+        self.pending.clear()
+
+    def release(self, p: _Pending) -> None:
+        """Drops window `p`'s use of its frames, and the frames no other window uses."""
+        for u in p.unique.tolist():
+            left = self.needed[u] - 1
+            if left:
+                self.needed[u] = left
+            else:
+                del self.needed[u]
+                self.store.pop(u, None)
+
+    def assemble(
+        self, p: _Pending, total: int | None, last_frame: np.ndarray | None = None
+    ) -> tuple[Window, np.ndarray]:
+        """Window `p` (without scores) and its clip; `total` is the length, once known."""
+        indices = p.indices if total is None else np.minimum(p.indices, total - 1)
+        store = self.store
+        clip = np.stack([store[i] if i in store else last_frame for i in indices.tolist()])
+        end = (p.index + 1) * self.stride
+        if total is not None:
+            end = min(end, total / self.fps)
+        self.release(p)
+        window = Window(
+            index=int(p.index),
+            time=(p.index + 0.5) * self.stride,
+            start=p.index * self.stride,
+            end=float(end),
+            frame_indices=indices.astype(np.int64),
+            scores=None,
+        )
+        self.counters["windows"] += 1
+        self.publish()
+        return window, clip
+
+
+def _frame_rate(
+    video: str | os.PathLike, stream: Any, stride: float, bar: ProgressBar | None
+) -> float:
+    """The stream's frame rate; the bar's total becomes the window count the header gives."""
+    info = stream_info(video, stream)
+    expected = None
+    if info.header_frames > 0:
+        expected = max(1, math.ceil(info.header_frames / (stride * info.fps) - 0.5))
+    if bar is not None:
+        bar.total = expected
+    return info.fps
+
+
+def stream_clips(
+    video: str | os.PathLike,
+    *,
+    stride: float,
+    num_frames: int,
+    sampling_rate: int,
+    target_fps: float,
+    size: int,
+    timeout: float | None,
+    read_timeout: float,
+    stats: dict | None,
+    bar: ProgressBar | None,
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """Yields `(Window without scores, clip)` for each window as soon as it is complete.
+
+    The engine of :func:`window_clips` and :func:`keras_slowfast.streaming.timeline`, with
+    checked arguments (see :func:`window_clips`); `bar` (or `None`) gets the number of
+    windows the video's header announces as its total.
+
+    Example:
+        >>> clips = stream_clips("video.mp4", stride=1.0, num_frames=8, sampling_rate=8,
+        ...                      target_fps=30, size=256, timeout=None, read_timeout=60.0,
+        ...                      stats=None, bar=None)  # doctest: +SKIP
+        >>> window, clip = next(clips)  # doctest: +SKIP
+        >>> window.index, clip.shape  # doctest: +SKIP
+        (0, (8, 256, 256, 3))
+    """
+    start_time = time.monotonic()
+    deadline = math.inf if timeout is None else start_time + timeout
+    open_deadline = min(deadline, start_time + read_timeout)
+    container, stream = open_video(video, 1, open_deadline)
+    try:
+        fps = _frame_rate(video, stream, stride, bar)
+        queue = _WindowQueue(
+            video, fps, stride, (num_frames, sampling_rate, target_fps), size, stats
+        )
+        for frame in _live_frames(video, container, stream, deadline):
+            queue.add(frame)
+            yield from queue.complete_windows()
+        if queue.decoded == 0:
+            raise VideoReadError(video, "no decodable frame")
+        yield from queue.final_windows()
     finally:
         container.close()
 
 
 def window_clips(
-    video,
-    preset=None,
+    video: str | os.PathLike,
+    preset: str | None = None,
     *,
-    window_stride_seconds=1.0,
-    num_frames=None,
-    sampling_rate=None,
-    crop_size=None,
-    timeout=None,
-    read_timeout=_DEFAULT_READ_TIMEOUT_S,
-    stats=None,
-):
+    window_stride_seconds: float = 1.0,
+    num_frames: int | None = None,
+    sampling_rate: int | None = None,
+    crop_size: int | None = None,
+    timeout: float | None = None,
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S,
+    stats: dict | None = None,
+) -> Iterator[tuple[Window, np.ndarray]]:
     """The windows of a video and their clips, without a model (what :func:`timeline` scores).
 
     Args:
@@ -361,13 +412,13 @@ def window_clips(
         ...     print(window.time, window.frame_indices[:3], clip.shape)
         0.5 [0 0 0] (32, 256, 256, 3)
     """
-    stride, timeout, read_timeout = _check_stream_args(
+    stride, timeout, read_timeout = check_stream_args(
         video, window_stride_seconds, timeout, read_timeout, stats
     )
-    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+    num_frames, sampling_rate, target_fps, size = resolve_clip(
         preset, num_frames, sampling_rate, crop_size
     )
-    return _stream_clips(
+    return stream_clips(
         video,
         stride=stride,
         num_frames=num_frames,
@@ -379,17 +430,6 @@ def window_clips(
         stats=stats,
         bar=None,
     )
-
-
-def _check_stream_args(video, window_stride_seconds, timeout, read_timeout, stats):
-    stride = check_positive_number("window_stride_seconds", window_stride_seconds)
-    timeout = check_positive_number("timeout", timeout, allow_none=True)
-    read_timeout = check_positive_number("read_timeout", read_timeout)
-    if stats is not None and not isinstance(stats, dict):
-        raise TypeError(f"`stats` must be None or a dict. Received: stats={stats!r}")
-    if not isinstance(video, (str, os.PathLike)):
-        raise TypeError(f"`video` must be a path or a stream URL. Received: video={video!r}")
-    return stride, timeout, read_timeout
 
 
 def _scored(model, clips, batch_size, bar):
@@ -432,7 +472,7 @@ def timeline(
     batch_size=8,
     progress=False,
     timeout=None,
-    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    read_timeout=DEFAULT_READ_TIMEOUT_S,
     crop_size=None,
     stats=None,
 ):
@@ -478,17 +518,17 @@ def timeline(
         >>> for w in timeline(model, "video.mp4", "slowfast_8x8_r50"):  # doctest: +SKIP
         ...     print(f"{w.start:6.1f}-{w.end:6.1f} s  class {w.scores.argmax()}")
     """
-    stride, timeout, read_timeout = _check_stream_args(
+    stride, timeout, read_timeout = check_stream_args(
         video, window_stride_seconds, timeout, read_timeout, stats
     )
     batch_size = check_positive_int("batch_size", batch_size)
     if not hasattr(model, "predict_on_batch"):
         raise TypeError(f"`model` must be a Keras model. Received: model={model!r}")
-    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+    num_frames, sampling_rate, target_fps, size = resolve_clip(
         preset, num_frames, sampling_rate, crop_size
     )
     bar = ProgressBar(None, os.path.basename(str(video)), unit="windows", enabled=bool(progress))
-    clips = _stream_clips(
+    clips = stream_clips(
         video,
         stride=stride,
         num_frames=num_frames,
@@ -633,7 +673,7 @@ def extract_features(
     sampling_rate=None,
     progress=False,
     timeout=None,
-    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    read_timeout=DEFAULT_READ_TIMEOUT_S,
     stats=None,
 ):
     """Pooled backbone features of every window of a video (dense features).
@@ -675,7 +715,7 @@ def extract_features(
             "`model_or_preset` must be a preset name or a Keras model. "
             f"Received: model_or_preset={model_or_preset!r}"
         )
-    num_frames, sampling_rate, target_fps, size = _resolve_clip(
+    num_frames, sampling_rate, target_fps, size = resolve_clip(
         preset, num_frames, sampling_rate, None
     )
     counters = {} if stats is None else stats
@@ -898,7 +938,7 @@ def save_features(
     sampling_rate=None,
     path_prefix=None,
     timeout=3600.0,
-    read_timeout=_DEFAULT_READ_TIMEOUT_S,
+    read_timeout=DEFAULT_READ_TIMEOUT_S,
     progress=False,
     on_video=None,
 ):
@@ -946,7 +986,7 @@ def save_features(
                 "`format='hdf5'` needs h5py: pip install 'keras-slowfast[hdf5]'"
             ) from e
     stride = check_positive_number("window_stride_seconds", window_stride_seconds)
-    num_frames, sampling_rate, _, _ = _resolve_clip(preset, num_frames, sampling_rate, None)
+    num_frames, sampling_rate, _, _ = resolve_clip(preset, num_frames, sampling_rate, None)
     entries = video_list(videos, path_prefix)
     model = feature_model(model)  # once: each new model would be traced again
     output_dir = os.fspath(output_dir)
