@@ -25,18 +25,16 @@ length and a live source (a stream URL or device whose length is unknown) gets w
 with a latency of about half a clip plus a batch.
 """
 
-from keras_slowfast.streaming.windows import (
+from keras_slowfast.streaming.feature_writer import (
     FAILURES_FILE as FAILURES_FILE,  # the failures list save_features writes
 )
+from keras_slowfast.streaming.feature_writer import SaveSummary, save_features, video_list
 from keras_slowfast.streaming.windows import (
     Features,
-    SaveSummary,
     Window,
     extract_features,
     feature_model,
-    save_features,
     timeline,
-    video_list,
     window_clips,
     window_frame_indices,
 )
