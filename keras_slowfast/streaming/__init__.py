@@ -29,11 +29,9 @@ from keras_slowfast.streaming.feature_writer import (
     FAILURES_FILE as FAILURES_FILE,  # the failures list save_features writes
 )
 from keras_slowfast.streaming.feature_writer import SaveSummary, save_features, video_list
+from keras_slowfast.streaming.features import Features, extract_features, feature_model
 from keras_slowfast.streaming.windows import (
-    Features,
     Window,
-    extract_features,
-    feature_model,
     timeline,
     window_clips,
     window_frame_indices,

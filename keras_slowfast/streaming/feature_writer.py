@@ -16,7 +16,7 @@ from keras_slowfast._checks import check_positive_number
 from keras_slowfast.data._loading import VIDEO_LIST_SUFFIXES, read_video_list_entries
 from keras_slowfast.progress import ProgressBar
 from keras_slowfast.streaming._clip_settings import DEFAULT_READ_TIMEOUT_S, resolve_clip
-from keras_slowfast.streaming.windows import Features, extract_features, feature_model
+from keras_slowfast.streaming.features import Features, extract_features, feature_model
 
 if TYPE_CHECKING:
     import keras
