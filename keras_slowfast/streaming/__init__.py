@@ -30,12 +30,8 @@ from keras_slowfast.streaming.feature_writer import (
 )
 from keras_slowfast.streaming.feature_writer import SaveSummary, save_features, video_list
 from keras_slowfast.streaming.features import Features, extract_features, feature_model
-from keras_slowfast.streaming.windows import (
-    Window,
-    timeline,
-    window_clips,
-    window_frame_indices,
-)
+from keras_slowfast.streaming.timeline import timeline
+from keras_slowfast.streaming.windows import Window, window_clips, window_frame_indices
 
 __all__ = [
     "Features",
