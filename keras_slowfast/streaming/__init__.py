@@ -23,6 +23,12 @@ pending window uses it, and kept only while one does; a window is scored as soon
 last frame is decoded and a batch is full, so memory does not grow with the video's
 length and a live source (a stream URL or device whose length is unknown) gets windows
 with a latency of about half a clip plus a batch.
+
+The modules: :mod:`keras_slowfast.streaming.windows` (the windows and their clips, decoded
+in one pass), :mod:`keras_slowfast.streaming.timeline` (scoring them with a model),
+:mod:`keras_slowfast.streaming.features` (pooled backbone features of the windows) and
+:mod:`keras_slowfast.streaming.feature_writer` (the features of many videos written to a
+folder, resumably). This package exports their public names.
 """
 
 from keras_slowfast.streaming.feature_writer import (

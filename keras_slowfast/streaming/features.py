@@ -116,11 +116,24 @@ class Features:
 
     @property
     def dim(self) -> int:
-        """The feature length."""
+        """The feature length.
+
+        Example:
+            >>> Features(np.zeros((3, 16), np.float32), *[np.zeros(3)] * 3,
+            ...          np.zeros((3, 8), np.int64), 25.0, 75, 8, 8, 30, 1.0, 256).dim
+            16
+        """
         return int(self.features.shape[1])
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as a dict."""
+        """The fields as a dict, in field order.
+
+        Example:
+            >>> f = Features(np.zeros((1, 4), np.float32), *[np.zeros(1)] * 3,
+            ...              np.zeros((1, 8), np.int64), 30.0, 30, 8, 8, 30, 1.0, 256)
+            >>> list(f.as_dict())[:3], f.as_dict()["crop_size"]
+            (['features', 'times', 'starts'], 256)
+        """
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
