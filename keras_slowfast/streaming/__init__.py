@@ -25,10 +25,10 @@ length and a live source (a stream URL or device whose length is unknown) gets w
 with a latency of about half a clip plus a batch.
 
 The modules: :mod:`keras_slowfast.streaming.windows` (the windows and their clips, decoded
-in one pass), :mod:`keras_slowfast.streaming.timeline` (scoring them with a model),
-:mod:`keras_slowfast.streaming.features` (pooled backbone features of the windows) and
-:mod:`keras_slowfast.streaming.feature_writer` (the features of many videos written to a
-folder, resumably). This package exports their public names.
+in one pass), :mod:`keras_slowfast.streaming.scoring` (scoring them with a model: the
+timeline), :mod:`keras_slowfast.streaming.features` (pooled backbone features of the
+windows) and :mod:`keras_slowfast.streaming.feature_writer` (the features of many videos
+written to a folder, resumably). This package exports their public names.
 """
 
 from keras_slowfast.streaming.feature_writer import (
@@ -36,7 +36,7 @@ from keras_slowfast.streaming.feature_writer import (
 )
 from keras_slowfast.streaming.feature_writer import SaveSummary, save_features, video_list
 from keras_slowfast.streaming.features import Features, extract_features, feature_model
-from keras_slowfast.streaming.timeline import timeline
+from keras_slowfast.streaming.scoring import timeline
 from keras_slowfast.streaming.windows import Window, window_clips, window_frame_indices
 
 __all__ = [

@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_slowfast import presets
 from keras_slowfast.streaming._clip_settings import DEFAULT_READ_TIMEOUT_S, resolve_clip
-from keras_slowfast.streaming.timeline import timeline
+from keras_slowfast.streaming.scoring import timeline
 
 if TYPE_CHECKING:
     import keras
