@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from test_timeline import centre_crop, decode_all, expected_windows  # noqa: E402
+from test_streaming_scoring import centre_crop, decode_all, expected_windows  # noqa: E402
 
 from keras_slowfast import cli, hub  # noqa: E402
 from keras_slowfast.inference import extract_features, feature_model  # noqa: E402
