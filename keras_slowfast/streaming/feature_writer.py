@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["SaveSummary", "save_features", "video_list"]
 
 _FORMATS = ("npy", "hdf5")
+# The file of `output_dir` listing the videos that failed, with the reasons (tab-separated).
 FAILURES_FILE = "failures.txt"
 
 
