@@ -5,21 +5,20 @@ The frame lists, box CSVs and keyframes of an AVA-layout dataset are read by
 reproduces PySlowFast's ``Ava`` dataset with its OpenCV backend on those keyframes: the same
 frame indices around each keyframe and the same spatial transforms, those of
 `keras_slowfast.data.ava_transforms` (OpenCV bilinear resizing of the decoded JPEG frames,
-crops and flips with the boxes following the image). Clips stay uint8 RGB
-``(frames, H, W, 3)``; the detector normalises them itself.
+crops and flips with the boxes following the image). The frames come from the frame
+folders or from video files resampled to 30 fps. Clips stay uint8 RGB ``(frames, H, W, 3)``;
+the detector normalises them itself.
 """
 
 from __future__ import annotations
 
-import os
-
-import cv2
 import numpy as np
 import tensorflow as tf
 
 from keras_slowfast._checks import check_positive_int
 from keras_slowfast._deprecation import deprecated_alias
 from keras_slowfast.data import video as video_lib
+from keras_slowfast.data._ava_frames import open_frame_source
 from keras_slowfast.data._loading import (
     DECODE_GATE,
     as_read_error,
@@ -76,88 +75,6 @@ __all__ = [
 scale_short_side = deprecated_alias(
     resize_short_side, "scale_short_side", "keras_slowfast.data.ava"
 )
-
-
-# ---------------------------------------------------------------------------------------------
-# Frame sources.
-
-
-class _FrameFolders:
-    """Frames of AVA frame folders (JPEG, BGR on disk), decoded with OpenCV."""
-
-    def __init__(self, frame_paths):
-        self.frame_paths = frame_paths
-
-    def num_frames(self, video_index):
-        return len(self.frame_paths[video_index])
-
-    def read(self, video_index, indices):
-        frames = []
-        for i in indices:
-            path = self.frame_paths[video_index][int(i)]
-            try:
-                data = np.fromfile(path, np.uint8)
-            except OSError as e:
-                raise video_lib.VideoReadError(path, f"cannot read frame: {e}") from None
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            if image is None:
-                raise video_lib.VideoReadError(path, "not a decodable image")
-            frames.append(image)
-        if len({f.shape for f in frames}) != 1:
-            raise video_lib.VideoReadError(
-                self.frame_paths[video_index][int(indices[0])],
-                "the frames of this clip differ in size",
-            )
-        return np.ascontiguousarray(np.stack(frames)[..., ::-1])  # BGR -> RGB
-
-    def describe(self, video_index):
-        paths = self.frame_paths[video_index]
-        return os.path.dirname(paths[0]) if paths else f"video {video_index}"
-
-
-class _VideoFiles:
-    """Frames of video files, resampled to 30 fps (frame i is time i / 30 of the file)."""
-
-    def __init__(self, paths, timeout):
-        from keras_slowfast.data import ava_video
-
-        self._ava_video = ava_video
-        self.paths = paths
-        self.timeout = timeout
-        self._counts = {}
-
-    def num_frames(self, video_index):
-        if video_index not in self._counts:
-            self._counts[video_index] = self._ava_video.count_frames_at_fps(
-                self.paths[video_index], fps=AVA_FPS, timeout=self.timeout
-            )
-        return self._counts[video_index]
-
-    def read(self, video_index, indices):
-        return self._ava_video.read_frames_at_fps(
-            self.paths[video_index], indices, fps=AVA_FPS, timeout=self.timeout
-        )
-
-    def describe(self, video_index):
-        return self.paths[video_index]
-
-
-_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v")
-
-
-def _find_videos(video_dir, names):
-    paths, missing = [], []
-    for name in names:
-        found = None
-        for ext in _VIDEO_EXTENSIONS:
-            candidate = os.path.join(video_dir, name + ext)
-            if os.path.isfile(candidate):
-                found = candidate
-                break
-        if found is None:
-            missing.append(name)
-        paths.append(found)
-    return paths, missing
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,16 +251,7 @@ def ava_dataset(
         raise ValueError(
             f"The AVA {mode!r} split has no keyframe with boxes. Received: data_dir={data_dir!r}"
         )
-    if video_dir is not None:
-        paths, missing = _find_videos(os.fspath(video_dir), ann.videos)
-        if missing:
-            raise ValueError(
-                f"No video file for {len(missing)} video(s), e.g. {missing[:3]!r} (looked for "
-                f"{', '.join(_VIDEO_EXTENSIONS)}). Received: video_dir={os.fspath(video_dir)!r}"
-            )
-        source = _VideoFiles(paths, timeout)
-    else:
-        source = _FrameFolders(ann.frame_paths)
+    source = open_frame_source(ann, video_dir, timeout)
 
     most = max(len(k.boxes) for k in ann.keyframes)
     if max_boxes is None:
