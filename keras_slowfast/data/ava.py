@@ -1,28 +1,36 @@
-"""AVA-layout action-detection data: clips of the keyframes, as PySlowFast's `Ava` reads them.
+"""AVA-layout action-detection data: annotations, keyframes and clips, as PySlowFast reads them.
 
-The frame lists, box CSVs and keyframes of an AVA-layout dataset are read by
-`keras_slowfast.data.ava_annotations` (its names are importable from here too). This module
-reproduces PySlowFast's ``Ava`` dataset with its OpenCV backend on those keyframes: the same
-frame indices around each keyframe and the same spatial transforms, those of
-`keras_slowfast.data.ava_transforms` (OpenCV bilinear resizing of the decoded JPEG frames,
-crops and flips with the boxes following the image). The frames come from the frame
-folders or from video files resampled to 30 fps. Clips stay uint8 RGB ``(frames, H, W, 3)``;
-the detector normalises them itself.
+This module assembles the `tf.data` pipeline `ava_dataset`; its parts live in
+
+* `keras_slowfast.data.ava_annotations`: the frame lists and box CSVs of an AVA-layout dataset
+  (``frames/``, ``frame_lists/``, ``annotations/``) and the keyframes PySlowFast's ``Ava``
+  dataset builds from them (`load_ava_annotations`, `ava_sequence`);
+* `keras_slowfast.data.ava_transforms`: PySlowFast's spatial transforms with the OpenCV
+  backend (`ava_transform`: bilinear resizing of the decoded frames, crops and flips with the
+  boxes following the image, the train colour augmentation);
+* the frame sources: JPEG frame folders, or video files resampled to 30 fps.
+
+Together they reproduce PySlowFast's ``Ava`` dataset: the same keyframes in the same order,
+the same frame indices around each keyframe and the same transforms. Clips stay uint8 RGB
+``(frames, H, W, 3)``; the detector normalises them itself. The names of those modules are
+importable from here too.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from keras_slowfast._checks import check_positive_int
 from keras_slowfast._deprecation import deprecated_alias
-from keras_slowfast.data import video as video_lib
-from keras_slowfast.data._ava_frames import open_frame_source
+from keras_slowfast.data._ava_frames import FrameSource, open_frame_source
 from keras_slowfast.data._loading import (
     DECODE_GATE,
     as_read_error,
-    check_on_error,
     drop_last,
     last_is_ok,
     report_failure,
@@ -37,6 +45,8 @@ from keras_slowfast.data.ava_annotations import (
     DEFAULT_TRAIN_PREDICT_BOX_LISTS,
     AVAAnnotations,
     AVAKeyframe,
+    FileNames,
+    StrPath,
     ava_sequence,
     load_ava_annotations,
     read_box_csvs,
@@ -55,7 +65,9 @@ from keras_slowfast.data.ava_annotations import DEFAULT_LABEL_MAP_FILE as DEFAUL
 from keras_slowfast.data.ava_transforms import PCA_EIGVAL as PCA_EIGVAL
 from keras_slowfast.data.ava_transforms import PCA_EIGVEC as PCA_EIGVEC
 from keras_slowfast.data.ava_transforms import ava_transform
+from keras_slowfast.data.kinetics import ClipSettings
 from keras_slowfast.data.transforms import resize_short_side
+from keras_slowfast.data.video import DecodeErrorCounter, VideoReadError
 
 __all__ = [
     "AVA_FPS",
@@ -70,7 +82,6 @@ __all__ = [
     "read_frame_lists",
 ]
 
-
 # Its former name: the same OpenCV bilinear resize of the uint8 frames.
 scale_short_side = deprecated_alias(
     resize_short_side, "scale_short_side", "keras_slowfast.data.ava"
@@ -78,52 +89,432 @@ scale_short_side = deprecated_alias(
 
 
 # ---------------------------------------------------------------------------------------------
-# The dataset.
+# The settings.
 
 
-def _pad(array, rows, value=0):
+@dataclasses.dataclass(frozen=True)
+class AVASettings:
+    """`ava_dataset`'s arguments, checked once; `clip` is their clip part as a `ClipSettings`.
+
+    The fields are `ava_dataset`'s arguments, with its defaults, as given. `clip` holds the
+    checked clip settings, with the defaults resolved for `mode`: `num_frames`,
+    `sampling_rate`, `crop_size` (`train_crop_size` in train, else `test_crop_size`),
+    `min_scale` and `max_scale` (`train_jitter_scales` in train, else the crop size: val and
+    test clips are not jittered), `batch_size`, `shuffle`, `drop_remainder`, `on_error` and
+    the per-keyframe seeds (`element_seeds()`; fixed in val when `seed` is None).
+
+    Raises:
+        ValueError, TypeError: an argument out of range, naming it and the value received.
+
+    Example:
+        >>> s = AVASettings("ava", "val", test_crop_size=128)
+        >>> s.clip.crop_size, (s.clip.min_scale, s.clip.max_scale), s.clip.batch_size
+        (128, (128, 128), 8)
+        >>> s.clip.shuffle, s.clip.drop_remainder, s.clip_dtype.__name__
+        (False, False, 'uint8')
+        >>> AVASettings("ava", "train", max_boxes=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `max_boxes` must be a positive integer. Received: max_boxes=0
+    """
+
+    data_dir: StrPath | None = None
+    mode: str = "train"
+    _: dataclasses.KW_ONLY
+    frame_dir: StrPath | None = None
+    frame_list_dir: StrPath | None = None
+    annotation_dir: StrPath | None = None
+    video_dir: StrPath | None = None
+    train_lists: FileNames = DEFAULT_TRAIN_LISTS
+    test_lists: FileNames = DEFAULT_TEST_LISTS
+    train_gt_box_lists: FileNames = DEFAULT_TRAIN_GT_BOX_LISTS
+    train_predict_box_lists: FileNames = DEFAULT_TRAIN_PREDICT_BOX_LISTS
+    test_predict_box_lists: FileNames = DEFAULT_TEST_PREDICT_BOX_LISTS
+    detection_score_thresh: float = 0.8
+    full_test_on_val: bool = False
+    num_frames: int = 32
+    sampling_rate: int = 2
+    train_crop_size: int = 224
+    test_crop_size: int = 256
+    train_jitter_scales: tuple[int, int] = (256, 320)
+    random_flip: bool = True
+    test_force_flip: bool = False
+    bgr: bool = False
+    color_augmentation: bool = False
+    pca_jitter_only: bool = True
+    num_classes: int = AVA_NUM_CLASSES
+    max_boxes: int | None = None
+    batch_size: int | None = None
+    shuffle: bool | None = None
+    seed: int | None = None
+    drop_remainder: bool | None = None
+    metadata: bool = False
+    num_parallel_calls: int = tf.data.AUTOTUNE
+    on_error: str = "skip"
+    error_counter: DecodeErrorCounter | None = None
+    timeout: float | None = 300.0
+    clip: ClipSettings = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # AVA's own arguments, checked under their names; `ClipSettings` checks the rest and
+        # then receives a crop size and scales that are valid.
+        for name in ("train_crop_size", "test_crop_size"):
+            check_positive_int(name, getattr(self, name))
+        try:
+            low, high = (int(s) for s in self.train_jitter_scales)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "`train_jitter_scales` must be a pair of integers (min, max). "
+                f"Received: train_jitter_scales={self.train_jitter_scales!r}"
+            ) from None
+        if self.mode == "train" and not self.train_crop_size <= low <= high:
+            raise ValueError(
+                "`train_jitter_scales` must satisfy train_crop_size <= min <= max. "
+                f"Received: train_jitter_scales={tuple(self.train_jitter_scales)!r}, "
+                f"train_crop_size={self.train_crop_size}"
+            )
+        object.__setattr__(self, "clip", self._clip_settings(low, high))
+        if self.max_boxes is not None:
+            check_positive_int("max_boxes", self.max_boxes)
+
+    def _clip_settings(self, low: int, high: int) -> ClipSettings:
+        train = self.mode == "train"
+        crop = self.train_crop_size if train else self.test_crop_size
+        batch_size = self.batch_size
+        if batch_size is None:
+            batch_size = 1 if self.mode == "test" else 8
+        return ClipSettings(
+            mode=self.mode,
+            num_frames=self.num_frames,
+            sampling_rate=self.sampling_rate,
+            target_fps=AVA_FPS,
+            jitter_scales=(low, high) if train else (crop, crop),
+            crop_size=crop,
+            num_temporal_views=1,
+            num_spatial_crops=1,
+            batch_size=batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            deterministic=None,
+            drop_remainder=self.drop_remainder,
+            random_flip=self.random_flip,
+            on_error=self.on_error,
+        )
+
+    @property
+    def clip_dtype(self) -> type:
+        """float32 for colour-augmented train clips (values in [0, 255]), else uint8."""
+        return np.float32 if (self.mode == "train" and self.color_augmentation) else np.uint8
+
+    @property
+    def map_deterministic(self) -> bool | None:
+        """The loading map's `deterministic`: True when seeded or not training; else None,
+        which leaves the order to the dataset's options."""
+        return True if self.clip.deterministic else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases.
+
+
+def _load_split(settings: AVASettings) -> AVAAnnotations:
+    """The split's keyframes (`load_ava_annotations`); with `video_dir`, of the videos that
+    `split_video_names` finds."""
+    s = settings
+    files = dict(
+        train_lists=s.train_lists,
+        test_lists=s.test_lists,
+        train_gt_box_lists=s.train_gt_box_lists,
+        train_predict_box_lists=s.train_predict_box_lists,
+        test_predict_box_lists=s.test_predict_box_lists,
+    )
+    folders = dict(frame_list_dir=s.frame_list_dir, annotation_dir=s.annotation_dir)
+    videos = None
+    if s.video_dir is not None:
+        videos = split_video_names(s.data_dir, s.mode, **folders, **files)
+    ann = load_ava_annotations(
+        s.data_dir,
+        s.mode,
+        frame_dir=s.frame_dir,
+        **folders,
+        **files,
+        detection_score_thresh=s.detection_score_thresh,
+        full_test_on_val=s.full_test_on_val,
+        num_classes=s.num_classes,
+        videos=videos,
+    )
+    if not ann.keyframes:
+        raise ValueError(
+            f"The AVA {s.mode!r} split has no keyframe with boxes. "
+            f"Received: data_dir={s.data_dir!r}"
+        )
+    return ann
+
+
+def _max_boxes(settings: AVASettings, ann: AVAAnnotations) -> int:
+    """The box slots per keyframe: `max_boxes`, or the largest count of the split."""
+    most = max(len(k.boxes) for k in ann.keyframes)
+    max_boxes = most if settings.max_boxes is None else settings.max_boxes
+    if most > max_boxes:
+        worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
+        raise ValueError(
+            f"Keyframe {ann.videos[worst.video_index]!r} second {worst.second} has "
+            f"{len(worst.boxes)} boxes, more than `max_boxes`. Received: max_boxes={max_boxes}"
+        )
+    return max_boxes
+
+
+def _pad(array: np.ndarray, rows: int, value: float = 0) -> np.ndarray:
     out = np.full((rows,) + array.shape[1:], value, array.dtype)
     out[: len(array)] = array
     return out
 
 
+class _ClipLoader:
+    """Reads, transforms and pads the clips and boxes of keyframes.
+
+    `read_batch` is the Python side (in `tf.numpy_function`), `load` the graph side. An
+    element is `(clips, boxes, labels, num_boxes, ori_boxes, video_index, second, ok)` for
+    the keyframes of one call; a call whose frames cannot be read is reported (`on_error`)
+    and gives no keyframe with `ok` False.
+    """
+
+    def __init__(
+        self,
+        settings: AVASettings,
+        keyframes: Sequence[AVAKeyframe],
+        source: FrameSource,
+        max_boxes: int,
+        counter: DecodeErrorCounter,
+    ) -> None:
+        self.settings = settings
+        self.keyframes = keyframes
+        self.source = source
+        self.max_boxes = max_boxes
+        self.counter = counter
+
+    def clip(self, keyframe: AVAKeyframe, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The transformed clip of a keyframe and its boxes, normalised to the clip."""
+        s, c = self.settings, self.settings.clip
+        rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        video_frames = self.source.num_frames(keyframe.video_index)
+        seq = ava_sequence(keyframe.center_frame, c.num_frames, c.sampling_rate, video_frames)
+        clip, boxes = ava_transform(
+            self.source.read(keyframe.video_index, seq),
+            keyframe.boxes,
+            s.mode,
+            crop_size=c.crop_size,
+            jitter_scales=(c.min_scale, c.max_scale),
+            random_flip=s.random_flip,
+            force_flip=s.test_force_flip,
+            color_augmentation=s.color_augmentation,
+            pca_jitter_only=s.pca_jitter_only,
+            rng=rng,
+        )
+        if s.bgr:
+            clip = np.ascontiguousarray(clip[..., ::-1])
+        h, w = clip.shape[1:3]
+        boxes = boxes / np.array([w, h, w, h], np.float32)
+        return clip.astype(s.clip_dtype, copy=False), boxes
+
+    def read_batch(self, indices: np.ndarray, seed: np.int64) -> tuple:
+        """The element of keyframes `indices` (-1 = none), keyframe `j` seeded `seed + j`."""
+        indices = [int(i) for i in indices if i >= 0]
+        decoded = DECODE_GATE.call(self._decode, lambda: None, indices, seed)
+        if decoded is None:
+            return self._empty()
+        clips, boxes = decoded
+        if len({c.shape for c in clips}) != 1:
+            where = self.source.describe(self.keyframes[indices[0]].video_index)
+            error = VideoReadError(where, "the frames of one video differ in size")
+            report_failure(where, error, self.settings.on_error, self.counter)
+            return self._empty()
+        keyframes = [self.keyframes[i] for i in indices]
+        m = self.max_boxes
+        return (
+            np.stack(clips),
+            np.stack(boxes),
+            np.stack([_pad(k.labels.astype(np.float32), m) for k in keyframes]),
+            np.array([len(k.boxes) for k in keyframes], np.int32),
+            np.stack([_pad(k.boxes, m) for k in keyframes]),
+            np.array([k.video_index for k in keyframes], np.int32),
+            np.array([k.second for k in keyframes], np.int32),
+            np.bool_(True),
+        )
+
+    def _decode(self, indices, seed):
+        clips, boxes = [], []
+        try:
+            for j, i in enumerate(indices):
+                clip, b = self.clip(self.keyframes[i], int(seed) + j)
+                clips.append(clip)
+                boxes.append(_pad(b, self.max_boxes))
+        except Exception as e:
+            where = self.source.describe(self.keyframes[indices[0]].video_index)
+            report_failure(where, as_read_error(where, e), self.settings.on_error, self.counter)
+            return None
+        return clips, boxes
+
+    def _empty(self):
+        c, m = self.settings.clip, self.max_boxes
+        return (
+            np.zeros((0, c.num_frames, c.crop_size, c.crop_size, 3), self.settings.clip_dtype),
+            np.zeros((0, m, 4), np.float32),
+            np.zeros((0, m, int(self.settings.num_classes)), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0, m, 4), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0,), np.int32),
+            np.bool_(False),
+        )
+
+    def load(self, indices: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """`read_batch` in the graph, with the element's static shapes."""
+        c, m = self.settings.clip, self.max_boxes
+        clip_dtype = tf.float32 if self.settings.clip_dtype == np.float32 else tf.uint8
+        dtypes = [clip_dtype, tf.float32, tf.float32, tf.int32, tf.float32, tf.int32, tf.int32]
+        out = tf.numpy_function(
+            self.read_batch, [indices, seed], [*dtypes, tf.bool], name="load_ava_clips"
+        )
+        hw = [c.crop_size, c.crop_size] if c.mode != "test" else [None, None]
+        shapes = [
+            [None, c.num_frames, *hw, 3],
+            [None, m, 4],
+            [None, m, int(self.settings.num_classes)],
+            [None],
+            [None, m, 4],
+            [None],
+            [None],
+        ]
+        return (*(tf.ensure_shape(t, shape) for t, shape in zip(out, shapes)), out[7])
+
+
+def _keyframe_batches(keyframes: Sequence[AVAKeyframe], clip: ClipSettings) -> np.ndarray:
+    """The keyframe indices each loading call reads, one row per call (-1 pads a row).
+
+    Train and val clips have a fixed size and are loaded one per call (then batched); test
+    clips keep their video's size, so a test batch is consecutive keyframes of one video,
+    loaded in one call.
+    """
+    if clip.mode == "test":
+        groups = []
+        for i, k in enumerate(keyframes):
+            if (
+                groups
+                and len(groups[-1]) < clip.batch_size
+                and keyframes[groups[-1][-1]].video_index == k.video_index
+            ):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        width = clip.batch_size
+    else:
+        groups = [[i] for i in range(len(keyframes))]
+        width = 1
+    table = np.full((len(groups), width), -1, np.int64)
+    for g, members in enumerate(groups):
+        table[g, : len(members)] = members
+    return table
+
+
+def _keyframe_rows(table: np.ndarray, settings: AVASettings) -> tf.data.Dataset:
+    """The rows of `table`, shuffled when asked, each with its seed: `(indices, seed)`."""
+    rows = tf.data.Dataset.from_tensor_slices(table)
+    if settings.clip.shuffle:
+        # The seed as given: unlike the clips' seeds, a val shuffle is not fixed by default.
+        rows = rows.shuffle(len(table), seed=settings.seed, reshuffle_each_iteration=True)
+    return tf.data.Dataset.zip((rows, settings.clip.element_seeds()))
+
+
+def _load_clips(
+    rows: tf.data.Dataset, loader: _ClipLoader, settings: AVASettings
+) -> tf.data.Dataset:
+    """The loaded elements of the rows, those that could not be read left out."""
+    ds = rows.map(
+        loader.load,
+        num_parallel_calls=settings.num_parallel_calls,
+        deterministic=settings.map_deterministic,
+    )
+    return ds.filter(last_is_ok).map(drop_last)
+
+
+def _arrange(clip, boxes, labels, num, ori, vid, sec, *, metadata, max_boxes):
+    """`(inputs, labels, box_weights)`, or `(inputs, labels, metadata)` for evaluation."""
+    inputs = {"clip": clip, "boxes": boxes}
+    if metadata:
+        meta = {"video_index": vid, "second": sec, "ori_boxes": ori, "num_boxes": num}
+        return inputs, labels, meta
+    weights = tf.cast(tf.sequence_mask(num, max_boxes), tf.float32)
+    return inputs, labels, weights
+
+
+def _batched(ds: tf.data.Dataset, settings: AVASettings, max_boxes: int) -> tf.data.Dataset:
+    """Batches of `settings.clip.batch_size` (test elements already are), arranged."""
+    clip = settings.clip
+    if clip.mode != "test":
+        ds = ds.unbatch().batch(clip.batch_size, drop_remainder=clip.drop_remainder)
+    arrange = functools.partial(_arrange, metadata=settings.metadata, max_boxes=max_boxes)
+    return ds.map(arrange).prefetch(tf.data.AUTOTUNE)
+
+
+def _assemble(settings: AVASettings) -> tf.data.Dataset:
+    """`ava_dataset` from its checked settings, phase by phase."""
+    ann = _load_split(settings)
+    source = open_frame_source(ann, settings.video_dir, settings.timeout)
+    max_boxes = _max_boxes(settings, ann)
+    counter = settings.error_counter
+    if counter is None:
+        counter = DecodeErrorCounter()
+    loader = _ClipLoader(settings, ann.keyframes, source, max_boxes, counter)
+    rows = _keyframe_rows(_keyframe_batches(ann.keyframes, settings.clip), settings)
+    ds = _batched(_load_clips(rows, loader, settings), settings, max_boxes)
+    ds.annotations = ann
+    ds.error_counter = counter
+    ds.max_boxes = max_boxes
+    return ds
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset.
+
+
 def ava_dataset(
-    data_dir=None,
-    mode="train",
+    data_dir: StrPath | None = None,
+    mode: str = "train",
     *,
-    frame_dir=None,
-    frame_list_dir=None,
-    annotation_dir=None,
-    video_dir=None,
-    train_lists=DEFAULT_TRAIN_LISTS,
-    test_lists=DEFAULT_TEST_LISTS,
-    train_gt_box_lists=DEFAULT_TRAIN_GT_BOX_LISTS,
-    train_predict_box_lists=DEFAULT_TRAIN_PREDICT_BOX_LISTS,
-    test_predict_box_lists=DEFAULT_TEST_PREDICT_BOX_LISTS,
-    detection_score_thresh=0.8,
-    full_test_on_val=False,
-    num_frames=32,
-    sampling_rate=2,
-    train_crop_size=224,
-    test_crop_size=256,
-    train_jitter_scales=(256, 320),
-    random_flip=True,
-    test_force_flip=False,
-    bgr=False,
-    color_augmentation=False,
-    pca_jitter_only=True,
-    num_classes=AVA_NUM_CLASSES,
-    max_boxes=None,
-    batch_size=None,
-    shuffle=None,
-    seed=None,
-    drop_remainder=None,
-    metadata=False,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    on_error="skip",
-    error_counter=None,
-    timeout=300.0,
-):
+    frame_dir: StrPath | None = None,
+    frame_list_dir: StrPath | None = None,
+    annotation_dir: StrPath | None = None,
+    video_dir: StrPath | None = None,
+    train_lists: FileNames = DEFAULT_TRAIN_LISTS,
+    test_lists: FileNames = DEFAULT_TEST_LISTS,
+    train_gt_box_lists: FileNames = DEFAULT_TRAIN_GT_BOX_LISTS,
+    train_predict_box_lists: FileNames = DEFAULT_TRAIN_PREDICT_BOX_LISTS,
+    test_predict_box_lists: FileNames = DEFAULT_TEST_PREDICT_BOX_LISTS,
+    detection_score_thresh: float = 0.8,
+    full_test_on_val: bool = False,
+    num_frames: int = 32,
+    sampling_rate: int = 2,
+    train_crop_size: int = 224,
+    test_crop_size: int = 256,
+    train_jitter_scales: tuple[int, int] = (256, 320),
+    random_flip: bool = True,
+    test_force_flip: bool = False,
+    bgr: bool = False,
+    color_augmentation: bool = False,
+    pca_jitter_only: bool = True,
+    num_classes: int = AVA_NUM_CLASSES,
+    max_boxes: int | None = None,
+    batch_size: int | None = None,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    drop_remainder: bool | None = None,
+    metadata: bool = False,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    on_error: str = "skip",
+    error_counter: DecodeErrorCounter | None = None,
+    timeout: float | None = 300.0,
+) -> tf.data.Dataset:
     """A batched `tf.data.Dataset` of an AVA-layout dataset for the SlowFast detector.
 
     It yields what PySlowFast's `Ava` dataset (OpenCV backend) yields, in its order: one
@@ -191,52 +582,13 @@ def ava_dataset(
         >>> ds = ava_dataset("ava", mode="train", batch_size=8)  # doctest: +SKIP
         >>> detector.fit(ds, epochs=1)  # doctest: +SKIP
     """
-    check_on_error(on_error)
-    for name, value in (
-        ("num_frames", num_frames),
-        ("sampling_rate", sampling_rate),
-        ("train_crop_size", train_crop_size),
-        ("test_crop_size", test_crop_size),
-    ):
-        check_positive_int(name, value)
-    try:
-        low, high = (int(s) for s in train_jitter_scales)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "`train_jitter_scales` must be a pair of integers (min, max). "
-            f"Received: train_jitter_scales={train_jitter_scales!r}"
-        ) from None
-    if mode == "train" and not train_crop_size <= low <= high:
-        raise ValueError(
-            "`train_jitter_scales` must satisfy train_crop_size <= min <= max. "
-            f"Received: train_jitter_scales={tuple(train_jitter_scales)!r}, "
-            f"train_crop_size={train_crop_size}"
-        )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
-    if batch_size is None:
-        batch_size = 1 if mode == "test" else 8
-    check_positive_int("batch_size", batch_size)
-
-    video_names = None
-    if video_dir is not None:
-        video_names = split_video_names(
-            data_dir,
-            mode,
-            frame_list_dir=frame_list_dir,
-            annotation_dir=annotation_dir,
-            train_lists=train_lists,
-            test_lists=test_lists,
-            train_gt_box_lists=train_gt_box_lists,
-            train_predict_box_lists=train_predict_box_lists,
-            test_predict_box_lists=test_predict_box_lists,
-        )
-    ann = load_ava_annotations(
+    settings = AVASettings(
         data_dir,
         mode,
         frame_dir=frame_dir,
         frame_list_dir=frame_list_dir,
         annotation_dir=annotation_dir,
+        video_dir=video_dir,
         train_lists=train_lists,
         test_lists=test_lists,
         train_gt_box_lists=train_gt_box_lists,
@@ -244,187 +596,26 @@ def ava_dataset(
         test_predict_box_lists=test_predict_box_lists,
         detection_score_thresh=detection_score_thresh,
         full_test_on_val=full_test_on_val,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        train_crop_size=train_crop_size,
+        test_crop_size=test_crop_size,
+        train_jitter_scales=train_jitter_scales,
+        random_flip=random_flip,
+        test_force_flip=test_force_flip,
+        bgr=bgr,
+        color_augmentation=color_augmentation,
+        pca_jitter_only=pca_jitter_only,
         num_classes=num_classes,
-        videos=video_names,
-    )
-    if not ann.keyframes:
-        raise ValueError(
-            f"The AVA {mode!r} split has no keyframe with boxes. Received: data_dir={data_dir!r}"
-        )
-    source = open_frame_source(ann, video_dir, timeout)
-
-    most = max(len(k.boxes) for k in ann.keyframes)
-    if max_boxes is None:
-        max_boxes = most
-    check_positive_int("max_boxes", max_boxes)
-    if most > max_boxes:
-        worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
-        raise ValueError(
-            f"Keyframe {ann.videos[worst.video_index]!r} second {worst.second} has "
-            f"{len(worst.boxes)} boxes, more than `max_boxes`. Received: max_boxes={max_boxes}"
-        )
-
-    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
-    T, n_cls = int(num_frames), int(num_classes)
-    crop = train_crop_size if mode == "train" else test_crop_size
-    clip_dtype = np.float32 if (mode == "train" and color_augmentation) else np.uint8
-    tf_clip_dtype = tf.float32 if clip_dtype == np.float32 else tf.uint8
-    if shuffle is None:
-        shuffle = mode == "train"
-    if drop_remainder is None:
-        drop_remainder = mode == "train"
-    keyframes = ann.keyframes
-
-    def load_one(index, seed_value):
-        k = keyframes[index]
-        rng = np.random.default_rng(int(seed_value) & 0xFFFFFFFFFFFFFFFF)
-        seq = ava_sequence(k.center_frame, T, int(sampling_rate), source.num_frames(k.video_index))
-        frames = source.read(k.video_index, seq)
-        clip, boxes = ava_transform(
-            frames,
-            k.boxes,
-            mode,
-            crop_size=crop,
-            jitter_scales=(low, high),
-            random_flip=random_flip,
-            force_flip=test_force_flip,
-            color_augmentation=color_augmentation,
-            pca_jitter_only=pca_jitter_only,
-            rng=rng,
-        )
-        if bgr:
-            clip = np.ascontiguousarray(clip[..., ::-1])
-        h, w = clip.shape[1:3]
-        boxes = boxes / np.array([w, h, w, h], np.float32)
-        return clip.astype(clip_dtype, copy=False), boxes
-
-    def load_batch(indices, seed_value):
-        """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
-        indices = [int(i) for i in indices if i >= 0]
-
-        def decode():
-            clips, boxes = [], []
-            try:
-                for j, i in enumerate(indices):
-                    clip, b = load_one(i, int(seed_value) + j)
-                    clips.append(clip)
-                    boxes.append(_pad(b, max_boxes))
-            except Exception as e:
-                k = keyframes[indices[0]]
-                where = source.describe(k.video_index)
-                report_failure(where, as_read_error(where, e), on_error, counter)
-                return None
-            return clips, boxes
-
-        decoded = DECODE_GATE.call(decode, lambda: None)
-        if decoded is None:
-            return _empty(len(indices))
-        clips, boxes = decoded
-        ok = np.bool_(True)
-        if len({c.shape for c in clips}) != 1:
-            where = source.describe(keyframes[indices[0]].video_index)
-            error = video_lib.VideoReadError(where, "the frames of one video differ in size")
-            report_failure(where, error, on_error, counter)
-            return _empty(len(indices))
-        labels = np.stack(
-            [_pad(keyframes[i].labels.astype(np.float32), max_boxes) for i in indices]
-        )
-        num = np.array([len(keyframes[i].boxes) for i in indices], np.int32)
-        ori = np.stack([_pad(keyframes[i].boxes, max_boxes) for i in indices])
-        vid = np.array([keyframes[i].video_index for i in indices], np.int32)
-        sec = np.array([keyframes[i].second for i in indices], np.int32)
-        return np.stack(clips), np.stack(boxes), labels, num, ori, vid, sec, ok
-
-    def _empty(n):
-        return (
-            np.zeros((0, T, crop, crop, 3), clip_dtype),
-            np.zeros((0, max_boxes, 4), np.float32),
-            np.zeros((0, max_boxes, n_cls), np.float32),
-            np.zeros((0,), np.int32),
-            np.zeros((0, max_boxes, 4), np.float32),
-            np.zeros((0,), np.int32),
-            np.zeros((0,), np.int32),
-            np.bool_(False),
-        )
-
-    # Group keyframe indices into the batches to load. Train/val clips have a fixed size and
-    # are loaded one per call (then batched); test clips keep their video's size, so a test
-    # batch is consecutive keyframes of one video, loaded in one call.
-    order = np.arange(len(keyframes))
-    if mode == "test":
-        groups = []
-        for i in order:
-            if (
-                groups
-                and len(groups[-1]) < batch_size
-                and keyframes[groups[-1][-1]].video_index == keyframes[i].video_index
-            ):
-                groups[-1].append(int(i))
-            else:
-                groups.append([int(i)])
-        width = batch_size
-    else:
-        groups = [[int(i)] for i in order]
-        width = 1
-    table = np.full((len(groups), width), -1, np.int64)
-    for g, members in enumerate(groups):
-        table[g, : len(members)] = members
-
-    ds = tf.data.Dataset.from_tensor_slices(table)
-    if shuffle:
-        ds = ds.shuffle(len(groups), seed=seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=mode == "train")
-    if mode == "val" and seed is None:
-        seeds = tf.data.Dataset.random(seed=0)
-
-    hw = [crop, crop] if mode != "test" else [None, None]
-
-    def load(indices, seed_value):
-        out = tf.numpy_function(
-            load_batch,
-            [indices, seed_value],
-            [
-                tf_clip_dtype,
-                tf.float32,
-                tf.float32,
-                tf.int32,
-                tf.float32,
-                tf.int32,
-                tf.int32,
-                tf.bool,
-            ],
-            name="load_ava_clips",
-        )
-        clip = tf.ensure_shape(out[0], [None, T, *hw, 3])
-        boxes = tf.ensure_shape(out[1], [None, max_boxes, 4])
-        labels = tf.ensure_shape(out[2], [None, max_boxes, n_cls])
-        num = tf.ensure_shape(out[3], [None])
-        ori = tf.ensure_shape(out[4], [None, max_boxes, 4])
-        vid = tf.ensure_shape(out[5], [None])
-        sec = tf.ensure_shape(out[6], [None])
-        return clip, boxes, labels, num, ori, vid, sec, out[7]
-
-    ds = tf.data.Dataset.zip((ds, seeds)).map(
-        load,
+        max_boxes=max_boxes,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        metadata=metadata,
         num_parallel_calls=num_parallel_calls,
-        deterministic=True if (seed is not None or mode != "train") else None,
+        on_error=on_error,
+        error_counter=error_counter,
+        timeout=timeout,
     )
-    ds = ds.filter(last_is_ok).map(drop_last)
-
-    def arrange(clip, boxes, labels, num, ori, vid, sec):
-        inputs = {"clip": clip, "boxes": boxes}
-        if metadata:
-            meta = {"video_index": vid, "second": sec, "ori_boxes": ori, "num_boxes": num}
-            return inputs, labels, meta
-        weights = tf.cast(tf.sequence_mask(num, max_boxes), tf.float32)
-        return inputs, labels, weights
-
-    if mode == "test":
-        ds = ds.map(arrange)
-    else:
-        ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder).map(arrange)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds.annotations = ann
-    ds.error_counter = counter
-    ds.max_boxes = max_boxes
-    return ds
+    return _assemble(settings)
