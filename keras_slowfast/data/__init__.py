@@ -3,26 +3,26 @@
 The package exports what its modules declare public (their `__all__`).
 """
 
+from keras_slowfast.data.ava import ava_dataset
 from keras_slowfast.data.ava import (
+    scale_short_side as scale_short_side,  # deprecated: use resize_short_side
+)
+from keras_slowfast.data.ava_annotations import (
     AVA_FPS,
     AVA_NUM_CLASSES,
     AVAAnnotations,
     AVAKeyframe,
-    ava_dataset,
     ava_sequence,
-    ava_transform,
     load_ava_annotations,
     read_box_csvs,
     read_frame_lists,
-)
-from keras_slowfast.data.ava import (
-    scale_short_side as scale_short_side,  # deprecated: use resize_short_side
 )
 from keras_slowfast.data.ava_extract import (
     ExtractionResult,
     extract_ava_frames,
     read_video_paths,
 )
+from keras_slowfast.data.ava_transforms import ava_transform
 from keras_slowfast.data.ava_video import (
     count_frames_at_fps,
     iter_frames_at_fps,
@@ -65,17 +65,19 @@ from keras_slowfast.data.video import (
 )
 
 __all__ = [
-    # ava
+    # ava (which re-exports the names of ava_annotations and ava_transforms)
+    "ava_dataset",
+    # ava_annotations
     "AVA_FPS",
     "AVA_NUM_CLASSES",
     "AVAAnnotations",
     "AVAKeyframe",
-    "ava_dataset",
     "ava_sequence",
-    "ava_transform",
     "load_ava_annotations",
     "read_box_csvs",
     "read_frame_lists",
+    # ava_transforms
+    "ava_transform",
     # ava_extract
     "ExtractionResult",
     "extract_ava_frames",

@@ -1,49 +1,73 @@
 """AVA-layout action-detection data: annotations, keyframes and clips, as PySlowFast reads them.
 
-An AVA-layout dataset is a folder with
+This module assembles the `tf.data` pipeline `ava_dataset`; its parts live in
 
-* ``frames/<video>/<video>_%06d.jpg``: every frame of each movie at 30 fps (1-based file
-  names); frame ``i`` (0-based) is second ``900 + i / 30`` of the movie;
-* ``frame_lists/train.csv``, ``val.csv``: one header line, then
-  ``original_vido_id video_id frame_id path labels`` per frame (space separated);
-* ``annotations/``: ground-truth boxes ``video,sec,x1,y1,x2,y2,action,person`` (normalised,
-  one row per action), a person detector's boxes ``video,sec,x1,y1,x2,y2,,score``, the
-  evaluation ground truth and the excluded timestamps.
+* `keras_slowfast.data.ava_annotations`: the frame lists and box CSVs of an AVA-layout dataset
+  (``frames/``, ``frame_lists/``, ``annotations/``) and the keyframes PySlowFast's ``Ava``
+  dataset builds from them (`load_ava_annotations`, `ava_sequence`);
+* `keras_slowfast.data.ava_transforms`: PySlowFast's spatial transforms with the OpenCV
+  backend (`ava_transform`: bilinear resizing of the decoded frames, crops and flips with the
+  boxes following the image, the train colour augmentation);
+* the frame sources: JPEG frame folders, or video files resampled to 30 fps.
 
-This module reproduces PySlowFast's ``Ava`` dataset with its OpenCV backend: the same keyframes
-(seconds 902 to 1798 that have boxes, boxes de-duplicated by their coordinate text with all their
-labels, predicted boxes below the score threshold dropped, every fourth second in ``val``), the
-same frame indices around each keyframe, and the same spatial transforms (OpenCV bilinear
-resizing of the decoded JPEG frames, crops and flips with the boxes following the image).
-Clips stay uint8 RGB ``(frames, H, W, 3)``; the detector normalises them itself.
+Together they reproduce PySlowFast's ``Ava`` dataset: the same keyframes in the same order,
+the same frame indices around each keyframe and the same transforms. Clips stay uint8 RGB
+``(frames, H, W, 3)``; the detector normalises them itself. The names of those modules are
+importable from here too.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import warnings
+import dataclasses
+import functools
 from collections.abc import Sequence
-from typing import NamedTuple
 
-import cv2
 import numpy as np
 import tensorflow as tf
 
-from keras_slowfast._ava_csv import csv_rows
 from keras_slowfast._checks import check_positive_int
 from keras_slowfast._deprecation import deprecated_alias
-from keras_slowfast.data import video as video_lib
+from keras_slowfast.data._ava_frames import FrameSource, open_frame_source
 from keras_slowfast.data._loading import (
     DECODE_GATE,
     as_read_error,
-    check_mode,
-    check_on_error,
     drop_last,
     last_is_ok,
     report_failure,
 )
-from keras_slowfast.data.transforms import resize_short_side, short_side_scale_size
+from keras_slowfast.data.ava_annotations import (
+    AVA_FPS,
+    AVA_NUM_CLASSES,
+    DEFAULT_TEST_LISTS,
+    DEFAULT_TEST_PREDICT_BOX_LISTS,
+    DEFAULT_TRAIN_GT_BOX_LISTS,
+    DEFAULT_TRAIN_LISTS,
+    DEFAULT_TRAIN_PREDICT_BOX_LISTS,
+    AVAAnnotations,
+    AVAKeyframe,
+    FileNames,
+    StrPath,
+    ava_sequence,
+    load_ava_annotations,
+    read_box_csvs,
+    read_frame_lists,
+    split_video_names,
+)
+
+# The former home of these names: they stay importable from here.
+from keras_slowfast.data.ava_annotations import AVA_START_SECOND as AVA_START_SECOND
+from keras_slowfast.data.ava_annotations import AVA_VALID_SECONDS as AVA_VALID_SECONDS
+from keras_slowfast.data.ava_annotations import DEFAULT_EXCLUSION_FILE as DEFAULT_EXCLUSION_FILE
+from keras_slowfast.data.ava_annotations import (
+    DEFAULT_GROUNDTRUTH_FILE as DEFAULT_GROUNDTRUTH_FILE,
+)
+from keras_slowfast.data.ava_annotations import DEFAULT_LABEL_MAP_FILE as DEFAULT_LABEL_MAP_FILE
+from keras_slowfast.data.ava_transforms import PCA_EIGVAL as PCA_EIGVAL
+from keras_slowfast.data.ava_transforms import PCA_EIGVEC as PCA_EIGVEC
+from keras_slowfast.data.ava_transforms import ava_transform
+from keras_slowfast.data.kinetics import ClipSettings
+from keras_slowfast.data.transforms import resize_short_side
+from keras_slowfast.data.video import DecodeErrorCounter, VideoReadError
 
 __all__ = [
     "AVA_FPS",
@@ -58,670 +82,439 @@ __all__ = [
     "read_frame_lists",
 ]
 
-AVA_FPS = 30
-AVA_START_SECOND = 900
-# Keyframes PySlowFast uses: seconds 902..1798 of each movie.
-AVA_VALID_SECONDS = (902, 1798)
-AVA_NUM_CLASSES = 80
-
-# PySlowFast's DATA.TRAIN_PCA_EIGVAL / TRAIN_PCA_EIGVEC (AlexNet-style lighting noise).
-PCA_EIGVAL = (0.225, 0.224, 0.229)
-PCA_EIGVEC = (
-    (-0.5675, 0.7192, 0.4009),
-    (-0.5808, -0.0045, -0.8140),
-    (-0.5836, -0.6948, 0.4203),
-)
-
-
-# PySlowFast's default file names (config AVA.*), relative to the dataset's sub-folders.
-DEFAULT_TRAIN_LISTS = ("train.csv",)
-DEFAULT_TEST_LISTS = ("val.csv",)
-DEFAULT_TRAIN_GT_BOX_LISTS = ("ava_train_v2.2.csv",)
-DEFAULT_TRAIN_PREDICT_BOX_LISTS = ()
-DEFAULT_TEST_PREDICT_BOX_LISTS = ("ava_val_predicted_boxes.csv",)
-DEFAULT_GROUNDTRUTH_FILE = "ava_val_v2.2.csv"
-DEFAULT_EXCLUSION_FILE = "ava_val_excluded_timestamps_v2.2.csv"
-DEFAULT_LABEL_MAP_FILE = "ava_action_list_v2.2_for_activitynet_2019.pbtxt"
-
-
-class AVAKeyframe(NamedTuple):
-    """One keyframe of an AVA-layout dataset.
-
-    Attributes:
-        video_index: index of the video in `AVAAnnotations.videos`.
-        second: the keyframe's second (AVA movie time).
-        center_frame: the keyframe's 0-based frame index, `(second - 900) * 30`.
-        boxes: float32 `(n, 4)` normalised `[x1, y1, x2, y2]` as read (not clipped).
-        labels: uint8 `(n, num_classes)` multi-hot labels (action id `k` is column `k - 1`).
-
-    Example:
-        >>> k = AVAKeyframe(0, 902, 60, np.zeros((1, 4), np.float32), np.zeros((1, 80), np.uint8))
-        >>> k.center_frame == (k.second - AVA_START_SECOND) * AVA_FPS
-        True
-    """
-
-    video_index: int
-    second: int
-    center_frame: int
-    boxes: np.ndarray
-    labels: np.ndarray
-
-
-class AVAAnnotations(NamedTuple):
-    """The videos, frame files and keyframes of one split.
-
-    Attributes:
-        videos: video names, in frame-list order (the video index used everywhere).
-        frame_paths: per video, the list of its frame files (None for video-file sources).
-        keyframes: the `AVAKeyframe`s in PySlowFast's dataset order.
-        num_boxes: total number of boxes over all keyframes.
-
-    Example:
-        >>> ann = AVAAnnotations(["v"], None, [], 0)
-        >>> ann.videos, ann.num_boxes
-        (['v'], 0)
-    """
-
-    videos: list
-    frame_paths: list | None
-    keyframes: list
-    num_boxes: int
-
-
-def _fmt(value):
-    return repr(os.fspath(value)) if isinstance(value, os.PathLike) else repr(value)
-
-
-def _as_list(value, name):
-    if value is None:
-        return []
-    if isinstance(value, (str, os.PathLike)):
-        return [value]
-    if isinstance(value, Sequence):
-        return list(value)
-    raise TypeError(f"`{name}` must be a file name or a list of them. Received: {name}={value!r}")
-
-
-def read_frame_lists(list_files, frame_dir=""):
-    """Reads AVA frame lists: which frame files each video has, in order.
-
-    Each file has one header line, then `original_vido_id video_id frame_id path labels` per
-    line (space separated). Videos are numbered in order of first appearance over all files;
-    a video's frames are listed in file order, and `path` is joined to `frame_dir`.
-
-    Args:
-        list_files: a path or a list of paths.
-        frame_dir: folder the `path` column is relative to.
-
-    Returns:
-        `(videos, frame_paths)`: the video names and, per video, its list of frame paths.
-
-    Raises:
-        ValueError: a row without 5 fields, naming the file and line.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> f = pathlib.Path(tempfile.mkdtemp()) / "val.csv"
-        >>> _ = f.write_text('h\\nv1 0 0 v1/v1_000001.jpg ""\\nv1 0 1 v1/v1_000002.jpg ""\\n')
-        >>> videos, paths = read_frame_lists(f, "frames")
-        >>> videos, paths[0][1]
-        (['v1'], 'frames/v1/v1_000002.jpg')
-    """
-    videos, frame_paths, index = [], [], {}
-    for list_file in _as_list(list_files, "list_files"):
-        with open(list_file, encoding="utf-8") as f:
-            f.readline()
-            for line_number, line in enumerate(f, start=2):
-                row = line.split()
-                if not row:
-                    continue
-                if len(row) != 5:
-                    raise ValueError(
-                        "An AVA frame-list row has 5 space-separated fields "
-                        "(original_vido_id video_id frame_id path labels). "
-                        f"Received: {os.fspath(list_file)}:{line_number}: {line.rstrip()!r}"
-                    )
-                name = row[0]
-                if name not in index:
-                    index[name] = len(videos)
-                    videos.append(name)
-                    frame_paths.append([])
-                frame_paths[index[name]].append(os.path.join(frame_dir, row[3]))
-    return videos, frame_paths
-
-
-def read_box_csvs(
-    groundtruth_files=(),
-    predicted_files=(),
-    detection_score_thresh=0.8,
-    seconds_every=1,
-    valid_seconds=AVA_VALID_SECONDS,
-):
-    """Reads AVA box CSVs into boxes grouped per video and second, with all their labels.
-
-    Rows are `video,sec,x1,y1,x2,y2[,action[,...]]`; predicted-box files carry the detector's
-    score in column 8 and rows scoring below `detection_score_thresh` are dropped. Boxes of a
-    second are de-duplicated by their coordinate text (`"x1,y1,x2,y2"` as written), collecting
-    every label; an empty action is `-1` (a box without label). Only seconds divisible by
-    `seconds_every` are kept (PySlowFast's `val` uses 4). Rows of seconds outside
-    `valid_seconds` are counted and left out (PySlowFast cannot read them).
-
-    Args:
-        groundtruth_files: path(s) of ground-truth CSVs.
-        predicted_files: path(s) of a person detector's CSVs (with scores).
-        detection_score_thresh: minimum score of a predicted box.
-        seconds_every: keep seconds divisible by this.
-        valid_seconds: `(first, last)` keyframe seconds.
-
-    Returns:
-        `(boxes, skipped)`: `boxes[video][second]` is a list of `(box, labels)` with `box` a
-        list of 4 floats and `labels` a list of ints; `skipped` counts rows outside
-        `valid_seconds`.
-
-    Raises:
-        ValueError: a row that does not parse, or a box that is not finite or whose
-            `x2 < x1` or `y2 < y1`, naming the file and line.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> f = pathlib.Path(tempfile.mkdtemp()) / "gt.csv"
-        >>> _ = f.write_text("v,0902,0.1,0.2,0.5,0.9,12,0\\nv,0902,0.1,0.2,0.5,0.9,79,0\\n")
-        >>> boxes, skipped = read_box_csvs(f)
-        >>> boxes["v"][902]
-        [([0.1, 0.2, 0.5, 0.9], [12, 79])]
-    """
-    check_positive_int("seconds_every", seconds_every)
-    first, last = (int(s) for s in valid_seconds)
-    thresh = float(detection_score_thresh)
-    grouped = {}
-    skipped = 0
-    files = [(f, True) for f in _as_list(groundtruth_files, "groundtruth_files")]
-    files += [(f, False) for f in _as_list(predicted_files, "predicted_files")]
-    for path, is_groundtruth in files:
-        for line_number, row in csv_rows(path):
-            where = f"{os.fspath(path)}:{line_number}: {','.join(row)!r}"
-            try:
-                if not is_groundtruth:
-                    if len(row) < 8:
-                        raise ValueError("a predicted-box row has a score in column 8")
-                    if float(row[7]) < thresh:
-                        continue
-                if len(row) < 6:
-                    raise ValueError("a box row has at least 6 columns")
-                video, second = row[0].strip(), int(row[1])
-                box = [float(v) for v in row[2:6]]
-                label = -1 if len(row) < 7 or row[6].strip() == "" else int(row[6])
-            except ValueError as e:
-                raise ValueError(
-                    f"Cannot parse an AVA box row ({e}). Expected "
-                    f"`video,sec,x1,y1,x2,y2,action[,person|,score]`. Received: {where}"
-                ) from None
-            if not all(math.isfinite(v) for v in box) or box[2] < box[0] or box[3] < box[1]:
-                raise ValueError(
-                    f"An AVA box must be finite with x1 <= x2 and y1 <= y2. Received: {where}"
-                )
-            if label != -1 and label < 1:
-                raise ValueError(f"AVA action ids start at 1. Received: {where}")
-            if second % seconds_every:
-                continue
-            if not first <= second <= last:
-                skipped += 1
-                continue
-            per_second = grouped.setdefault(video, {}).setdefault(second, {})
-            key = ",".join(row[2:6])
-            if key not in per_second:
-                per_second[key] = (box, [])
-            per_second[key][1].append(label)
-    boxes = {
-        video: {sec: list(entries.values()) for sec, entries in seconds.items()}
-        for video, seconds in grouped.items()
-    }
-    return boxes, skipped
-
-
-def _keyframes(videos, boxes, num_classes, start_second, fps, valid_seconds):
-    first, last = valid_seconds
-    keyframes, total = [], 0
-    for video_index, name in enumerate(videos):
-        per_second = boxes.get(name, {})
-        for second in sorted(per_second):
-            if not first <= second <= last or not per_second[second]:
-                continue
-            entries = per_second[second]
-            box_array = np.array([b for b, _ in entries], np.float32).reshape(-1, 4)
-            labels = np.zeros((len(entries), num_classes), np.uint8)
-            for i, (_, box_labels) in enumerate(entries):
-                for label in box_labels:
-                    if label == -1:
-                        continue
-                    if label > num_classes:
-                        raise ValueError(
-                            f"Action id {label} of video {name!r} second {second} exceeds "
-                            f"`num_classes`. Received: num_classes={num_classes}"
-                        )
-                    labels[i, label - 1] = 1
-            center = int(round((second - start_second) * fps))
-            keyframes.append(AVAKeyframe(video_index, second, center, box_array, labels))
-            total += len(entries)
-    return keyframes, total
-
-
-def ava_sequence(center_frame, num_frames, sampling_rate, video_frames):
-    """Frame indices of the clip around a keyframe (PySlowFast's `get_sequence`).
-
-    `range(center - num_frames * sampling_rate // 2, center + num_frames * sampling_rate // 2,
-    sampling_rate)`, each index clamped to `[0, video_frames - 1]`.
-
-    Example:
-        >>> ava_sequence(60, 4, 2, 62).tolist()
-        [56, 58, 60, 61]
-    """
-    half = num_frames * sampling_rate // 2
-    seq = np.arange(center_frame - half, center_frame + half, sampling_rate, dtype=np.int64)
-    return np.clip(seq, 0, max(int(video_frames) - 1, 0))
-
-
-def _split_paths(data_dir, mode, frame_dir, frame_list_dir, annotation_dir, files):
-    def under(folder, default):
-        if folder is not None:
-            return os.fspath(folder)
-        if data_dir is None:
-            raise ValueError(
-                f"Give `data_dir` or `{default}_dir` for the AVA {default} folder. "
-                f"Received: data_dir=None, {default}_dir=None"
-            )
-        return os.path.join(
-            os.fspath(data_dir), default if default != "frame_list" else "frame_lists"
-        )
-
-    list_dir = under(frame_list_dir, "frame_list")
-    ann_dir = under(annotation_dir, "annotations")
-    frames = under(frame_dir, "frames") if frame_dir is not None or data_dir is not None else ""
-    lists = files["train_lists"] if mode == "train" else files["test_lists"]
-    gt = files["train_gt_box_lists"] if mode == "train" else ()
-    pred = files["train_predict_box_lists"] if mode == "train" else files["test_predict_box_lists"]
-
-    def join(folder, names, name):
-        return [os.path.join(folder, os.fspath(n)) for n in _as_list(names, name)]
-
-    return (
-        frames,
-        join(list_dir, lists, "train_lists" if mode == "train" else "test_lists"),
-        join(ann_dir, gt, "train_gt_box_lists"),
-        join(
-            ann_dir,
-            pred,
-            "train_predict_box_lists" if mode == "train" else "test_predict_box_lists",
-        ),
-    )
-
-
-def load_ava_annotations(
-    data_dir=None,
-    mode="train",
-    *,
-    frame_dir=None,
-    frame_list_dir=None,
-    annotation_dir=None,
-    train_lists=DEFAULT_TRAIN_LISTS,
-    test_lists=DEFAULT_TEST_LISTS,
-    train_gt_box_lists=DEFAULT_TRAIN_GT_BOX_LISTS,
-    train_predict_box_lists=DEFAULT_TRAIN_PREDICT_BOX_LISTS,
-    test_predict_box_lists=DEFAULT_TEST_PREDICT_BOX_LISTS,
-    detection_score_thresh=0.8,
-    full_test_on_val=False,
-    num_classes=AVA_NUM_CLASSES,
-    videos=None,
-):
-    """Reads the keyframes of one split of an AVA-layout dataset, as PySlowFast's `Ava` does.
-
-    `"train"` reads the frame lists `train_lists` with the ground-truth boxes
-    `train_gt_box_lists` (plus `train_predict_box_lists`); `"val"` and `"test"` read
-    `test_lists` with the person detector's boxes `test_predict_box_lists` (scores below
-    `detection_score_thresh` dropped). `"val"` keeps the seconds divisible by 4 unless
-    `full_test_on_val`. A keyframe is a second in 902..1798 with at least one box; its centre
-    frame is `(second - 900) * 30`.
-
-    Args:
-        data_dir: the dataset folder (with `frames/`, `frame_lists/`, `annotations/`).
-        mode: `"train"`, `"val"` or `"test"`.
-        frame_dir, frame_list_dir, annotation_dir: override the sub-folders.
-        train_lists, test_lists: frame-list file names (in `frame_list_dir`).
-        train_gt_box_lists, train_predict_box_lists, test_predict_box_lists: box CSV names
-            (in `annotation_dir`).
-        detection_score_thresh: minimum score of a predicted box (0.8 in the released AVA
-            configs).
-        full_test_on_val: in `"val"`, keep every second.
-        num_classes: number of action classes.
-        videos: instead of frame lists, the list of video names (video-file sources).
-
-    Returns:
-        An `AVAAnnotations`.
-
-    Example:
-        >>> ann = load_ava_annotations("ava", mode="val")  # doctest: +SKIP
-        >>> ann.keyframes[0].second  # doctest: +SKIP
-        904
-    """
-    check_mode(mode)
-    check_positive_int("num_classes", num_classes)
-    files = dict(
-        train_lists=train_lists,
-        test_lists=test_lists,
-        train_gt_box_lists=train_gt_box_lists,
-        train_predict_box_lists=train_predict_box_lists,
-        test_predict_box_lists=test_predict_box_lists,
-    )
-    frames, lists, gt, pred = _split_paths(
-        data_dir, mode, frame_dir, frame_list_dir, annotation_dir, files
-    )
-    for path in (lists if videos is None else []) + gt + pred:
-        if not os.path.isfile(path):
-            raise ValueError(f"AVA file not found: {path!r}. Received: data_dir={data_dir!r}")
-    if videos is None:
-        names, frame_paths = read_frame_lists(lists, frames)
-    else:
-        names, frame_paths = [str(v) for v in videos], None
-    every = 4 if mode == "val" and not full_test_on_val else 1
-    boxes, skipped = read_box_csvs(gt, pred, detection_score_thresh, seconds_every=every)
-    if skipped:
-        warnings.warn(
-            f"{skipped} box row(s) lie outside the keyframe seconds "
-            f"{AVA_VALID_SECONDS[0]}..{AVA_VALID_SECONDS[1]} and were left out.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    unknown = sorted(set(boxes) - set(names))
-    if unknown:
-        warnings.warn(
-            f"Boxes of {len(unknown)} video(s) not in the frame lists are left out, "
-            f"e.g. {unknown[:3]!r}.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    keyframes, total = _keyframes(
-        names, boxes, num_classes, AVA_START_SECOND, AVA_FPS, AVA_VALID_SECONDS
-    )
-    return AVAAnnotations(names, frame_paths, keyframes, total)
-
-
-# ---------------------------------------------------------------------------------------------
-# Spatial transforms (NumPy/OpenCV, uint8 frames, boxes in pixels), as PySlowFast's cv2 backend.
-
-
 # Its former name: the same OpenCV bilinear resize of the uint8 frames.
 scale_short_side = deprecated_alias(
     resize_short_side, "scale_short_side", "keras_slowfast.data.ava"
 )
 
 
-def _scale_boxes(boxes, height, width, size):
-    # PySlowFast scales both box axes by the long side's ratio (`floor` of the new long side
-    # over the old one); with an exact aspect ratio this equals the short side's ratio.
-    new_h, new_w = short_side_scale_size(height, width, size)
-    if (new_h, new_w) == (height, width):
-        return boxes
-    if width < height:
-        return boxes * (float(new_h) / height)
-    return boxes * (float(new_w) / width)
+# ---------------------------------------------------------------------------------------------
+# The settings.
 
 
-def _clip_boxes(boxes, height, width):
-    out = boxes.copy()
-    out[:, [0, 2]] = np.minimum(width - 1.0, np.maximum(0.0, boxes[:, [0, 2]]))
-    out[:, [1, 3]] = np.minimum(height - 1.0, np.maximum(0.0, boxes[:, [1, 3]]))
-    return out
+@dataclasses.dataclass(frozen=True)
+class AVASettings:
+    """`ava_dataset`'s arguments, checked once; `clip` is their clip part as a `ClipSettings`.
 
+    The fields are `ava_dataset`'s arguments, with its defaults, as given. `clip` holds the
+    checked clip settings, with the defaults resolved for `mode`: `num_frames`,
+    `sampling_rate`, `crop_size` (`train_crop_size` in train, else `test_crop_size`),
+    `min_scale` and `max_scale` (`train_jitter_scales` in train, else the crop size: val and
+    test clips are not jittered), `batch_size`, `shuffle`, `drop_remainder`, `on_error` and
+    the per-keyframe seeds (`element_seeds()`; fixed in val when `seed` is None).
 
-def _flip(frames, boxes):
-    width = frames.shape[2]
-    flipped = boxes.copy()
-    flipped[:, 0] = width - boxes[:, 2] - 1
-    flipped[:, 2] = width - boxes[:, 0] - 1
-    return np.ascontiguousarray(frames[:, :, ::-1]), flipped
-
-
-def _color_augment(frames, rng, pca_jitter_only, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC):
-    """PySlowFast's AVA colour augmentation, on RGB frames in [0, 1] (float32)."""
-    x = frames.astype(np.float32)
-
-    def gray(img):
-        return 0.299 * img[..., 0] + 0.587 * img[..., 1] + 0.114 * img[..., 2]
-
-    if not pca_jitter_only:
-        for op in rng.permutation(3):
-            alpha = 1.0 + rng.uniform(-0.4, 0.4)
-            if op == 0:  # brightness: blend with black
-                x = x * alpha
-            elif op == 1:  # contrast: blend with each frame's mean grey level
-                mean = gray(x).reshape(len(x), -1).mean(axis=1)
-                x = x * alpha + mean[:, None, None, None] * (1 - alpha)
-            else:  # saturation: blend with the grey image
-                x = x * alpha + gray(x)[..., None] * (1 - alpha)
-    alpha = rng.normal(0, 0.1, size=(1, 3))
-    vec = np.asarray(eigvec, np.float64)
-    val = np.reshape(np.asarray(eigval, np.float64), (1, 3))
-    rgb = np.sum(vec * np.repeat(alpha, 3, axis=0) * np.repeat(val, 3, axis=0), axis=1)
-    return (x + rgb.astype(np.float32)).astype(np.float32)
-
-
-def ava_transform(
-    frames,
-    boxes,
-    mode,
-    *,
-    crop_size,
-    jitter_scales=(256, 320),
-    random_flip=True,
-    force_flip=False,
-    color_augmentation=False,
-    pca_jitter_only=True,
-    rng=None,
-):
-    """PySlowFast's AVA clip transform (OpenCV backend) on uint8 RGB frames and boxes.
-
-    * `"train"`: short side to `round(1 / uniform(1 / max, 1 / min))` of `jitter_scales`, a
-      random `crop_size` square crop, a horizontal flip with probability 0.5;
-    * `"val"`: short side to `crop_size`, then the centre `crop_size` square;
-    * `"test"`: short side to `crop_size`, no crop.
-
-    Boxes (normalised, as read) are scaled to pixels, clipped to the frame, transformed with
-    the image and clipped again to `[0, W - 1] x [0, H - 1]` of the output, as PySlowFast
-    does. `force_flip` flips val/test clips; `color_augmentation` (train) applies PySlowFast's
-    colour jitter (unless `pca_jitter_only`) and PCA lighting noise, and then returns float32
-    frames in [0, 255] instead of uint8.
-
-    Args:
-        frames: uint8 `(T, H, W, 3)`.
-        boxes: `(n, 4)` normalised `[x1, y1, x2, y2]`.
-        mode: `"train"`, `"val"` or `"test"`.
-        crop_size: train crop, or the test short side and crop.
-        jitter_scales: `(min, max)` short side for train.
-        random_flip: flip train clips at random.
-        force_flip: flip val/test clips.
-        color_augmentation: colour augmentation for train.
-        pca_jitter_only: with `color_augmentation`, only the PCA lighting noise.
-        rng: a `numpy.random.Generator` (train randomness).
-
-    Returns:
-        `(clip, pixel_boxes)`: the clip and float32 `(n, 4)` boxes in its pixels.
+    Raises:
+        ValueError, TypeError: an argument out of range, naming it and the value received.
 
     Example:
-        >>> clip, b = ava_transform(np.zeros((2, 256, 340, 3), np.uint8),
-        ...                         np.array([[0.1, 0.2, 0.5, 0.9]]), "test", crop_size=128)
-        >>> clip.shape, [round(float(v), 2) for v in b[0]]
-        ((2, 128, 170, 3), [17.0, 25.6, 85.0, 115.2])
+        >>> s = AVASettings("ava", "val", test_crop_size=128)
+        >>> s.clip.crop_size, (s.clip.min_scale, s.clip.max_scale), s.clip.batch_size
+        (128, (128, 128), 8)
+        >>> s.clip.shuffle, s.clip.drop_remainder, s.clip_dtype.__name__
+        (False, False, 'uint8')
+        >>> AVASettings("ava", "train", max_boxes=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: `max_boxes` must be a positive integer. Received: max_boxes=0
     """
-    check_mode(mode)
-    rng = np.random.default_rng() if rng is None else rng
-    frames = np.asarray(frames)
-    height, width = frames.shape[1:3]
-    b = np.array(boxes, np.float64).reshape(-1, 4).copy()
-    b[:, [0, 2]] *= width
-    b[:, [1, 3]] *= height
-    b = _clip_boxes(b, height, width)
-    if mode == "train":
-        low, high = jitter_scales
-        size = int(round(1.0 / rng.uniform(1.0 / high, 1.0 / low)))
-        b = _scale_boxes(b, height, width, size)
-        frames = resize_short_side(frames, size)
-        h, w = frames.shape[1:3]
-        if (h, w) != (crop_size, crop_size):
-            y = int(rng.integers(0, h - crop_size)) if h > crop_size else 0
-            x = int(rng.integers(0, w - crop_size)) if w > crop_size else 0
-            frames = frames[:, y : y + crop_size, x : x + crop_size]
-            b[:, [0, 2]] -= x
-            b[:, [1, 3]] -= y
-        if random_flip and rng.uniform() < 0.5:
-            frames, b = _flip(frames, b)
-    else:
-        b = _scale_boxes(b, height, width, crop_size)
-        frames = resize_short_side(frames, crop_size)
-        if mode == "val":
-            h, w = frames.shape[1:3]
-            y = int(math.ceil((h - crop_size) / 2))
-            x = int(math.ceil((w - crop_size) / 2))
-            frames = frames[:, y : y + crop_size, x : x + crop_size]
-            b[:, [0, 2]] -= x
-            b[:, [1, 3]] -= y
-        if force_flip:
-            frames, b = _flip(frames, b)
-    frames = np.ascontiguousarray(frames)
-    if mode == "train" and color_augmentation:
-        frames = _color_augment(frames / 255.0, rng, pca_jitter_only) * 255.0
-    b = _clip_boxes(b, frames.shape[1], frames.shape[2])
-    return frames, b.astype(np.float32)
+
+    data_dir: StrPath | None = None
+    mode: str = "train"
+    _: dataclasses.KW_ONLY
+    frame_dir: StrPath | None = None
+    frame_list_dir: StrPath | None = None
+    annotation_dir: StrPath | None = None
+    video_dir: StrPath | None = None
+    train_lists: FileNames = DEFAULT_TRAIN_LISTS
+    test_lists: FileNames = DEFAULT_TEST_LISTS
+    train_gt_box_lists: FileNames = DEFAULT_TRAIN_GT_BOX_LISTS
+    train_predict_box_lists: FileNames = DEFAULT_TRAIN_PREDICT_BOX_LISTS
+    test_predict_box_lists: FileNames = DEFAULT_TEST_PREDICT_BOX_LISTS
+    detection_score_thresh: float = 0.8
+    full_test_on_val: bool = False
+    num_frames: int = 32
+    sampling_rate: int = 2
+    train_crop_size: int = 224
+    test_crop_size: int = 256
+    train_jitter_scales: tuple[int, int] = (256, 320)
+    random_flip: bool = True
+    test_force_flip: bool = False
+    bgr: bool = False
+    color_augmentation: bool = False
+    pca_jitter_only: bool = True
+    num_classes: int = AVA_NUM_CLASSES
+    max_boxes: int | None = None
+    batch_size: int | None = None
+    shuffle: bool | None = None
+    seed: int | None = None
+    drop_remainder: bool | None = None
+    metadata: bool = False
+    num_parallel_calls: int = tf.data.AUTOTUNE
+    on_error: str = "skip"
+    error_counter: DecodeErrorCounter | None = None
+    timeout: float | None = 300.0
+    clip: ClipSettings = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # AVA's own arguments, checked under their names; `ClipSettings` checks the rest and
+        # then receives a crop size and scales that are valid.
+        for name in ("train_crop_size", "test_crop_size"):
+            check_positive_int(name, getattr(self, name))
+        try:
+            low, high = (int(s) for s in self.train_jitter_scales)
+        except (TypeError, ValueError):
+            raise ValueError(
+                "`train_jitter_scales` must be a pair of integers (min, max). "
+                f"Received: train_jitter_scales={self.train_jitter_scales!r}"
+            ) from None
+        if self.mode == "train" and not self.train_crop_size <= low <= high:
+            raise ValueError(
+                "`train_jitter_scales` must satisfy train_crop_size <= min <= max. "
+                f"Received: train_jitter_scales={tuple(self.train_jitter_scales)!r}, "
+                f"train_crop_size={self.train_crop_size}"
+            )
+        object.__setattr__(self, "clip", self._clip_settings(low, high))
+        if self.max_boxes is not None:
+            check_positive_int("max_boxes", self.max_boxes)
+
+    def _clip_settings(self, low: int, high: int) -> ClipSettings:
+        train = self.mode == "train"
+        crop = self.train_crop_size if train else self.test_crop_size
+        batch_size = self.batch_size
+        if batch_size is None:
+            batch_size = 1 if self.mode == "test" else 8
+        return ClipSettings(
+            mode=self.mode,
+            num_frames=self.num_frames,
+            sampling_rate=self.sampling_rate,
+            target_fps=AVA_FPS,
+            jitter_scales=(low, high) if train else (crop, crop),
+            crop_size=crop,
+            num_temporal_views=1,
+            num_spatial_crops=1,
+            batch_size=batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            deterministic=None,
+            drop_remainder=self.drop_remainder,
+            random_flip=self.random_flip,
+            on_error=self.on_error,
+        )
+
+    @property
+    def clip_dtype(self) -> type:
+        """float32 for colour-augmented train clips (values in [0, 255]), else uint8."""
+        return np.float32 if (self.mode == "train" and self.color_augmentation) else np.uint8
+
+    @property
+    def map_deterministic(self) -> bool | None:
+        """The loading map's `deterministic`: True when seeded or not training; else None,
+        which leaves the order to the dataset's options."""
+        return True if self.clip.deterministic else None
 
 
 # ---------------------------------------------------------------------------------------------
-# Frame sources.
+# The phases.
 
 
-class _FrameFolders:
-    """Frames of AVA frame folders (JPEG, BGR on disk), decoded with OpenCV."""
+def _load_split(settings: AVASettings) -> AVAAnnotations:
+    """The split's keyframes (`load_ava_annotations`); with `video_dir`, of the videos that
+    `split_video_names` finds."""
+    s = settings
+    files = dict(
+        train_lists=s.train_lists,
+        test_lists=s.test_lists,
+        train_gt_box_lists=s.train_gt_box_lists,
+        train_predict_box_lists=s.train_predict_box_lists,
+        test_predict_box_lists=s.test_predict_box_lists,
+    )
+    folders = dict(frame_list_dir=s.frame_list_dir, annotation_dir=s.annotation_dir)
+    videos = None
+    if s.video_dir is not None:
+        videos = split_video_names(s.data_dir, s.mode, **folders, **files)
+    ann = load_ava_annotations(
+        s.data_dir,
+        s.mode,
+        frame_dir=s.frame_dir,
+        **folders,
+        **files,
+        detection_score_thresh=s.detection_score_thresh,
+        full_test_on_val=s.full_test_on_val,
+        num_classes=s.num_classes,
+        videos=videos,
+    )
+    if not ann.keyframes:
+        raise ValueError(
+            f"The AVA {s.mode!r} split has no keyframe with boxes. "
+            f"Received: data_dir={s.data_dir!r}"
+        )
+    return ann
 
-    def __init__(self, frame_paths):
-        self.frame_paths = frame_paths
 
-    def num_frames(self, video_index):
-        return len(self.frame_paths[video_index])
-
-    def read(self, video_index, indices):
-        frames = []
-        for i in indices:
-            path = self.frame_paths[video_index][int(i)]
-            try:
-                data = np.fromfile(path, np.uint8)
-            except OSError as e:
-                raise video_lib.VideoReadError(path, f"cannot read frame: {e}") from None
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-            if image is None:
-                raise video_lib.VideoReadError(path, "not a decodable image")
-            frames.append(image)
-        if len({f.shape for f in frames}) != 1:
-            raise video_lib.VideoReadError(
-                self.frame_paths[video_index][int(indices[0])],
-                "the frames of this clip differ in size",
-            )
-        return np.ascontiguousarray(np.stack(frames)[..., ::-1])  # BGR -> RGB
-
-    def describe(self, video_index):
-        paths = self.frame_paths[video_index]
-        return os.path.dirname(paths[0]) if paths else f"video {video_index}"
+def _max_boxes(settings: AVASettings, ann: AVAAnnotations) -> int:
+    """The box slots per keyframe: `max_boxes`, or the largest count of the split."""
+    most = max(len(k.boxes) for k in ann.keyframes)
+    max_boxes = most if settings.max_boxes is None else settings.max_boxes
+    if most > max_boxes:
+        worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
+        raise ValueError(
+            f"Keyframe {ann.videos[worst.video_index]!r} second {worst.second} has "
+            f"{len(worst.boxes)} boxes, more than `max_boxes`. Received: max_boxes={max_boxes}"
+        )
+    return max_boxes
 
 
-class _VideoFiles:
-    """Frames of video files, resampled to 30 fps (frame i is time i / 30 of the file)."""
+def _pad(array: np.ndarray, rows: int, value: float = 0) -> np.ndarray:
+    out = np.full((rows,) + array.shape[1:], value, array.dtype)
+    out[: len(array)] = array
+    return out
 
-    def __init__(self, paths, timeout):
-        from keras_slowfast.data import ava_video
 
-        self._ava_video = ava_video
-        self.paths = paths
-        self.timeout = timeout
-        self._counts = {}
+class _ClipLoader:
+    """Reads, transforms and pads the clips and boxes of keyframes.
 
-    def num_frames(self, video_index):
-        if video_index not in self._counts:
-            self._counts[video_index] = self._ava_video.count_frames_at_fps(
-                self.paths[video_index], fps=AVA_FPS, timeout=self.timeout
-            )
-        return self._counts[video_index]
+    `read_batch` is the Python side (in `tf.numpy_function`), `load` the graph side. An
+    element is `(clips, boxes, labels, num_boxes, ori_boxes, video_index, second, ok)` for
+    the keyframes of one call; a call whose frames cannot be read is reported (`on_error`)
+    and gives no keyframe with `ok` False.
+    """
 
-    def read(self, video_index, indices):
-        return self._ava_video.read_frames_at_fps(
-            self.paths[video_index], indices, fps=AVA_FPS, timeout=self.timeout
+    def __init__(
+        self,
+        settings: AVASettings,
+        keyframes: Sequence[AVAKeyframe],
+        source: FrameSource,
+        max_boxes: int,
+        counter: DecodeErrorCounter,
+    ) -> None:
+        self.settings = settings
+        self.keyframes = keyframes
+        self.source = source
+        self.max_boxes = max_boxes
+        self.counter = counter
+
+    def clip(self, keyframe: AVAKeyframe, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The transformed clip of a keyframe and its boxes, normalised to the clip."""
+        s, c = self.settings, self.settings.clip
+        rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+        video_frames = self.source.num_frames(keyframe.video_index)
+        seq = ava_sequence(keyframe.center_frame, c.num_frames, c.sampling_rate, video_frames)
+        clip, boxes = ava_transform(
+            self.source.read(keyframe.video_index, seq),
+            keyframe.boxes,
+            s.mode,
+            crop_size=c.crop_size,
+            jitter_scales=(c.min_scale, c.max_scale),
+            random_flip=s.random_flip,
+            force_flip=s.test_force_flip,
+            color_augmentation=s.color_augmentation,
+            pca_jitter_only=s.pca_jitter_only,
+            rng=rng,
+        )
+        if s.bgr:
+            clip = np.ascontiguousarray(clip[..., ::-1])
+        h, w = clip.shape[1:3]
+        boxes = boxes / np.array([w, h, w, h], np.float32)
+        return clip.astype(s.clip_dtype, copy=False), boxes
+
+    def read_batch(self, indices: np.ndarray, seed: np.int64) -> tuple:
+        """The element of keyframes `indices` (-1 = none), keyframe `j` seeded `seed + j`."""
+        indices = [int(i) for i in indices if i >= 0]
+        decoded = DECODE_GATE.call(self._decode, lambda: None, indices, seed)
+        if decoded is None:
+            return self._empty()
+        clips, boxes = decoded
+        if len({c.shape for c in clips}) != 1:
+            where = self.source.describe(self.keyframes[indices[0]].video_index)
+            error = VideoReadError(where, "the frames of one video differ in size")
+            report_failure(where, error, self.settings.on_error, self.counter)
+            return self._empty()
+        keyframes = [self.keyframes[i] for i in indices]
+        m = self.max_boxes
+        return (
+            np.stack(clips),
+            np.stack(boxes),
+            np.stack([_pad(k.labels.astype(np.float32), m) for k in keyframes]),
+            np.array([len(k.boxes) for k in keyframes], np.int32),
+            np.stack([_pad(k.boxes, m) for k in keyframes]),
+            np.array([k.video_index for k in keyframes], np.int32),
+            np.array([k.second for k in keyframes], np.int32),
+            np.bool_(True),
         )
 
-    def describe(self, video_index):
-        return self.paths[video_index]
+    def _decode(self, indices, seed):
+        clips, boxes = [], []
+        try:
+            for j, i in enumerate(indices):
+                clip, b = self.clip(self.keyframes[i], int(seed) + j)
+                clips.append(clip)
+                boxes.append(_pad(b, self.max_boxes))
+        except Exception as e:
+            where = self.source.describe(self.keyframes[indices[0]].video_index)
+            report_failure(where, as_read_error(where, e), self.settings.on_error, self.counter)
+            return None
+        return clips, boxes
+
+    def _empty(self):
+        c, m = self.settings.clip, self.max_boxes
+        return (
+            np.zeros((0, c.num_frames, c.crop_size, c.crop_size, 3), self.settings.clip_dtype),
+            np.zeros((0, m, 4), np.float32),
+            np.zeros((0, m, int(self.settings.num_classes)), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0, m, 4), np.float32),
+            np.zeros((0,), np.int32),
+            np.zeros((0,), np.int32),
+            np.bool_(False),
+        )
+
+    def load(self, indices: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """`read_batch` in the graph, with the element's static shapes."""
+        c, m = self.settings.clip, self.max_boxes
+        clip_dtype = tf.float32 if self.settings.clip_dtype == np.float32 else tf.uint8
+        dtypes = [clip_dtype, tf.float32, tf.float32, tf.int32, tf.float32, tf.int32, tf.int32]
+        out = tf.numpy_function(
+            self.read_batch, [indices, seed], [*dtypes, tf.bool], name="load_ava_clips"
+        )
+        hw = [c.crop_size, c.crop_size] if c.mode != "test" else [None, None]
+        shapes = [
+            [None, c.num_frames, *hw, 3],
+            [None, m, 4],
+            [None, m, int(self.settings.num_classes)],
+            [None],
+            [None, m, 4],
+            [None],
+            [None],
+        ]
+        return (*(tf.ensure_shape(t, shape) for t, shape in zip(out, shapes)), out[7])
 
 
-_VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".webm", ".mov", ".m4v")
+def _keyframe_batches(keyframes: Sequence[AVAKeyframe], clip: ClipSettings) -> np.ndarray:
+    """The keyframe indices each loading call reads, one row per call (-1 pads a row).
+
+    Train and val clips have a fixed size and are loaded one per call (then batched); test
+    clips keep their video's size, so a test batch is consecutive keyframes of one video,
+    loaded in one call.
+    """
+    if clip.mode == "test":
+        groups = []
+        for i, k in enumerate(keyframes):
+            if (
+                groups
+                and len(groups[-1]) < clip.batch_size
+                and keyframes[groups[-1][-1]].video_index == k.video_index
+            ):
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        width = clip.batch_size
+    else:
+        groups = [[i] for i in range(len(keyframes))]
+        width = 1
+    table = np.full((len(groups), width), -1, np.int64)
+    for g, members in enumerate(groups):
+        table[g, : len(members)] = members
+    return table
 
 
-def _find_videos(video_dir, names):
-    paths, missing = [], []
-    for name in names:
-        found = None
-        for ext in _VIDEO_EXTENSIONS:
-            candidate = os.path.join(video_dir, name + ext)
-            if os.path.isfile(candidate):
-                found = candidate
-                break
-        if found is None:
-            missing.append(name)
-        paths.append(found)
-    return paths, missing
+def _keyframe_rows(table: np.ndarray, settings: AVASettings) -> tf.data.Dataset:
+    """The rows of `table`, shuffled when asked, each with its seed: `(indices, seed)`."""
+    rows = tf.data.Dataset.from_tensor_slices(table)
+    if settings.clip.shuffle:
+        # The seed as given: unlike the clips' seeds, a val shuffle is not fixed by default.
+        rows = rows.shuffle(len(table), seed=settings.seed, reshuffle_each_iteration=True)
+    return tf.data.Dataset.zip((rows, settings.clip.element_seeds()))
+
+
+def _load_clips(
+    rows: tf.data.Dataset, loader: _ClipLoader, settings: AVASettings
+) -> tf.data.Dataset:
+    """The loaded elements of the rows, those that could not be read left out."""
+    ds = rows.map(
+        loader.load,
+        num_parallel_calls=settings.num_parallel_calls,
+        deterministic=settings.map_deterministic,
+    )
+    return ds.filter(last_is_ok).map(drop_last)
+
+
+def _arrange(clip, boxes, labels, num, ori, vid, sec, *, metadata, max_boxes):
+    """`(inputs, labels, box_weights)`, or `(inputs, labels, metadata)` for evaluation."""
+    inputs = {"clip": clip, "boxes": boxes}
+    if metadata:
+        meta = {"video_index": vid, "second": sec, "ori_boxes": ori, "num_boxes": num}
+        return inputs, labels, meta
+    weights = tf.cast(tf.sequence_mask(num, max_boxes), tf.float32)
+    return inputs, labels, weights
+
+
+def _batched(ds: tf.data.Dataset, settings: AVASettings, max_boxes: int) -> tf.data.Dataset:
+    """Batches of `settings.clip.batch_size` (test elements already are), arranged."""
+    clip = settings.clip
+    if clip.mode != "test":
+        ds = ds.unbatch().batch(clip.batch_size, drop_remainder=clip.drop_remainder)
+    arrange = functools.partial(_arrange, metadata=settings.metadata, max_boxes=max_boxes)
+    return ds.map(arrange).prefetch(tf.data.AUTOTUNE)
+
+
+def _assemble(settings: AVASettings) -> tf.data.Dataset:
+    """`ava_dataset` from its checked settings, phase by phase."""
+    ann = _load_split(settings)
+    source = open_frame_source(ann, settings.video_dir, settings.timeout)
+    max_boxes = _max_boxes(settings, ann)
+    counter = settings.error_counter
+    if counter is None:
+        counter = DecodeErrorCounter()
+    loader = _ClipLoader(settings, ann.keyframes, source, max_boxes, counter)
+    rows = _keyframe_rows(_keyframe_batches(ann.keyframes, settings.clip), settings)
+    ds = _batched(_load_clips(rows, loader, settings), settings, max_boxes)
+    ds.annotations = ann
+    ds.error_counter = counter
+    ds.max_boxes = max_boxes
+    return ds
 
 
 # ---------------------------------------------------------------------------------------------
 # The dataset.
 
 
-def _pad(array, rows, value=0):
-    out = np.full((rows,) + array.shape[1:], value, array.dtype)
-    out[: len(array)] = array
-    return out
-
-
 def ava_dataset(
-    data_dir=None,
-    mode="train",
+    data_dir: StrPath | None = None,
+    mode: str = "train",
     *,
-    frame_dir=None,
-    frame_list_dir=None,
-    annotation_dir=None,
-    video_dir=None,
-    train_lists=DEFAULT_TRAIN_LISTS,
-    test_lists=DEFAULT_TEST_LISTS,
-    train_gt_box_lists=DEFAULT_TRAIN_GT_BOX_LISTS,
-    train_predict_box_lists=DEFAULT_TRAIN_PREDICT_BOX_LISTS,
-    test_predict_box_lists=DEFAULT_TEST_PREDICT_BOX_LISTS,
-    detection_score_thresh=0.8,
-    full_test_on_val=False,
-    num_frames=32,
-    sampling_rate=2,
-    train_crop_size=224,
-    test_crop_size=256,
-    train_jitter_scales=(256, 320),
-    random_flip=True,
-    test_force_flip=False,
-    bgr=False,
-    color_augmentation=False,
-    pca_jitter_only=True,
-    num_classes=AVA_NUM_CLASSES,
-    max_boxes=None,
-    batch_size=None,
-    shuffle=None,
-    seed=None,
-    drop_remainder=None,
-    metadata=False,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    on_error="skip",
-    error_counter=None,
-    timeout=300.0,
-):
+    frame_dir: StrPath | None = None,
+    frame_list_dir: StrPath | None = None,
+    annotation_dir: StrPath | None = None,
+    video_dir: StrPath | None = None,
+    train_lists: FileNames = DEFAULT_TRAIN_LISTS,
+    test_lists: FileNames = DEFAULT_TEST_LISTS,
+    train_gt_box_lists: FileNames = DEFAULT_TRAIN_GT_BOX_LISTS,
+    train_predict_box_lists: FileNames = DEFAULT_TRAIN_PREDICT_BOX_LISTS,
+    test_predict_box_lists: FileNames = DEFAULT_TEST_PREDICT_BOX_LISTS,
+    detection_score_thresh: float = 0.8,
+    full_test_on_val: bool = False,
+    num_frames: int = 32,
+    sampling_rate: int = 2,
+    train_crop_size: int = 224,
+    test_crop_size: int = 256,
+    train_jitter_scales: tuple[int, int] = (256, 320),
+    random_flip: bool = True,
+    test_force_flip: bool = False,
+    bgr: bool = False,
+    color_augmentation: bool = False,
+    pca_jitter_only: bool = True,
+    num_classes: int = AVA_NUM_CLASSES,
+    max_boxes: int | None = None,
+    batch_size: int | None = None,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    drop_remainder: bool | None = None,
+    metadata: bool = False,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    on_error: str = "skip",
+    error_counter: DecodeErrorCounter | None = None,
+    timeout: float | None = 300.0,
+) -> tf.data.Dataset:
     """A batched `tf.data.Dataset` of an AVA-layout dataset for the SlowFast detector.
 
     It yields what PySlowFast's `Ava` dataset (OpenCV backend) yields, in its order: one
@@ -789,59 +582,13 @@ def ava_dataset(
         >>> ds = ava_dataset("ava", mode="train", batch_size=8)  # doctest: +SKIP
         >>> detector.fit(ds, epochs=1)  # doctest: +SKIP
     """
-    check_on_error(on_error)
-    for name, value in (
-        ("num_frames", num_frames),
-        ("sampling_rate", sampling_rate),
-        ("train_crop_size", train_crop_size),
-        ("test_crop_size", test_crop_size),
-    ):
-        check_positive_int(name, value)
-    try:
-        low, high = (int(s) for s in train_jitter_scales)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "`train_jitter_scales` must be a pair of integers (min, max). "
-            f"Received: train_jitter_scales={train_jitter_scales!r}"
-        ) from None
-    if mode == "train" and not train_crop_size <= low <= high:
-        raise ValueError(
-            "`train_jitter_scales` must satisfy train_crop_size <= min <= max. "
-            f"Received: train_jitter_scales={tuple(train_jitter_scales)!r}, "
-            f"train_crop_size={train_crop_size}"
-        )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise TypeError(f"`seed` must be an int or None. Received: seed={seed!r}")
-    if batch_size is None:
-        batch_size = 1 if mode == "test" else 8
-    check_positive_int("batch_size", batch_size)
-
-    video_names = None
-    if video_dir is not None:
-        list_dir = frame_list_dir or (
-            os.path.join(os.fspath(data_dir), "frame_lists") if data_dir is not None else None
-        )
-        lists = train_lists if mode == "train" else test_lists
-        list_paths = (
-            [os.path.join(list_dir, n) for n in _as_list(lists, "lists")] if list_dir else []
-        )
-        if list_paths and all(os.path.isfile(p) for p in list_paths):
-            video_names, _ = read_frame_lists(list_paths)
-        else:
-            video_names = _video_names_from_boxes(
-                data_dir,
-                mode,
-                annotation_dir,
-                train_gt_box_lists,
-                train_predict_box_lists,
-                test_predict_box_lists,
-            )
-    ann = load_ava_annotations(
+    settings = AVASettings(
         data_dir,
         mode,
         frame_dir=frame_dir,
         frame_list_dir=frame_list_dir,
         annotation_dir=annotation_dir,
+        video_dir=video_dir,
         train_lists=train_lists,
         test_lists=test_lists,
         train_gt_box_lists=train_gt_box_lists,
@@ -849,210 +596,26 @@ def ava_dataset(
         test_predict_box_lists=test_predict_box_lists,
         detection_score_thresh=detection_score_thresh,
         full_test_on_val=full_test_on_val,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        train_crop_size=train_crop_size,
+        test_crop_size=test_crop_size,
+        train_jitter_scales=train_jitter_scales,
+        random_flip=random_flip,
+        test_force_flip=test_force_flip,
+        bgr=bgr,
+        color_augmentation=color_augmentation,
+        pca_jitter_only=pca_jitter_only,
         num_classes=num_classes,
-        videos=video_names,
-    )
-    if not ann.keyframes:
-        raise ValueError(
-            f"The AVA {mode!r} split has no keyframe with boxes. Received: data_dir={data_dir!r}"
-        )
-    if video_dir is not None:
-        paths, missing = _find_videos(os.fspath(video_dir), ann.videos)
-        if missing:
-            raise ValueError(
-                f"No video file for {len(missing)} video(s), e.g. {missing[:3]!r} (looked for "
-                f"{', '.join(_VIDEO_EXTENSIONS)}). Received: video_dir={os.fspath(video_dir)!r}"
-            )
-        source = _VideoFiles(paths, timeout)
-    else:
-        source = _FrameFolders(ann.frame_paths)
-
-    most = max(len(k.boxes) for k in ann.keyframes)
-    if max_boxes is None:
-        max_boxes = most
-    check_positive_int("max_boxes", max_boxes)
-    if most > max_boxes:
-        worst = next(k for k in ann.keyframes if len(k.boxes) > max_boxes)
-        raise ValueError(
-            f"Keyframe {ann.videos[worst.video_index]!r} second {worst.second} has "
-            f"{len(worst.boxes)} boxes, more than `max_boxes`. Received: max_boxes={max_boxes}"
-        )
-
-    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
-    T, n_cls = int(num_frames), int(num_classes)
-    crop = train_crop_size if mode == "train" else test_crop_size
-    clip_dtype = np.float32 if (mode == "train" and color_augmentation) else np.uint8
-    tf_clip_dtype = tf.float32 if clip_dtype == np.float32 else tf.uint8
-    if shuffle is None:
-        shuffle = mode == "train"
-    if drop_remainder is None:
-        drop_remainder = mode == "train"
-    keyframes = ann.keyframes
-
-    def load_one(index, seed_value):
-        k = keyframes[index]
-        rng = np.random.default_rng(int(seed_value) & 0xFFFFFFFFFFFFFFFF)
-        seq = ava_sequence(k.center_frame, T, int(sampling_rate), source.num_frames(k.video_index))
-        frames = source.read(k.video_index, seq)
-        clip, boxes = ava_transform(
-            frames,
-            k.boxes,
-            mode,
-            crop_size=crop,
-            jitter_scales=(low, high),
-            random_flip=random_flip,
-            force_flip=test_force_flip,
-            color_augmentation=color_augmentation,
-            pca_jitter_only=pca_jitter_only,
-            rng=rng,
-        )
-        if bgr:
-            clip = np.ascontiguousarray(clip[..., ::-1])
-        h, w = clip.shape[1:3]
-        boxes = boxes / np.array([w, h, w, h], np.float32)
-        return clip.astype(clip_dtype, copy=False), boxes
-
-    def load_batch(indices, seed_value):
-        """Loads keyframes `indices` (-1 = none); returns stacked arrays and an ok flag."""
-        indices = [int(i) for i in indices if i >= 0]
-
-        def decode():
-            clips, boxes = [], []
-            try:
-                for j, i in enumerate(indices):
-                    clip, b = load_one(i, int(seed_value) + j)
-                    clips.append(clip)
-                    boxes.append(_pad(b, max_boxes))
-            except Exception as e:
-                k = keyframes[indices[0]]
-                where = source.describe(k.video_index)
-                report_failure(where, as_read_error(where, e), on_error, counter)
-                return None
-            return clips, boxes
-
-        decoded = DECODE_GATE.call(decode, lambda: None)
-        if decoded is None:
-            return _empty(len(indices))
-        clips, boxes = decoded
-        ok = np.bool_(True)
-        if len({c.shape for c in clips}) != 1:
-            where = source.describe(keyframes[indices[0]].video_index)
-            error = video_lib.VideoReadError(where, "the frames of one video differ in size")
-            report_failure(where, error, on_error, counter)
-            return _empty(len(indices))
-        labels = np.stack(
-            [_pad(keyframes[i].labels.astype(np.float32), max_boxes) for i in indices]
-        )
-        num = np.array([len(keyframes[i].boxes) for i in indices], np.int32)
-        ori = np.stack([_pad(keyframes[i].boxes, max_boxes) for i in indices])
-        vid = np.array([keyframes[i].video_index for i in indices], np.int32)
-        sec = np.array([keyframes[i].second for i in indices], np.int32)
-        return np.stack(clips), np.stack(boxes), labels, num, ori, vid, sec, ok
-
-    def _empty(n):
-        return (
-            np.zeros((0, T, crop, crop, 3), clip_dtype),
-            np.zeros((0, max_boxes, 4), np.float32),
-            np.zeros((0, max_boxes, n_cls), np.float32),
-            np.zeros((0,), np.int32),
-            np.zeros((0, max_boxes, 4), np.float32),
-            np.zeros((0,), np.int32),
-            np.zeros((0,), np.int32),
-            np.bool_(False),
-        )
-
-    # Group keyframe indices into the batches to load. Train/val clips have a fixed size and
-    # are loaded one per call (then batched); test clips keep their video's size, so a test
-    # batch is consecutive keyframes of one video, loaded in one call.
-    order = np.arange(len(keyframes))
-    if mode == "test":
-        groups = []
-        for i in order:
-            if (
-                groups
-                and len(groups[-1]) < batch_size
-                and keyframes[groups[-1][-1]].video_index == keyframes[i].video_index
-            ):
-                groups[-1].append(int(i))
-            else:
-                groups.append([int(i)])
-        width = batch_size
-    else:
-        groups = [[int(i)] for i in order]
-        width = 1
-    table = np.full((len(groups), width), -1, np.int64)
-    for g, members in enumerate(groups):
-        table[g, : len(members)] = members
-
-    ds = tf.data.Dataset.from_tensor_slices(table)
-    if shuffle:
-        ds = ds.shuffle(len(groups), seed=seed, reshuffle_each_iteration=True)
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=mode == "train")
-    if mode == "val" and seed is None:
-        seeds = tf.data.Dataset.random(seed=0)
-
-    hw = [crop, crop] if mode != "test" else [None, None]
-
-    def load(indices, seed_value):
-        out = tf.numpy_function(
-            load_batch,
-            [indices, seed_value],
-            [
-                tf_clip_dtype,
-                tf.float32,
-                tf.float32,
-                tf.int32,
-                tf.float32,
-                tf.int32,
-                tf.int32,
-                tf.bool,
-            ],
-            name="load_ava_clips",
-        )
-        clip = tf.ensure_shape(out[0], [None, T, *hw, 3])
-        boxes = tf.ensure_shape(out[1], [None, max_boxes, 4])
-        labels = tf.ensure_shape(out[2], [None, max_boxes, n_cls])
-        num = tf.ensure_shape(out[3], [None])
-        ori = tf.ensure_shape(out[4], [None, max_boxes, 4])
-        vid = tf.ensure_shape(out[5], [None])
-        sec = tf.ensure_shape(out[6], [None])
-        return clip, boxes, labels, num, ori, vid, sec, out[7]
-
-    ds = tf.data.Dataset.zip((ds, seeds)).map(
-        load,
+        max_boxes=max_boxes,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remainder=drop_remainder,
+        metadata=metadata,
         num_parallel_calls=num_parallel_calls,
-        deterministic=True if (seed is not None or mode != "train") else None,
+        on_error=on_error,
+        error_counter=error_counter,
+        timeout=timeout,
     )
-    ds = ds.filter(last_is_ok).map(drop_last)
-
-    def arrange(clip, boxes, labels, num, ori, vid, sec):
-        inputs = {"clip": clip, "boxes": boxes}
-        if metadata:
-            meta = {"video_index": vid, "second": sec, "ori_boxes": ori, "num_boxes": num}
-            return inputs, labels, meta
-        weights = tf.cast(tf.sequence_mask(num, max_boxes), tf.float32)
-        return inputs, labels, weights
-
-    if mode == "test":
-        ds = ds.map(arrange)
-    else:
-        ds = ds.unbatch().batch(batch_size, drop_remainder=drop_remainder).map(arrange)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    ds.annotations = ann
-    ds.error_counter = counter
-    ds.max_boxes = max_boxes
-    return ds
-
-
-def _video_names_from_boxes(data_dir, mode, annotation_dir, train_gt, train_pred, test_pred):
-    ann_dir = annotation_dir or os.path.join(os.fspath(data_dir), "annotations")
-    names = list(train_gt) + list(train_pred) if mode == "train" else list(test_pred)
-    seen = []
-    for name in names:
-        path = os.path.join(ann_dir, name)
-        if not os.path.isfile(path):
-            raise ValueError(f"AVA file not found: {path!r}. Received: data_dir={data_dir!r}")
-        for _, row in csv_rows(path):
-            if row[0].strip() and row[0].strip() not in seen:
-                seen.append(row[0].strip())
-    return seen
+    return _assemble(settings)
