@@ -7,6 +7,8 @@ boxes normalised, `action` the 1-based AVA action id). The CSV is read back as p
 by :func:`keras_slowfast.detect.read_box_csv`.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import os
@@ -44,13 +46,24 @@ class ActionDetections:
     seconds: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
-    class_names: list
+    class_names: list[str]
     top_k: int
     score_thresh: float
     keyframes: int
 
-    def top_actions(self, index):
-        """`[(class index, name, score)]` of box `index`, best first."""
+    def top_actions(self, index: int) -> list[tuple[int, str, float]]:
+        """`[(class index, name, score)]` of box `index`, best first.
+
+        At most `top_k` classes, those scoring at least `score_thresh`; the class index is
+        0-based.
+
+        Example:
+
+        >>> d = ActionDetections("v", np.array([3]), np.array([[0.1, 0.1, 0.5, 0.9]]),
+        ...                      np.array([[0.2, 0.7, 0.1]]), ["sit", "stand", "walk"], 2, 0.0, 10)
+        >>> d.top_actions(0)
+        [(1, 'stand', 0.7), (0, 'sit', 0.2)]
+        """
         scores = self.scores[index]
         order = np.argsort(-scores, kind="stable")[: self.top_k]
         return [
@@ -59,8 +72,21 @@ class ActionDetections:
             if scores[c] >= self.score_thresh
         ]
 
-    def rows(self):
-        """CSV rows `(video, sec, x1, y1, x2, y2, action_id, score)`; `action_id` is 1-based."""
+    def rows(self) -> list[tuple[str, int, float, float, float, float, int, float]]:
+        """CSV rows `(video, sec, x1, y1, x2, y2, action_id, score)`; `action_id` is 1-based.
+
+        Each box gives its `top_actions`, so a box may give fewer than `top_k` rows, or none.
+
+        Example:
+
+        >>> d = ActionDetections("v", np.array([3, 3]), np.array([[0, 0, 0.5, 1], [0.5, 0, 1, 1]]),
+        ...                      np.array([[0.25, 0.75], [0.5, 0.0]]), ["sit", "stand"], 2, 0.1, 10)
+        >>> for row in d.rows():
+        ...     print(row)
+        ('v', 3, 0.0, 0.0, 0.5, 1.0, 2, 0.75)
+        ('v', 3, 0.0, 0.0, 0.5, 1.0, 1, 0.25)
+        ('v', 3, 0.5, 0.0, 1.0, 1.0, 1, 0.5)
+        """
         out = []
         for i in range(len(self.seconds)):
             box = [round(float(v), 6) for v in self.boxes[i]]
@@ -73,18 +99,27 @@ class ActionDetections:
 _CSV_COLUMNS = ("video", "sec", "x1", "y1", "x2", "y2", "action", "score")
 
 
-def write_detections_csv(detections, path, header=False):
+def write_detections_csv(
+    detections: ActionDetections, path: str | os.PathLike, header: bool = False
+) -> None:
     """Writes `detections.rows()` as AVA's CSV, atomically.
 
     Args:
         detections: an :class:`ActionDetections`.
         path: the CSV file to write.
         header: start with the row `video,sec,x1,y1,x2,y2,action,score` (AVA's own files
-            have none; :func:`read_box_csv` skips it).
+            have none; :func:`keras_slowfast.detect.read_box_csv` skips it).
 
     Example:
 
-    >>> write_detections_csv(found, "actions.csv")  # doctest: +SKIP
+    >>> import tempfile
+    >>> found = ActionDetections("v", np.array([3]), np.array([[0.1, 0.1, 0.5, 0.9]]),
+    ...                          np.array([[0.25, 0.75]]), ["sit", "stand"], 1, 0.0, 10)
+    >>> path = os.path.join(tempfile.mkdtemp(), "actions.csv")
+    >>> write_detections_csv(found, path, header=True)
+    >>> print(open(path).read(), end="")
+    video,sec,x1,y1,x2,y2,action,score
+    v,3,0.1,0.1,0.5,0.9,2,0.75
     """
     path = os.fspath(path)
     with atomic_path(path) as tmp:

@@ -6,14 +6,21 @@
   rate).
 """
 
+from __future__ import annotations
+
+import fractions
 import math
+import os
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_slowfast._video_writer import reencode_video
 from keras_slowfast.data._video_io import FpsSlots
 from keras_slowfast.data.ava import AVA_FPS
+from keras_slowfast.detect.action_detections import ActionDetections
 
 __all__ = ["draw_detections", "write_annotated_video"]
 
@@ -30,7 +37,12 @@ _PALETTE = (
 )
 
 
-def draw_detections(frame, boxes, labels, thickness=None):
+def draw_detections(
+    frame: np.ndarray,
+    boxes: ArrayLike,
+    labels: Sequence[Sequence[str]],
+    thickness: int | None = None,
+) -> np.ndarray:
     """Draws boxes and their label lines on an RGB frame (in place) with OpenCV.
 
     Args:
@@ -78,7 +90,26 @@ def draw_detections(frame, boxes, labels, thickness=None):
     return frame
 
 
-def write_annotated_video(video, detections, path, progress=True, timeout=None):
+def _labels_by_second(
+    detections: ActionDetections,
+) -> dict[int, tuple[list[np.ndarray], list[list[str]]]]:
+    """`{second: (boxes, label lines)}`: each box's top actions as `"name score"` lines."""
+    by_second = {}
+    for i, second in enumerate(detections.seconds.tolist()):
+        lines = [f"{n} {s:.2f}" for _, n, s in detections.top_actions(i)]
+        by_second.setdefault(second, ([], []))
+        by_second[second][0].append(detections.boxes[i])
+        by_second[second][1].append(lines)
+    return by_second
+
+
+def write_annotated_video(
+    video: str | os.PathLike,
+    detections: ActionDetections,
+    path: str | os.PathLike,
+    progress: bool = True,
+    timeout: float | None = None,
+) -> str:
     """Re-encodes `video` with each second's boxes and top actions drawn, atomically.
 
     Each frame shows the detections of its nearest keyframe (the frames within half a
@@ -88,29 +119,27 @@ def write_annotated_video(video, detections, path, progress=True, timeout=None):
 
     Args:
         video: the input video.
-        detections: an :class:`ActionDetections` of that video.
+        detections: the :class:`~keras_slowfast.detect.ActionDetections` of that video.
         path: the output file (its extension picks the container, e.g. `.mp4`).
         progress: draw a progress bar on stderr.
         timeout: seconds allowed (`None`: no limit).
 
+    Returns:
+        `path`, as a string.
+
     Example:
 
+    >>> found = keras_slowfast.detect.detect_actions(model, "video.mp4")  # doctest: +SKIP
     >>> write_annotated_video("video.mp4", found, "annotated.mp4")  # doctest: +SKIP
+    'annotated.mp4'
     """
-    import fractions
+    by_second = _labels_by_second(detections)
 
-    by_second = {}
-    for i, second in enumerate(detections.seconds.tolist()):
-        lines = [f"{n} {s:.2f}" for _, n, s in detections.top_actions(i)]
-        by_second.setdefault(second, ([], []))
-        by_second[second][0].append(detections.boxes[i])
-        by_second[second][1].append(lines)
-
-    def start(container, stream):
+    def start(container, stream) -> Callable[[np.ndarray, int], np.ndarray]:
         slots = FpsSlots(container, stream, fractions.Fraction(AVA_FPS))
         first_slot = None
 
-        def draw(rgb, pts):
+        def draw(rgb: np.ndarray, pts: int) -> np.ndarray:
             nonlocal first_slot
             slot = slots.slot(pts)
             if first_slot is None:

@@ -11,26 +11,33 @@ A detector takes an RGB keyframe and returns normalised `[x1, y1, x2, y2]` boxes
 scores, best first: the boxes :func:`keras_slowfast.detect.detect_actions` scores.
 """
 
+from __future__ import annotations
+
 import math
 import os
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_slowfast._ava_csv import csv_rows
 from keras_slowfast._checks import argument_error, check_positive_int
 
+if TYPE_CHECKING:
+    import keras_hub
+
 __all__ = ["KerasHubPersonDetector", "OpenCVPersonDetector", "read_box_csv"]
 
 
-def _parse_float(text):
+def _parse_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise ValueError(text)
     return value
 
 
-def _is_number(text):
+def _is_number(text: str) -> bool:
     try:
         _parse_float(text)
     except ValueError:
@@ -38,7 +45,11 @@ def _is_number(text):
     return True
 
 
-def read_box_csv(path, video=None, score_thresh=None):
+def read_box_csv(
+    path: str | os.PathLike,
+    video: str | None = None,
+    score_thresh: float | None = None,
+) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """Reads person boxes in AVA's CSV format: `video,sec,x1,y1,x2,y2[,action[,score]]`.
 
     Coordinates are normalised to [0, 1]. A box listed on several rows (one per action, as
@@ -114,7 +125,7 @@ def read_box_csv(path, video=None, score_thresh=None):
     }
 
 
-def _nms(boxes, scores, iou_thresh):
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
     """Greedy non-maximum suppression; returns the kept indices, best first."""
     order = np.argsort(-scores, kind="stable")
     keep = []
@@ -131,7 +142,7 @@ def _nms(boxes, scores, iou_thresh):
     return np.array(keep, np.int64)
 
 
-def _check_unit(name, value, low=0.0, high=1.0):
+def _check_unit(name: str, value: object, low: float = 0.0, high: float = 1.0) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise argument_error(f"`{name}` must be a number in [{low}, {high}].", **{name: value})
 
@@ -165,7 +176,14 @@ class OpenCVPersonDetector:
     ((0, 4), (0,))
     """
 
-    def __init__(self, score_thresh=1.0, nms_thresh=0.45, short_side=480, win_stride=8, scale=1.05):
+    def __init__(
+        self,
+        score_thresh: float = 1.0,
+        nms_thresh: float = 0.45,
+        short_side: int = 480,
+        win_stride: int = 8,
+        scale: float = 1.05,
+    ) -> None:
         if not hasattr(cv2, "HOGDescriptor") or not hasattr(
             cv2, "HOGDescriptor_getDefaultPeopleDetector"
         ):
@@ -191,7 +209,8 @@ class OpenCVPersonDetector:
         self._hog = cv2.HOGDescriptor()
         self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
 
-    def __call__(self, frame):
+    def __call__(self, frame: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """`(boxes, scores)` of the people in an RGB uint8 frame `(H, W, 3)`, best first."""
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise argument_error("`frame` must be an RGB image (H, W, 3).", frame_shape=frame.shape)
@@ -243,16 +262,17 @@ class KerasHubPersonDetector:
     Example:
 
     >>> detector = KerasHubPersonDetector("retinanet_resnet50_fpn_coco")  # doctest: +SKIP
+    >>> frame = np.zeros((256, 340, 3), np.uint8)
     >>> boxes, scores = detector(frame)  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        model="retinanet_resnet50_fpn_coco",
-        score_thresh=0.5,
-        person_class_id=0,
-        image_size=None,
-    ):
+        model: str | keras_hub.models.ObjectDetector = "retinanet_resnet50_fpn_coco",
+        score_thresh: float = 0.5,
+        person_class_id: int = 0,
+        image_size: int | None = None,
+    ) -> None:
         _check_unit("score_thresh", score_thresh)
         if isinstance(person_class_id, bool) or not isinstance(person_class_id, int):
             raise argument_error(
@@ -288,7 +308,8 @@ class KerasHubPersonDetector:
                 image_size = int(size[0])
         self.image_size = image_size
 
-    def __call__(self, frame):
+    def __call__(self, frame: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """`(boxes, scores)` of the people in an RGB uint8 frame `(H, W, 3)`, best first."""
         import keras
 
         frame = np.asarray(frame)
