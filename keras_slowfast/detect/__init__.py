@@ -15,10 +15,10 @@ the video re-encoded with each second's boxes and top actions drawn.
 
 How it differs from its neighbours: :mod:`keras_slowfast.models.detection` builds the
 detector model itself (a clip and its boxes in, per-box action scores out; it reads no
-video and finds no person), which this package runs. :mod:`keras_slowfast.evaluation.ava_detector`
-runs the model over an AVA-layout dataset, with the dataset's boxes, and scores it against
-the ground truth (frame-mAP); this package runs it on any video file, with no ground truth,
-and writes what it finds.
+video and finds no person), which this package runs.
+:mod:`keras_slowfast.evaluation.ava_detector` runs the model over an AVA-layout dataset,
+with the dataset's boxes, and scores it against the ground truth (frame-mAP); this package
+runs it on any video file, with no ground truth, and writes what it finds.
 """
 
 from keras_slowfast.detect.action_detections import ActionDetections, write_detections_csv

@@ -4,7 +4,8 @@ One entry per (keyframe second, person box) with the detector's scores of every 
 :meth:`ActionDetections.rows` and :func:`write_detections_csv` give the `top_k` actions of
 each box in AVA's CSV format `video,sec,x1,y1,x2,y2,action,score` (no header by default,
 boxes normalised, `action` the 1-based AVA action id). The CSV is read back as person boxes
-by :func:`keras_slowfast.detect.read_box_csv`.
+by :func:`keras_slowfast.detect.read_box_csv`. (The evaluator's detections CSV,
+:func:`keras_slowfast.evaluation.write_csv`, has AVA's official fixed decimals instead.)
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 - :func:`write_annotated_video`: the video re-encoded with each second's boxes and top
   actions drawn on the frames nearest to its keyframe (same frame count, size and frame
   rate).
+
+:func:`keras_slowfast.visualize.annotate_video` draws a classifier's top classes per window
+instead; both re-encode the video with the same writer.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@
   optional `keras-hub` dependency).
 
 A detector takes an RGB keyframe and returns normalised `[x1, y1, x2, y2]` boxes and their
-scores, best first: the boxes :func:`keras_slowfast.detect.detect_actions` scores.
+scores, best first: the boxes :func:`keras_slowfast.detect.detect_actions` scores. The
+detector model (:mod:`keras_slowfast.models.detection`) finds no person itself: it scores
+the boxes it is given.
 """
 
 from __future__ import annotations
