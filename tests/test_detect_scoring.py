@@ -1,4 +1,5 @@
-"""Actions on any video: annotated video and CSV, scores against a clip built in the test."""
+"""detect.scoring: actions on any video (annotated video and CSV), scores against a clip built
+in the test."""
 
 import csv
 import fractions
@@ -15,6 +16,7 @@ import pytest
 
 from keras_slowfast import detect
 from keras_slowfast.data.ava_video import read_frames_at_fps
+from keras_slowfast.detect import scoring
 
 _REPO = Path(__file__).resolve().parents[1]
 CROP = 128  # test short side (the published protocol uses 256)
@@ -190,16 +192,6 @@ def test_detect_with_opencv_person_detector(model, videos, tmp_path):
     assert diff[frames][:, ys, xs].mean() > 40
 
 
-def test_opencv_detector_message_without_hog():
-    if _hog_available():
-        detector = detect.OpenCVPersonDetector(score_thresh=0.0)
-        boxes, scores = detector(np.zeros((256, 340, 3), np.uint8))
-        assert boxes.shape[1:] == (4,) and len(boxes) == len(scores)
-    else:
-        with pytest.raises(ImportError, match="opencv-contrib-python-headless"):
-            detect.OpenCVPersonDetector()
-
-
 def test_no_person_gives_an_empty_csv_and_a_plain_video(model, videos, tmp_path):
     video = videos / "k00.mp4"
     out_video, out_csv = tmp_path / "annotated.mp4", tmp_path / "actions.csv"
@@ -238,12 +230,6 @@ def test_bad_input(model, videos, tmp_path):
     bad.write_text("k00,1,0.1,0.1,1.5,0.5\n")
     with pytest.raises(ValueError, match=r"line 1: boxes must be normalised"):
         detect.detect_actions(model, video, bad, progress=False)
-    bad.write_text("k00,1,0.1,0.1\n")
-    with pytest.raises(ValueError, match=r"line 1: a boxes row has 6 to 8 fields"):
-        detect.read_box_csv(bad)
-    bad.write_text("k00,1.5,0.1,0.1,0.5,0.5\n")
-    with pytest.raises(ValueError, match=r"whole second"):
-        detect.read_box_csv(bad)
     bad.write_text("other,1,0.1,0.1,0.5,0.5\n")
     with pytest.raises(ValueError, match=r"no row for video 'k00'.*\['other'\]"):
         detect.detect_actions(model, video, bad, progress=False)
@@ -259,84 +245,6 @@ def test_bad_input(model, videos, tmp_path):
         detect.detect_actions(object(), video, {}, progress=False)
     with pytest.raises(ValueError, match="file not found"):
         detect.detect_actions(model, tmp_path / "missing.mp4", {}, progress=False)
-
-
-def test_read_box_csv(tmp_path):
-    path = tmp_path / "b.csv"
-    path.write_text(
-        "video,sec,x1,y1,x2,y2,action,score\n"
-        "a,902,0.1,0.2,0.3,0.4,1,0.5\n"
-        "a,902,0.1,0.2,0.3,0.4,7,0.9\n"
-        "a,902,0.5,0.2,0.7,0.4,,0.3\n"
-        "b,3,0.5,0.2,0.7,0.4\n"
-    )
-    table = detect.read_box_csv(path)
-    assert sorted(table) == ["a", "b"]
-    boxes, scores = table["a"][902]
-    np.testing.assert_allclose(boxes, [[0.1, 0.2, 0.3, 0.4], [0.5, 0.2, 0.7, 0.4]], rtol=1e-6)
-    np.testing.assert_allclose(scores, [0.9, 0.3], rtol=1e-6)
-    assert np.isnan(table["b"][3][1]).all()
-    boxes, _ = detect.read_box_csv(path, video="a", score_thresh=0.5)["a"][902]
-    assert len(boxes) == 1
-
-
-def _tiny_keras_hub_detector(keras_hub):
-    from keras_hub.src.layers.modeling.non_max_supression import NonMaxSuppression
-
-    encoder = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 8, 16, 16],
-        stackwise_num_blocks=[1, 1, 1, 1],
-        stackwise_num_strides=[1, 2, 2, 2],
-        block_type="basic_block",
-        use_pre_activation=False,
-        image_shape=(None, None, 3),
-    )
-    backbone = keras_hub.models.RetinaNetBackbone(
-        image_encoder=encoder, min_level=3, max_level=4, use_p5=False, image_shape=(None, None, 3)
-    )
-    converter = keras_hub.layers.RetinaNetImageConverter(image_size=(128, 128), scale=1 / 255.0)
-    return keras_hub.models.RetinaNetObjectDetector(
-        backbone=backbone,
-        num_classes=3,
-        preprocessor=keras_hub.models.RetinaNetObjectDetectorPreprocessor(
-            image_converter=converter
-        ),
-        bounding_box_format="yxyx",
-        prediction_decoder=NonMaxSuppression(
-            bounding_box_format="yxyx", from_logits=True, confidence_threshold=0.0
-        ),
-    )
-
-
-def test_keras_hub_person_detector_plumbing(videos):
-    # Random weights (no network here): this checks the plumbing, not detections.
-    keras_hub = pytest.importorskip("keras_hub")
-    keras = pytest.importorskip("keras")
-    keras.utils.set_random_seed(0)
-    net = _tiny_keras_hub_detector(keras_hub)
-    person = detect.KerasHubPersonDetector(net, score_thresh=0.0, person_class_id=1)
-    assert person.image_size == 128
-    frame = read_frames_at_fps(videos / "bikes.mp4", [150])[0]  # 272 x 640
-    boxes, scores = person(frame)
-    # Independently: the frame padded to 640 x 640 at the top left, resized to 128, the
-    # detector's class-1 boxes (y1, x1, y2, x2 in 128-pixel units) mapped back.
-    square = np.zeros((640, 640, 3), np.uint8)
-    square[:272] = frame
-    small = cv2.resize(square, (128, 128), interpolation=cv2.INTER_LINEAR)
-    raw = net.predict(small[None].astype(np.float32), verbose=0)
-    n = int(raw["num_detections"][0])
-    keep = raw["labels"][0][:n] == 1
-    yxyx = raw["boxes"][0][:n][keep] * 5.0  # back to 640-pixel units
-    expected = np.stack(
-        [yxyx[:, 1] / 640, yxyx[:, 0] / 272, yxyx[:, 3] / 640, yxyx[:, 2] / 272], axis=1
-    ).clip(0, 1)
-    valid = (expected[:, 2] > expected[:, 0]) & (expected[:, 3] > expected[:, 1])
-    order = np.argsort(-raw["confidence"][0][:n][keep][valid], kind="stable")
-    np.testing.assert_allclose(boxes, expected[valid][order], atol=1e-5)
-    np.testing.assert_allclose(scores, raw["confidence"][0][:n][keep][valid][order], atol=1e-6)
-    assert np.all((0 <= boxes) & (boxes <= 1))
 
 
 def test_command_line_with_boxes(golden, videos, tmp_path):
@@ -372,5 +280,5 @@ def test_docstring_examples():
 
     from keras_slowfast import progress
 
-    for module in (detect, progress):
+    for module in (scoring, progress):
         assert doctest.testmod(module).failed == 0, module.__name__
