@@ -7,13 +7,17 @@ built on :func:`csv_rows` (`data.ava.read_box_csvs`, `detect.read_box_csv`,
 they group the rows, not in how a file is read.
 """
 
+from __future__ import annotations
+
 import csv
 import os
+from collections.abc import Iterable, Iterator
+from typing import TextIO
 
 __all__ = ["csv_rows", "is_blank"]
 
 
-def is_blank(fields):
+def is_blank(fields: Iterable[object]) -> bool:
     """Whether a CSV row has no field with text (an empty line, or only separators).
 
     Example:
@@ -23,7 +27,7 @@ def is_blank(fields):
     return not any(str(field).strip() for field in fields)
 
 
-def csv_rows(source):
+def csv_rows(source: str | os.PathLike | TextIO) -> Iterator[tuple[int, list[str]]]:
     """`(line number, fields)` of each row of a CSV file that is not blank.
 
     Args:

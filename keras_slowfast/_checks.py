@@ -4,6 +4,8 @@ Every message names the argument and the value received:
 ``"`top_k` must be a positive integer. Received: top_k=0"``.
 """
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -16,7 +18,7 @@ __all__ = [
 ]
 
 
-def argument_error(message, **received):
+def argument_error(message: str, **received: object) -> ValueError:
     """A `ValueError` whose message ends with the values received.
 
     Example:
@@ -27,7 +29,7 @@ def argument_error(message, **received):
     return ValueError(f"{message} Received: {values}")
 
 
-def is_int(value):
+def is_int(value: object) -> bool:
     """Whether `value` is an integer (a Python or NumPy one), a bool not counting as one.
 
     Example:
@@ -37,7 +39,7 @@ def is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_positive_int(name, value, allow_none=False):
+def check_positive_int(name: str, value: object, allow_none: bool = False) -> int | None:
     """`value` as an `int` when it is an integer >= 1 (or None, with `allow_none`).
 
     Raises:
@@ -59,7 +61,7 @@ def check_positive_int(name, value, allow_none=False):
     return int(value)
 
 
-def check_positive_number(name, value, allow_none=False):
+def check_positive_number(name: str, value: object, allow_none: bool = False) -> float | None:
     """`value` as a `float` when it is a finite number > 0 (or None, with `allow_none`).
 
     Raises:

@@ -1,12 +1,18 @@
 """Former public names kept for one release: calling one warns and calls its new name."""
 
+from __future__ import annotations
+
 import functools
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["deprecated_alias"]
 
 
-def deprecated_alias(function, old_name, module):
+def deprecated_alias(
+    function: Callable[..., Any], old_name: str, module: str
+) -> Callable[..., Any]:
     """`function` under its former name `module.old_name`, warning when called.
 
     The warning is a `DeprecationWarning` that names the new function; the alias has the

@@ -2,8 +2,12 @@
 with something drawn on each of its frames, written atomically.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from keras_slowfast.atomic import atomic_path
 from keras_slowfast.data._video_io import (
@@ -17,6 +21,13 @@ from keras_slowfast.data._video_io import (
 )
 from keras_slowfast.progress import ProgressBar
 
+if TYPE_CHECKING:
+    import fractions
+
+    import av.container
+    import av.video.stream
+    import numpy as np
+
 __all__ = ["add_video_stream", "reencode_video"]
 
 
@@ -26,7 +37,13 @@ def _encoder_like(container, template, width, height):
     return add_video_stream(container, rate, template.time_base, width, height)
 
 
-def add_video_stream(container, rate, time_base, width, height):
+def add_video_stream(
+    container: av.container.OutputContainer,
+    rate: fractions.Fraction | float,
+    time_base: fractions.Fraction,
+    width: int,
+    height: int,
+) -> av.video.stream.VideoStream:
     """Adds an H.264 (else MPEG-4 Part 2) video stream of `rate` fps to `container`."""
     import av
 
@@ -48,7 +65,17 @@ def add_video_stream(container, rate, time_base, width, height):
     raise ValueError("No video encoder (libx264 or mpeg4) in this PyAV build.")
 
 
-def reencode_video(video, path, start, description, progress=True, timeout=None):
+def reencode_video(
+    video: str | os.PathLike,
+    path: str | os.PathLike,
+    start: Callable[
+        [av.container.InputContainer, av.video.stream.VideoStream],
+        Callable[[np.ndarray, int], np.ndarray],
+    ],
+    description: str,
+    progress: bool = True,
+    timeout: float | None = None,
+) -> str:
     """Decodes `video`, draws on every frame and encodes the frames to `path`, atomically.
 
     `start(container, stream)` is called once the input is open and returns

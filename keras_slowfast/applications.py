@@ -7,7 +7,15 @@ listed by :func:`keras_slowfast.presets.weights_names`), a PySlowFast / PyTorchV
 Caffe2 checkpoint path, or a Keras `.weights.h5` file.
 """
 
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
 from keras_slowfast import hub
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "SlowFastR50",
@@ -24,7 +32,12 @@ def _check_choice(value, allowed, arg):
         raise ValueError(f"`{arg}` must be one of {list(allowed)}. Received: {arg}={value!r}")
 
 
-def SlowFastR50(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
+def SlowFastR50(
+    variant: str = "8x8",
+    nonlocal_blocks: bool = False,
+    weights: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> keras.Model:
     """SlowFast R50 (Kinetics-400 architecture).
 
     Args:
@@ -57,7 +70,12 @@ def SlowFastR50(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
     return hub.build(key, weights, **kwargs)
 
 
-def SlowFastR101(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
+def SlowFastR101(
+    variant: str = "8x8",
+    nonlocal_blocks: bool = False,
+    weights: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> keras.Model:
     """SlowFast R101.
 
     Args:
@@ -88,7 +106,9 @@ def SlowFastR101(variant="8x8", nonlocal_blocks=False, weights=None, **kwargs):
     return hub.build(key, weights, **kwargs)
 
 
-def SlowR50(variant="8x8", weights=None, **kwargs):
+def SlowR50(
+    variant: str = "8x8", weights: str | os.PathLike | None = None, **kwargs: Any
+) -> keras.Model:
     """Slow-only R50: one pathway, no temporal convolution before res4.
 
     Args:
@@ -106,7 +126,9 @@ def SlowR50(variant="8x8", weights=None, **kwargs):
     return hub.build(f"slow_{variant}_r50", weights, **kwargs)
 
 
-def SlowFastR101AVA(variant="32x2", weights=None, **kwargs):
+def SlowFastR101AVA(
+    variant: str = "32x2", weights: str | os.PathLike | None = None, **kwargs: Any
+) -> keras.Model:
     """SlowFast R101_50_50 AVA action detector (PySlowFast's released AVA models).
 
     Non-local blocks after res4 blocks 6, 13, 20 (slow pathway, pool `(2, 2, 2)`), res5 at
@@ -129,7 +151,7 @@ def SlowFastR101AVA(variant="32x2", weights=None, **kwargs):
     return hub.build(f"ava_slowfast_{variant}_r101_50_50", weights, **kwargs)
 
 
-def SlowFastR50AVA(weights=None, **kwargs):
+def SlowFastR50AVA(weights: str | os.PathLike | None = None, **kwargs: Any) -> keras.Model:
     """SlowFast 8x8 R50 AVA action detector (PyTorchVideo's `slowfast_r50_detection`).
 
     Same head as :func:`SlowFastR101AVA` on the 8x8 R50 backbone (fusion kernel 7), with
@@ -148,7 +170,7 @@ def SlowFastR50AVA(weights=None, **kwargs):
     return hub.build("ava_slowfast_r50_detection", weights, **kwargs)
 
 
-def SlowR50AVA(weights=None, **kwargs):
+def SlowR50AVA(weights: str | os.PathLike | None = None, **kwargs: Any) -> keras.Model:
     """Slow-only 4x16 R50 AVA action detector (PySlowFast's and PyTorchVideo's).
 
     One pathway of 4 frames (stride 16), res5 at stride 1 and dilation 2, the RoI head of

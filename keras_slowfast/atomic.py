@@ -4,10 +4,17 @@ A reader never sees a half-written file, and an interrupted write leaves nothing
 :func:`file_lock` serialises processes writing the same files.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
 
 try:
     import fcntl
@@ -38,7 +45,7 @@ def _umask():
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=""):
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     """Yields a temporary file name beside `path`; renames it onto `path` when the block ends.
 
     The temporary file is in the same folder (so `os.replace` is atomic) and ends with
@@ -71,7 +78,7 @@ def atomic_path(path, suffix=""):
             os.remove(tmp)
 
 
-def write_text_atomically(path, text):
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
     """Writes `text` (UTF-8) to `path` atomically.
 
     Example:
@@ -86,7 +93,7 @@ def write_text_atomically(path, text):
             f.write(text)
 
 
-def save_weights_atomically(model, path):
+def save_weights_atomically(model: keras.Model, path: str | os.PathLike) -> None:
     """Writes `model.save_weights(path)` through a temporary file beside it (see `atomic_path`).
 
     Example:
@@ -120,9 +127,7 @@ def _flock_acquire(path, deadline, poll):
                     break
                 except BlockingIOError:
                     if time.monotonic() >= deadline:
-                        raise LockTimeout(
-                            f"Another process still holds the lock {path}."
-                        ) from None
+                        raise LockTimeout(f"Another process still holds the lock {path}.") from None
                     time.sleep(poll)
             # The previous holder removes the file before releasing it: a lock taken on a
             # removed (or replaced) file protects nothing, so start again on the new one.
@@ -165,7 +170,13 @@ def _exclusive_acquire(path, deadline, poll, stale_s):
 
 
 @contextlib.contextmanager
-def file_lock(path, timeout=1800.0, poll=0.1, stale_s=600.0, method="auto"):
+def file_lock(
+    path: str | os.PathLike,
+    timeout: float = 1800.0,
+    poll: float = 0.1,
+    stale_s: float = 600.0,
+    method: str = "auto",
+) -> Iterator[str]:
     """Holds an inter-process lock on the file `path` for the duration of the block.
 
     With `fcntl` (POSIX) the lock is `flock` on `path`: the kernel releases it when its

@@ -26,6 +26,8 @@ float32 `clip` (and `boxes` for detectors) with the batch, box count, height and
 left dynamic, and return one output, `probabilities`.
 """
 
+from __future__ import annotations
+
 import contextlib
 import functools
 import gc
@@ -111,7 +113,13 @@ def _check_exportable(model):
     return detector
 
 
-def export_saved_model(model, export_dir, version=1, top_k=5, overwrite=False):
+def export_saved_model(
+    model: keras.Model,
+    export_dir: str | os.PathLike,
+    version: int = 1,
+    top_k: int = 5,
+    overwrite: bool = False,
+) -> str:
     """Writes `model` as a TF Serving SavedModel to `export_dir/<version>/`.
 
     Args:
@@ -349,7 +357,9 @@ def _tf2onnx_convert(function, input_signature, opset):
     return model
 
 
-def export_onnx(model, path, opset=_ONNX_OPSET, overwrite=False):
+def export_onnx(
+    model: keras.Model, path: str | os.PathLike, opset: int = _ONNX_OPSET, overwrite: bool = False
+) -> str:
     """Writes `model` as an ONNX file (through `tf2onnx`), e.g. for ONNX Runtime.
 
     The graph takes the Keras model's own inputs, float32 `clip` `(batch, frames, height,
@@ -394,7 +404,7 @@ def export_onnx(model, path, opset=_ONNX_OPSET, overwrite=False):
     return path
 
 
-def export_openvino(model, path, overwrite=False):
+def export_openvino(model: keras.Model, path: str | os.PathLike, overwrite: bool = False) -> str:
     """Writes `model` as OpenVINO IR: `path` (`.xml`, the graph) and its `.bin` weights.
 
     The IR is converted by OpenVINO from the traced TensorFlow function; weights stay
@@ -569,7 +579,12 @@ def _tflite_compatible(model):
 _QUANTIZE = (None, "dynamic")
 
 
-def export_tflite(model, path, quantize=None, overwrite=False):
+def export_tflite(
+    model: keras.Model,
+    path: str | os.PathLike,
+    quantize: str | None = None,
+    overwrite: bool = False,
+) -> str:
     """Writes a classifier as a TensorFlow Lite flatbuffer.
 
     The model takes float32 `clip` `(batch, frames, height, width, 3)` as the Keras model

@@ -34,11 +34,14 @@ conventions appear in what was published, and `batchnorm` chooses between them:
   50.58 at 224x224, 66.07 at 256x256).
 """
 
+from __future__ import annotations
+
 import collections
 import dataclasses
 import math
 import numbers
 import warnings
+from collections.abc import Mapping, Sequence
 
 import keras
 
@@ -73,11 +76,11 @@ class FlopCount:
     input_shapes: tuple
 
     @property
-    def gmacs(self):
+    def gmacs(self) -> float:
         """`macs / 1e9`: giga multiply-accumulates (fvcore's and the papers' "GFLOPs")."""
         return self.macs / 1e9
 
-    def summary(self, top=None):
+    def summary(self, top: int | None = None) -> str:
         """A text table of the counted layers, largest first.
 
         Args:
@@ -327,7 +330,15 @@ def _input_specs(graph, input_shape, batch_size):
     return specs
 
 
-def model_flops(model, input_shape=None, batch_size=1, batchnorm=None):
+def model_flops(
+    model: keras.Model,
+    input_shape: Sequence[int]
+    | Mapping[str, Sequence[int]]
+    | Sequence[Sequence[int]]
+    | None = None,
+    batch_size: int = 1,
+    batchnorm: str | None = None,
+) -> FlopCount:
     """Counts the multiply-accumulates (GMACs) of a Keras model at a static input shape.
 
     The model's graph is walked with static shapes only (no weights are touched and nothing

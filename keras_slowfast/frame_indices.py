@@ -6,6 +6,8 @@ samplers (:mod:`keras_slowfast.data.sampling`) read the same function from here,
 building a model does not import the data pipeline.
 """
 
+from __future__ import annotations
+
 import numpy as np
 
 __all__ = [
@@ -14,7 +16,7 @@ __all__ = [
 ]
 
 
-def torch_linspace(start, end, steps):
+def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
     """Evenly spaced float32 values computed the way `torch.linspace` does on CPU.
 
     PyTorch evaluates `linspace` in the output dtype and computes the first
@@ -57,7 +59,7 @@ def torch_linspace(start, end, steps):
     return np.where(i < steps // 2, forward, backward).astype(np.float32)
 
 
-def slow_pathway_indices(num_frames, alpha):
+def slow_pathway_indices(num_frames: int, alpha: int) -> np.ndarray:
     """Fast-pathway frame indices that PySlowFast feeds to the slow pathway.
 
     `trunc(linspace(0, num_frames - 1, num_frames // alpha))` in torch's

@@ -30,6 +30,8 @@ Example:
     (None, 10)
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import json
@@ -40,6 +42,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -65,6 +68,9 @@ from keras_slowfast.weights.transfer import (
     transfer_state,
     transfer_weights,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "WeightsDownloadError",
@@ -100,13 +106,13 @@ class WeightsDownloadError(OSError):
             refused"`, ...), else `None`.
     """
 
-    def __init__(self, message, url=None, reason=None):
+    def __init__(self, message: str, url: str | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.url = url
         self.reason = reason
 
 
-def list_presets(kind=None):
+def list_presets(kind: str | None = None) -> list[str]:
     """The names of every preset (of one `kind`: `"classifier"` or `"detector"`).
 
     Each is a row of :data:`keras_slowfast.presets.PRESETS`; see
@@ -189,7 +195,13 @@ def _build_from_checkpoint(preset, path, kwargs, weights_arg):
     return _build_loaded(preset, kwargs, classes, lambda m: transfer_state(m, state))
 
 
-def from_preset(preset, *, load_weights=True, checkpoint=None, **overrides):
+def from_preset(
+    preset: str,
+    *,
+    load_weights: bool = True,
+    checkpoint: str | os.PathLike | None = None,
+    **overrides: Any,
+) -> keras.Model:
     """Builds a preset's network, with its published weights by default.
 
     Args:
@@ -261,7 +273,9 @@ def _checked_path(value, arg):
     return value
 
 
-def build(architecture, weights=None, **kwargs):
+def build(
+    architecture: str, weights: str | os.PathLike | None = None, **kwargs: Any
+) -> keras.Model:
     """Builds an architecture (or preset) by key, with weights given by name or by file.
 
     This is what the named builders (:func:`keras_slowfast.SlowFastR50`, ...) call.
@@ -316,7 +330,11 @@ def build(architecture, weights=None, **kwargs):
 # Loading checkpoints by their own description.
 
 
-def load_pyslowfast(path, config=None, **overrides):
+def load_pyslowfast(
+    path: str | os.PathLike,
+    config: str | os.PathLike | dict[str, Any] | None = None,
+    **overrides: Any,
+) -> keras.Model:
     """Builds the Keras model of a PySlowFast checkpoint and loads all its weights.
 
     The architecture comes from the checkpoint's embedded config (the `cfg` YAML text that
@@ -445,7 +463,7 @@ def infer_pytorchvideo_kwargs(state, arch):
     return preset, kwargs
 
 
-def load_pytorchvideo(path, arch, **overrides):
+def load_pytorchvideo(path: str | os.PathLike, arch: str, **overrides: Any) -> keras.Model:
     """Builds the Keras model of a PyTorchVideo checkpoint and loads its weights.
 
     Widths, the fusion kernel, temporal kernels and the class count are read from the
@@ -665,7 +683,9 @@ def verify_zip_members(path):
         raise ValueError(f"The zip member {bad!r} fails its CRC-32 check. Received: path={path!r}")
 
 
-def convert_checkpoint(checkpoint, output, preset, **kwargs):
+def convert_checkpoint(
+    checkpoint: str | os.PathLike, output: str | os.PathLike, preset: str, **kwargs: Any
+) -> tuple[keras.Model, dict[str, Any]]:
     """Converts a PySlowFast / PyTorchVideo / Caffe2 checkpoint to a Keras `.weights.h5`.
 
     The Keras model of `preset` is built with the width and class count found in the
@@ -722,7 +742,9 @@ def convert_checkpoint(checkpoint, output, preset, **kwargs):
     return model, summary
 
 
-def check_weights_file(model, path, preset, **kwargs):
+def check_weights_file(
+    model: keras.Model, path: str | os.PathLike, preset: str, **kwargs: Any
+) -> dict[str, Any]:
     """Plumbing check that a written `.weights.h5` reproduces `model`: reload and compare.
 
     A fresh model of `preset` (built with `kwargs`) loads `path`; both models score the
@@ -758,7 +780,7 @@ def check_weights_file(model, path, preset, **kwargs):
     )
 
 
-def fetch(preset):
+def fetch(preset: str) -> tuple[str, dict[str, Any]]:
     """Returns the converted published weights of a preset, downloading on first use.
 
     A cached file is used when its size and sha256 match those recorded in its

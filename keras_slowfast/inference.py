@@ -20,6 +20,12 @@ probabilities) or `max` (Charades: the elementwise maximum of the sigmoid scores
 (PySlowFast's SSv2 networks) it is that view.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from keras_slowfast import presets
@@ -38,6 +44,9 @@ from keras_slowfast.streaming import (
     window_clips,
     window_frame_indices,
 )
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "Features",
@@ -85,7 +94,9 @@ def _check_crop_indices(crop_indices, spatial_crops):
     return tuple(int(k) for k in crops)
 
 
-def segment_clip(video, num_frames, target_fps=30):
+def segment_clip(
+    video: str | os.PathLike, num_frames: int, target_fps: float = 30
+) -> tuple[np.ndarray, np.ndarray]:
     """The SSv2 test clip of a video: the middle frame of each of `num_frames` segments.
 
     The video is resampled to `target_fps` (the frame count and frames of
@@ -116,18 +127,18 @@ def segment_clip(video, num_frames, target_fps=30):
 
 
 def video_views(
-    video,
-    num_frames,
-    sampling_rate,
-    views=30,
-    size=256,
-    temporal_views=10,
-    spatial_crops=3,
+    video: str | os.PathLike,
+    num_frames: int,
+    sampling_rate: int,
+    views: int = 30,
+    size: int = 256,
+    temporal_views: int = 10,
+    spatial_crops: int = 3,
     *,
-    crop_indices=None,
-    sampling="uniform",
-    target_fps=30,
-):
+    crop_indices: Sequence[int] | None = None,
+    sampling: str = "uniform",
+    target_fps: float = 30,
+) -> Iterator[np.ndarray]:
     """Yields the test views of a video as uint8 arrays `(crops, num_frames, size, size, 3)`.
 
     With `views=temporal_views * len(crops)` there are `temporal_views` items (one per
@@ -204,7 +215,7 @@ def video_views(
         yield np.stack([_crop(clip, size, k) for k in crops])
 
 
-def describe_protocol(preset, views=None):
+def describe_protocol(preset: str, views: int | None = None) -> str:
     """A one-line description of the test protocol `classify_video` uses for `preset`.
 
     Example:
@@ -241,8 +252,14 @@ def describe_protocol(preset, views=None):
 
 
 def classify_video(
-    model, video, preset=None, views=None, num_frames=None, sampling_rate=None, batch_size=None
-):
+    model: keras.Model,
+    video: str | os.PathLike,
+    preset: str | None = None,
+    views: int | None = None,
+    num_frames: int | None = None,
+    sampling_rate: int | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
     """Scores a video with a classifier over its preset's test views.
 
     Args:

@@ -6,13 +6,20 @@ Kinetics-400 names are in the index order of the released classifiers; AVA v2.2 
 actions `c000`..`c156`) for those presets.
 """
 
+from __future__ import annotations
+
 import functools
 import json
+from collections.abc import Sequence
 from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from keras_slowfast._checks import check_positive_int
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "LABEL_SETS",
@@ -53,7 +60,7 @@ def _charades():
 LABEL_SETS = {"kinetics400": _kinetics400, "ava": _ava, "ssv2": _ssv2, "charades": _charades}
 
 
-def class_names(label_set):
+def class_names(label_set: str) -> list[str]:
     """The class names of a label set, in output order.
 
     Args:
@@ -72,7 +79,7 @@ def class_names(label_set):
     return list(LABEL_SETS[label_set]())
 
 
-def kinetics400_class_names():
+def kinetics400_class_names() -> list[str]:
     """The 400 Kinetics class names, in output order.
 
     Example:
@@ -82,7 +89,7 @@ def kinetics400_class_names():
     return list(_kinetics400())
 
 
-def ava_class_names():
+def ava_class_names() -> list[str]:
     """The 80 AVA v2.2 action names, in output order (action id minus one).
 
     Example:
@@ -92,7 +99,7 @@ def ava_class_names():
     return list(_ava())
 
 
-def class_names_for(num_classes, class_names=None):
+def class_names_for(num_classes: int, class_names: str | Sequence[str] | None = None) -> list[str]:
     """The names to use for `num_classes` outputs.
 
     Args:
@@ -132,7 +139,9 @@ def class_names_for(num_classes, class_names=None):
     return names
 
 
-def decode_predictions(preds, top=5, class_names=None):
+def decode_predictions(
+    preds: npt.ArrayLike, top: int = 5, class_names: str | Sequence[str] | None = None
+) -> list[list[Any]]:
     """Decodes model outputs into `(class_index, class_name, score)` tuples, best first.
 
     Works like `keras.applications.*.decode_predictions`. For a classifier's

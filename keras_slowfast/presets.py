@@ -21,8 +21,11 @@ Example:
     'slowfast_8x8_r50_kinetics400'
 """
 
+from __future__ import annotations
+
 import dataclasses
 import types
+from typing import Any
 
 __all__ = [
     "BASE_URL",
@@ -108,12 +111,12 @@ class Protocol:
     multi_label: bool = False
 
     @property
-    def spatial_crops(self):
+    def spatial_crops(self) -> int:
         """Test crops per clip."""
         return len(self.crop_indices)
 
     @property
-    def views(self):
+    def views(self) -> int:
         """Test views per video: `temporal_views * spatial_crops`."""
         return self.temporal_views * self.spatial_crops
 
@@ -172,11 +175,11 @@ class Preset:
     notes: str = ""
 
     @property
-    def url_path(self):
+    def url_path(self) -> str | None:
         """The checkpoint's path under the base URL, or `None`."""
         return None if self.checkpoint is None else self.checkpoint.path
 
-    def builder_kwargs(self, **overrides):
+    def builder_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """The builder arguments with `overrides` applied (a new dict); the model is named
         after the architecture unless `name` is given."""
         return {"name": self.architecture, **self.kwargs, **overrides}
@@ -640,7 +643,7 @@ def _check_table():
 _check_table()
 
 
-def preset_names(kind=None):
+def preset_names(kind: str | None = None) -> list[str]:
     """The preset names, in table order (of one `kind` if given).
 
     Example:
@@ -650,7 +653,7 @@ def preset_names(kind=None):
     return [p.name for p in PRESETS if kind is None or p.kind == kind]
 
 
-def architecture_names(kind=None):
+def architecture_names(kind: str | None = None) -> list[str]:
     """The architecture keys, in table order, each once (of one `kind` if given).
 
     Example:
@@ -664,7 +667,7 @@ def architecture_names(kind=None):
     return out
 
 
-def get_preset(name, kind=None):
+def get_preset(name: str, kind: str | None = None) -> Preset:
     """The :class:`Preset` named `name`; an architecture key gives its first row.
 
     Args:
@@ -691,7 +694,7 @@ def get_preset(name, kind=None):
     return preset
 
 
-def presets_of(architecture):
+def presets_of(architecture: str) -> list[Preset]:
     """The rows of an architecture key.
 
     Example:
@@ -701,7 +704,7 @@ def presets_of(architecture):
     return [p for p in PRESETS if p.architecture == architecture]
 
 
-def weights_names(architecture):
+def weights_names(architecture: str) -> list[str]:
     """The published weights names (aliases included) of an architecture, sorted.
 
     Example:
@@ -715,7 +718,7 @@ def weights_names(architecture):
     return sorted(names)
 
 
-def find_preset(architecture, weights):
+def find_preset(architecture: str, weights: str) -> Preset:
     """The row of `architecture` whose weights name (or alias) is `weights`.
 
     Raises:

@@ -1,7 +1,10 @@
 """A small text progress bar for long commands (written to stderr, no dependency)."""
 
+from __future__ import annotations
+
 import sys
 import time
+from typing import TextIO
 
 __all__ = ["ProgressBar"]
 
@@ -38,14 +41,14 @@ class ProgressBar:
 
     def __init__(
         self,
-        total=None,
-        description="",
-        unit="",
-        stream=None,
-        enabled=True,
-        interval=0.2,
-        log_interval=10.0,
-    ):
+        total: float | None = None,
+        description: str = "",
+        unit: str = "",
+        stream: TextIO | None = None,
+        enabled: bool = True,
+        interval: float = 0.2,
+        log_interval: float = 10.0,
+    ) -> None:
         self.total = None if total is None else _number(total)
         self.description = description
         self.unit = unit
@@ -59,11 +62,11 @@ class ProgressBar:
         self._width = 0
         self._closed = False
 
-    def set_description(self, description):
+    def set_description(self, description: str) -> None:
         """Changes the label (shown at the next redraw)."""
         self.description = description
 
-    def update(self, steps=1):
+    def update(self, steps: float = 1) -> None:
         """Counts `steps` more and redraws if it is time."""
         self.count += steps
         now = time.monotonic()
@@ -101,7 +104,7 @@ class ProgressBar:
             self._stream.write(line + "\n")
         self._stream.flush()
 
-    def close(self):
+    def close(self) -> None:
         """Ends the bar: draws the final count unless the last line already shows it."""
         if self._closed:
             return
@@ -114,10 +117,10 @@ class ProgressBar:
             self._stream.write("\n")
             self._stream.flush()
 
-    def __enter__(self):
+    def __enter__(self) -> ProgressBar:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool:
         self.close()
         return False
 

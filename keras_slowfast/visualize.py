@@ -16,8 +16,12 @@ The functions take plain arrays (times in seconds, `(windows, classes)` scores),
 draw the output of any sliding-window scorer.
 """
 
+from __future__ import annotations
+
 import fractions
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -27,6 +31,10 @@ from keras_slowfast._video_writer import add_video_stream, reencode_video
 from keras_slowfast.atomic import atomic_path
 from keras_slowfast.data._video_io import check_timeout
 from keras_slowfast.models.functional import LeanFunctional
+
+if TYPE_CHECKING:
+    import keras
+    import numpy.typing as npt
 
 __all__ = [
     "annotate_video",
@@ -171,7 +179,14 @@ class _ObservedFunctional(LeanFunctional):
         return super()._run_through_graph(inputs, operation_fn=observed_fn, call_fn=call_fn)
 
 
-def grad_cam(model, clip, class_index=None, layers=None, *, weight_axes="hw"):
+def grad_cam(
+    model: keras.Model,
+    clip: np.ndarray,
+    class_index: int | None = None,
+    layers: Sequence[str] | None = None,
+    *,
+    weight_axes: str = "hw",
+) -> tuple[list[np.ndarray], int]:
     """Grad-CAM maps of a SlowFast / Slow classifier on one clip, one per pathway.
 
     The model's output probability of `class_index` is differentiated with respect to the
@@ -334,8 +349,16 @@ def _write_frames(frames, path, fps):
 
 
 def write_gradcam_video(
-    clip, heatmaps, path, fps=15.0, alpha=0.5, *, labels=None, title=None, colormap=None
-):
+    clip: np.ndarray,
+    heatmaps: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    fps: float = 15.0,
+    alpha: float = 0.5,
+    *,
+    labels: Sequence[str] | None = None,
+    title: str | None = None,
+    colormap: int | None = None,
+) -> str:
     """Writes the clip and its Grad-CAM maps side by side as a video, atomically.
 
     Each output frame is `[frame | map 1 | map 2 ...]`: the clip's frame, then for each
@@ -455,7 +478,16 @@ def _top_classes(scores, top):
     return order[: min(top, scores.shape[1])]
 
 
-def plot_timeline(times, scores, class_names, path, *, top=5, kind="heatmap", title=None):
+def plot_timeline(
+    times: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    class_names: Sequence[str] | None,
+    path: str | os.PathLike,
+    *,
+    top: int = 5,
+    kind: str = "heatmap",
+    title: str | None = None,
+) -> str:
     """Plots the top classes' scores over a video's windows as a PNG, atomically.
 
     The `top` classes are those with the highest peak score over the windows (ties broken
@@ -582,19 +614,19 @@ def _window_of(t, times, starts, ends):
 
 
 def annotate_video(
-    video,
-    times,
-    scores,
-    path,
-    class_names,
+    video: str | os.PathLike,
+    times: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    path: str | os.PathLike,
+    class_names: Sequence[str] | None,
     *,
-    top_k=3,
-    window_seconds=None,
-    starts=None,
-    ends=None,
-    progress=False,
-    timeout=None,
-):
+    top_k: int = 3,
+    window_seconds: float | None = None,
+    starts: npt.ArrayLike | None = None,
+    ends: npt.ArrayLike | None = None,
+    progress: bool = False,
+    timeout: float | None = None,
+) -> str:
     """Re-encodes a video with the top classes of its windows drawn on the frames, atomically.
 
     A frame's time is its presentation time from the start of the video, in seconds (the

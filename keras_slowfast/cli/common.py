@@ -14,6 +14,8 @@ Example:
     3
 """
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import difflib
@@ -22,9 +24,14 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keras_slowfast.cli.quiet_start import quiet_tensorflow_start
+
+if TYPE_CHECKING:  # the command line imports Keras only once its checks have passed
+    import keras
+
+    from keras_slowfast.presets import Preset
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -196,7 +203,7 @@ def positive_number(value: str) -> float:
 # Model names: each command accepts some kinds of presets.
 
 
-def any_model(preset: Any) -> bool:
+def any_model(preset: Preset) -> bool:
     """Accepts every preset and architecture (`convert`, `export`, `info`).
 
     Example:
@@ -207,7 +214,7 @@ def any_model(preset: Any) -> bool:
     return True
 
 
-def classifier(preset: Any) -> bool:
+def classifier(preset: Preset) -> bool:
     """Accepts classifiers and backbones (`features`).
 
     Example:
@@ -220,7 +227,7 @@ def classifier(preset: Any) -> bool:
     return preset.kind == presets.CLASSIFIER
 
 
-def headed_classifier(preset: Any) -> bool:
+def headed_classifier(preset: Preset) -> bool:
     """Accepts classifiers with a classification head (`classify`, `timeline`).
 
     Example:
@@ -231,7 +238,7 @@ def headed_classifier(preset: Any) -> bool:
     return classifier(preset) and preset.include_top
 
 
-def detector(preset: Any) -> bool:
+def detector(preset: Preset) -> bool:
     """Accepts AVA detectors (`detect`, `evaluate-ava`).
 
     Example:
@@ -253,7 +260,7 @@ MODEL_KINDS = {
 }
 
 
-def models(accepts: Callable[[Any], bool] = any_model) -> list[str]:
+def models(accepts: Callable[[Preset], bool] = any_model) -> list[str]:
     """Preset names, then architecture keys, that `accepts`, in table order, each once.
 
     Example:
@@ -269,7 +276,7 @@ def models(accepts: Callable[[Any], bool] = any_model) -> list[str]:
     return names
 
 
-def model_name(accepts: Callable[[Any], bool]) -> Callable[[str], str]:
+def model_name(accepts: Callable[[Preset], bool]) -> Callable[[str], str]:
     """The argparse `type` of a model argument: a known preset name or architecture key.
 
     An unknown name is a usage error that suggests the nearest name the command takes and
@@ -300,7 +307,7 @@ def model_name(accepts: Callable[[Any], bool]) -> Callable[[str], str]:
 
 
 def check_model_kind(
-    command: str, model: str | None, accepts: Callable[[Any], bool], why: str = ""
+    command: str, model: str | None, accepts: Callable[[Preset], bool], why: str = ""
 ) -> None:
     """Raises a ValueError naming --model unless `model` is of the kind `command` takes.
 
@@ -326,7 +333,7 @@ def check_model_kind(
 
 
 def add_model_args(
-    parser: argparse.ArgumentParser, accepts: Callable[[Any], bool] = headed_classifier
+    parser: argparse.ArgumentParser, accepts: Callable[[Preset], bool] = headed_classifier
 ) -> None:
     """Adds `--model`, `--weights`, the architecture overrides and `--precision`.
 
@@ -391,7 +398,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
     return kwargs
 
 
-def build_model(args: argparse.Namespace) -> Any:
+def build_model(args: argparse.Namespace) -> keras.Model:
     """The Keras model of `--model` with `--weights` (a name, a file, none or the default).
 
     A checkpoint or Keras weights file is converted with the preset's conventions and head;
@@ -435,7 +442,7 @@ def build_model(args: argparse.Namespace) -> Any:
         ) from None
 
 
-def preset_class_names(preset: Any, classes: int) -> list[str]:
+def preset_class_names(preset: Preset, classes: int) -> list[str]:
     """The preset's class names when the model has its class count, else `class_<i>`.
 
     Example:
@@ -553,7 +560,7 @@ def check_detector_inputs(command: str, args: argparse.Namespace) -> None:
             raise ValueError(f"No checkpoint file at this path. Received: --weights {weights}")
 
 
-def build_detector(args: argparse.Namespace) -> tuple[Any, dict]:
+def build_detector(args: argparse.Namespace) -> tuple[keras.Model, dict]:
     """The AVA detector of `--model` / `--weights` and clip settings from its config.
 
     A PySlowFast checkpoint alone gives the architecture and the clip settings (sampling

@@ -4,12 +4,24 @@ The exit gate of the Python decode calls, what a loader does with a video it can
 (`on_error="skip"` or `"raise"`), and the `(..., ok)` flag that drops a skipped element.
 """
 
+from __future__ import annotations
+
 import atexit
+import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keras_slowfast.data._video_io import VideoReadError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from keras_slowfast.data.video import DecodeErrorCounter
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DECODE_GATE",
@@ -34,7 +46,7 @@ ON_ERROR = ("skip", "raise")
 VIDEO_LIST_SUFFIXES = (".txt", ".csv", ".lst", ".list")
 
 
-def read_video_list_entries(list_file):
+def read_video_list_entries(list_file: str | os.PathLike) -> list[str]:
     """The video paths a list file names, as written: the first comma- or whitespace-separated
     field of each line, blank lines and `#` comments left out.
 
@@ -55,14 +67,14 @@ def read_video_list_entries(list_file):
     return entries
 
 
-def check_mode(mode):
+def check_mode(mode: str) -> str:
     """A `ValueError` naming `mode` unless it is one of `MODES`."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
     return mode
 
 
-def check_on_error(on_error):
+def check_on_error(on_error: str) -> str:
     """A `ValueError` naming `on_error` unless it is one of `ON_ERROR`."""
     if on_error not in ON_ERROR:
         raise ValueError(f"`on_error` must be one of {ON_ERROR}. Received: on_error={on_error!r}")
@@ -81,13 +93,13 @@ class DecodeGate:
     the buffers slowly.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
         self._calls = 0
         self.closing = False
 
-    def enter(self):
+    def enter(self) -> bool:
         """Registers a decode call; False once closing (the caller must not decode)."""
         with self._lock:
             self._calls += 1
@@ -96,12 +108,12 @@ class DecodeGate:
             self._active += 1
             return True
 
-    def leave(self):
+    def leave(self) -> None:
         """Ends a decode call that `enter` let in."""
         with self._lock:
             self._active -= 1
 
-    def call(self, function, placeholder, *args):
+    def call(self, function: Callable[..., _T], placeholder: Callable[[], _T], *args: Any) -> _T:
         """`function(*args)` between `enter` and `leave`; `placeholder()` once closing."""
         if not self.enter():
             return placeholder()
@@ -110,7 +122,7 @@ class DecodeGate:
         finally:
             self.leave()
 
-    def drain(self, timeout=60.0, quiet=0.5):
+    def drain(self, timeout: float = 60.0, quiet: float = 0.5) -> None:
         """Closes the gate and waits (at most `timeout` s) for the calls to stop."""
         with self._lock:
             self.closing = True
@@ -133,7 +145,9 @@ DECODE_GATE = DecodeGate()
 atexit.register(DECODE_GATE.drain)
 
 
-def report_failure(path, error, on_error, counter):
+def report_failure(
+    path: str | os.PathLike, error: Exception, on_error: str, counter: DecodeErrorCounter
+) -> None:
     """Raises `error` (`on_error="raise"`) or counts it and warns (`"skip"`)."""
     if on_error == "raise":
         raise error
@@ -142,17 +156,17 @@ def report_failure(path, error, on_error, counter):
     warnings.warn(f"Skipping video {path!r}: {reason}", RuntimeWarning, stacklevel=2)
 
 
-def last_is_ok(*element):
+def last_is_ok(*element: tf.Tensor) -> tf.Tensor:
     """The `ok` flag a decode step appends to an element (a `Dataset.filter` predicate)."""
     return element[-1]
 
 
-def drop_last(*element):
+def drop_last(*element: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """The element without its `ok` flag (after `last_is_ok` has filtered on it)."""
     return element[:-1]
 
 
-def as_read_error(path, error):
+def as_read_error(path: str | os.PathLike, error: BaseException) -> VideoReadError:
     """`error` as a `VideoReadError` naming `path` (the original kept as its cause)."""
     if isinstance(error, VideoReadError):
         return error

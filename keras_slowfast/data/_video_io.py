@@ -7,16 +7,25 @@ Errors are :class:`keras_slowfast.data.VideoReadError`, whose public home is
 :mod:`keras_slowfast.data.video`.
 """
 
+from __future__ import annotations
+
 import fractions
 import math
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from keras_slowfast.data.sampling import VideoInfo
+
+if TYPE_CHECKING:
+    import av.container
+    import av.video.frame
+    import av.video.stream
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -64,7 +73,7 @@ class VideoReadError(ValueError):
     # Its public home: tracebacks, pickles and the docs name it `keras_slowfast.data.video`.
     __module__ = "keras_slowfast.data.video"
 
-    def __init__(self, path, reason):
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path = str(path)
         self.reason = reason
         super().__init__(
@@ -82,7 +91,7 @@ def _import_av():
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
 
-def is_stream_url(path):
+def is_stream_url(path: str | os.PathLike) -> bool:
     """Whether `path` is a stream URL (`scheme://...`) rather than a local file.
 
     Example:
@@ -103,7 +112,9 @@ def _timed_out(deadline, error=None):
     return time.monotonic() > deadline or (error is not None and isinstance(error, exit_error))
 
 
-def decode_failure(path, what, error, deadline):
+def decode_failure(
+    path: str | os.PathLike, what: str, error: BaseException, deadline: float
+) -> VideoReadError:
     """The `VideoReadError` for an FFmpeg failure: a timeout when past the deadline."""
     if isinstance(error, VideoReadError):
         return error
@@ -112,7 +123,9 @@ def decode_failure(path, what, error, deadline):
     return VideoReadError(path, f"{what} failed ({error})")
 
 
-def open_video(path, decode_threads, deadline=math.inf):
+def open_video(
+    path: str | os.PathLike, decode_threads: int, deadline: float = math.inf
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
     """Opens a video file or stream URL; every blocking FFmpeg call ends by `deadline`.
 
     With a finite deadline, FFmpeg's interrupt callback aborts opening, probing
@@ -159,7 +172,7 @@ def open_video(path, decode_threads, deadline=math.inf):
     return container, stream
 
 
-def stream_info(path, stream):
+def stream_info(path: str | os.PathLike, stream: av.video.stream.VideoStream) -> VideoInfo:
     """The `VideoInfo` of an open video stream (frame rate, header counts, frame size)."""
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate or float(rate) <= 0:
@@ -175,7 +188,12 @@ def stream_info(path, stream):
     )
 
 
-def decoded_frames(path, container, stream, deadline):
+def decoded_frames(
+    path: str | os.PathLike,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    deadline: float,
+) -> Iterator[av.video.frame.VideoFrame]:
     """Decoded frames in output order; bounded by EOF and a wall-clock deadline."""
     try:
         for packet in container.demux(stream):
@@ -191,7 +209,13 @@ def decoded_frames(path, container, stream, deadline):
         raise VideoReadError(path, "decoding timed out")
 
 
-def seek(path, container, stream, pts, deadline=math.inf):
+def seek(
+    path: str | os.PathLike,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    pts: int,
+    deadline: float = math.inf,
+) -> None:
     """Seeks to the keyframe at or before timestamp `pts`, failing once past `deadline`."""
     if time.monotonic() > deadline:
         raise VideoReadError(path, "decoding timed out")
@@ -201,7 +225,7 @@ def seek(path, container, stream, pts, deadline=math.inf):
         raise decode_failure(path, f"seeking to timestamp {pts}", e, deadline) from e
 
 
-def checked_pts(path, frame):
+def checked_pts(path: str | os.PathLike, frame: av.video.frame.VideoFrame) -> int:
     """The timestamp of a decoded frame; a `VideoReadError` when it has none."""
     if frame.pts is None:
         raise VideoReadError(path, "a decoded frame has no timestamp")
@@ -211,7 +235,7 @@ def checked_pts(path, frame):
 _local = threading.local()
 
 
-def to_rgb(frame):
+def to_rgb(frame: av.video.frame.VideoFrame) -> np.ndarray:
     """A decoded frame as a uint8 `(height, width, 3)` RGB array."""
     # One colour converter per thread: PyAV otherwise builds a new swscale
     # context (and, in recent versions, a scaling thread pool) for every frame,
@@ -235,7 +259,7 @@ def to_rgb(frame):
     return reformatter.reformat(frame, format="rgb24", **_local.kwargs).to_ndarray()
 
 
-def check_fps(fps):
+def check_fps(fps: float | fractions.Fraction) -> fractions.Fraction:
     """`fps` as an exact `Fraction` (29.97 -> 2997/100); a `TypeError` or `ValueError` naming
     `fps` when it is not a positive number."""
     if isinstance(fps, bool) or not isinstance(fps, (int, float, fractions.Fraction, np.number)):
@@ -248,7 +272,7 @@ def check_fps(fps):
     return fractions.Fraction(fps)
 
 
-def check_timeout(timeout):
+def check_timeout(timeout: float | None) -> float:
     """`timeout` in seconds as a float (`None`: `math.inf`); a `ValueError` naming it when it
     is not a positive number or None."""
     if timeout is None:
@@ -273,7 +297,12 @@ class FpsSlots:
     halves away from zero, `start` being the container's start time.
     """
 
-    def __init__(self, container, stream, fps):
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        fps: fractions.Fraction,
+    ) -> None:
         self.time_base = fractions.Fraction(stream.time_base)
         start = container.start_time  # AV_TIME_BASE (microsecond) units, or None
         self.offset = (
@@ -288,10 +317,10 @@ class FpsSlots:
             max(1, _round_half_away(1 / (fractions.Fraction(rate) * self.time_base))) if rate else 1
         )
 
-    def slot(self, pts):
+    def slot(self, pts: int) -> int:
         return _round_half_away((pts - self.offset) * self.time_base * self.fps)
 
-    def end_slot(self, pts, duration):
+    def end_slot(self, pts: int, duration: int | None) -> int:
         if not duration or duration <= 0:
             duration = self.default_duration
         return self.slot(pts + duration)

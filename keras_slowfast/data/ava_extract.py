@@ -15,11 +15,15 @@ per frame: the video name, its 0-based index in the list, the 0-based frame
 index, the path under `frames/` and `""` (no labels).
 """
 
+from __future__ import annotations
+
 import dataclasses
+import fractions
 import os
 import shutil
 import uuid
 import warnings
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -77,7 +81,7 @@ def frame_name(video, index):
     return f"{video}_{index + 1:06d}.jpg"
 
 
-def read_video_paths(list_file):
+def read_video_paths(list_file: str | os.PathLike) -> list[str]:
     """The video paths of a list file: one per line, relative to the list's folder.
 
     Blank lines and lines starting with `#` are ignored; a line's first
@@ -217,16 +221,16 @@ def _extract_one(path, name, frames_dir, fps, jpeg_quality, timeout, bar):
 
 
 def extract_ava_frames(
-    videos,
-    output_dir,
-    fps=30,
-    split="train",
-    jpeg_quality=95,
-    on_error="skip",
-    timeout=3600.0,
-    progress=True,
-    error_counter=None,
-):
+    videos: str | os.PathLike | Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    fps: float | fractions.Fraction = 30,
+    split: str = "train",
+    jpeg_quality: int = 95,
+    on_error: str = "skip",
+    timeout: float | None = 3600.0,
+    progress: bool = True,
+    error_counter: DecodeErrorCounter | None = None,
+) -> ExtractionResult:
     """Extracts AVA's frame layout (`frames/`, `frame_lists/`) from video files.
 
     For each video, its frames at `fps` (see

@@ -28,9 +28,14 @@ ordinary constant-rate videos such as 25 -> 30 fps, but may pick a
 neighbouring frame elsewhere.)
 """
 
+from __future__ import annotations
+
 import fractions
 import math
+import os
 import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +95,11 @@ def _checked_frames(path, container, stream, deadline):
         yield ordinal, frame
 
 
-def count_frames_at_fps(video_path, fps=30, timeout=DEFAULT_TIMEOUT_S):
+def count_frames_at_fps(
+    video_path: str | os.PathLike,
+    fps: float | fractions.Fraction = 30,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+) -> int:
     """How many frames a video has when resampled to `fps`.
 
     One pass over the container's packets: the first frame is decoded (for
@@ -177,7 +186,13 @@ def _iter_slots(video_path, fps, deadline, decode_threads):
         container.close()
 
 
-def iter_frames_at_fps(video_path, fps=30, timeout=None, convert=None, decode_threads=1):
+def iter_frames_at_fps(
+    video_path: str | os.PathLike,
+    fps: float | fractions.Fraction = 30,
+    timeout: float | None = None,
+    convert: Callable[[np.ndarray], Any] | None = None,
+    decode_threads: int = 1,
+) -> Iterator[tuple[int, Any]]:
     """Yields every frame of a video resampled to `fps`, in order, as `(index, frame)`.
 
     One decoding pass; each decoded frame is converted once, and a repeated
@@ -282,8 +297,12 @@ def _collect(path, decoded, slots, next_slot, wanted_slots, monotonic):
 
 
 def read_frames_at_fps(
-    video_path, frame_indices, fps=30, timeout=DEFAULT_TIMEOUT_S, decode_threads=1
-):
+    video_path: str | os.PathLike,
+    frame_indices: Sequence[int] | np.ndarray,
+    fps: float | fractions.Fraction = 30,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    decode_threads: int = 1,
+) -> np.ndarray:
     """Decodes the frames at `frame_indices` of a video resampled to `fps`.
 
     The decoder seeks to the keyframe before the first wanted frame and stops

@@ -6,7 +6,10 @@ jitter, crop, flip) as in PySlowFast; test mode yields every
 video once.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -35,7 +38,10 @@ __all__ = [
 _DEFAULT_VAL_SEED = 0
 
 
-def read_video_list(list_file, path_prefix=""):
+def read_video_list(
+    list_file: str | os.PathLike | Iterable[tuple[str | os.PathLike, int | str]],
+    path_prefix: str | os.PathLike = "",
+) -> tuple[list[str], list[int]]:
     """Reads a PySlowFast list file: one `path label` per line.
 
     The label is the last whitespace-separated field (a 0-based class index);
@@ -217,29 +223,29 @@ def finish(ds, settings):
 
 
 def kinetics_dataset(
-    list_file,
-    mode="train",
+    list_file: str | os.PathLike | Iterable[tuple[str | os.PathLike, int | str]],
+    mode: str = "train",
     *,
-    path_prefix="",
-    num_frames=8,
-    sampling_rate=8,
-    target_fps=30,
-    jitter_scales=(256, 320),
-    crop_size=None,
-    num_temporal_views=10,
-    num_spatial_crops=3,
-    batch_size=None,
-    shuffle=None,
-    seed=None,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    deterministic=None,
-    drop_remainder=None,
-    random_flip=True,
-    decode_threads=1,
-    on_error="skip",
-    error_counter=None,
-    timeout=300.0,
-):
+    path_prefix: str | os.PathLike = "",
+    num_frames: int = 8,
+    sampling_rate: int = 8,
+    target_fps: float = 30,
+    jitter_scales: Sequence[int] = (256, 320),
+    crop_size: int | None = None,
+    num_temporal_views: int = 10,
+    num_spatial_crops: int = 3,
+    batch_size: int | None = None,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    deterministic: bool | None = None,
+    drop_remainder: bool | None = None,
+    random_flip: bool = True,
+    decode_threads: int = 1,
+    on_error: str = "skip",
+    error_counter: video_lib.DecodeErrorCounter | None = None,
+    timeout: float = 300.0,
+) -> tf.data.Dataset:
     """Kinetics-style dataset of uint8 clips decoded from video files with PyAV.
 
     The frames are those PySlowFast's model-zoo PyAV path picks: the clip

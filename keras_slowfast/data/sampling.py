@@ -5,9 +5,12 @@ Everything here is deterministic given its inputs (random choices take a
 indices. The decoders in `video.py` and `tfrecord.py` only feed it timestamps.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import fractions
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -55,7 +58,7 @@ class VideoInfo:
     frame_rate: fractions.Fraction | None = None
 
     @property
-    def selective(self):
+    def selective(self) -> bool:
         """Whether a clip can be located by timestamps without decoding everything.
 
         PySlowFast needs both the stream duration and the frame count; without
@@ -65,7 +68,9 @@ class VideoInfo:
         return self.duration is not None and self.duration > 0 and self.header_frames > 0
 
 
-def temporal_sample_indices(start, end, num_samples, num_frames):
+def temporal_sample_indices(
+    start: float, end: float, num_samples: int, num_frames: int
+) -> np.ndarray:
     """Indices of `num_samples` frames spread over `[start, end]`.
 
     PySlowFast's `temporal_sampling`: a float32 torch-style linspace, clamped
@@ -96,7 +101,12 @@ def temporal_sample_indices(start, end, num_samples, num_frames):
 _SEGMENT_MODES = ("train", "val", "test")
 
 
-def segment_indices(num_video_frames, num_segments, mode="test", rng=None):
+def segment_indices(
+    num_video_frames: int,
+    num_segments: int,
+    mode: str = "test",
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Frame indices of PySlowFast's Something-Something v2 clips: one frame per segment.
 
     The video's `L` frames are cut into `num_segments` equal segments of `(L - 1) / n`
@@ -175,7 +185,13 @@ def segment_clip_size(num_frames, sampling_rate, fps, target_fps=30):
     return num_frames * sampling_rate * fps / target_fps
 
 
-def start_end_index(video_size, clip_size, view_index, num_views, rng=None):
+def start_end_index(
+    video_size: int,
+    clip_size: float,
+    view_index: int,
+    num_views: int,
+    rng: np.random.Generator | None = None,
+) -> tuple[float, float]:
     """First and last (fractional) frame index of a clip.
 
     PySlowFast's `get_start_end_idx`: with `delta = max(video_size -
@@ -331,15 +347,15 @@ class ClipPlan:
 
 
 def frame_indices_from_timestamps(
-    pts,
-    info,
-    num_frames,
-    sampling_rate,
-    view_index,
-    num_views=10,
-    target_fps=30,
-    rng=None,
-):
+    pts: Sequence[int] | np.ndarray,
+    info: VideoInfo,
+    num_frames: int,
+    sampling_rate: int,
+    view_index: int,
+    num_views: int = 10,
+    target_fps: float = 30,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Decode-order indices of a clip, given every decoded frame's timestamp.
 
     This is the whole PySlowFast model-zoo PyAV path as index math: the clip

@@ -9,12 +9,15 @@ with TensorFlow ops and decodes only the sampled JPEG frames, so it can run
 on tf.data service workers.
 """
 
+from __future__ import annotations
+
 import collections
 import concurrent.futures
 import hashlib
 import itertools
 import json
 import os
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -157,20 +160,20 @@ def _read_json(path):
 
 
 def write_frame_tfrecords(
-    list_file,
-    output_prefix,
+    list_file: str | os.PathLike | Iterable[tuple[str | os.PathLike, int | str]],
+    output_prefix: str | os.PathLike,
     *,
-    path_prefix="",
-    num_shards=1,
-    short_side=None,
-    jpeg_quality=90,
-    num_workers=1,
-    on_error="skip",
-    error_counter=None,
-    timeout=300.0,
-    task_index=0,
-    num_tasks=1,
-):
+    path_prefix: str | os.PathLike = "",
+    num_shards: int = 1,
+    short_side: int | None = None,
+    jpeg_quality: int = 90,
+    num_workers: int = 1,
+    on_error: str = "skip",
+    error_counter: video_lib.DecodeErrorCounter | None = None,
+    timeout: float = 300.0,
+    task_index: int = 0,
+    num_tasks: int = 1,
+) -> list[str]:
     """Writes videos as sharded TFRecords of JPEG-frame `SequenceExample`s; resumable.
 
     Video `i` of the list goes to shard `i % num_shards`; shards are named
@@ -345,7 +348,7 @@ def write_frame_tfrecords(
 # Reader ---------------------------------------------------------------------
 
 
-def torch_linspace_tf(start, end, steps):
+def torch_linspace_tf(start: tf.Tensor | float, end: tf.Tensor | float, steps: int) -> tf.Tensor:
     """TensorFlow version of `sampling.torch_linspace` (float32, torch's halves).
 
     Example:
@@ -385,17 +388,17 @@ def _select_segment_tf(pts, start_pts, end_pts):
 
 
 def frame_indices_from_timestamps_tf(
-    pts,
-    fps,
-    header_frames,
-    duration,
-    num_frames,
-    sampling_rate,
-    view_index,
-    num_views=10,
-    target_fps=30,
-    seed=None,
-):
+    pts: tf.Tensor | Sequence[int],
+    fps: tf.Tensor | float,
+    header_frames: tf.Tensor | int,
+    duration: tf.Tensor | int,
+    num_frames: int,
+    sampling_rate: int,
+    view_index: tf.Tensor | int,
+    num_views: int = 10,
+    target_fps: float = 30,
+    seed: tf.Tensor | Sequence[int] | None = None,
+) -> tf.Tensor:
     """TensorFlow version of `sampling.frame_indices_from_timestamps`.
 
     Args:
@@ -517,27 +520,27 @@ def _match_files(file_pattern):
 
 
 def frame_tfrecord_dataset(
-    file_pattern,
-    mode="train",
+    file_pattern: str | os.PathLike | Sequence[str | os.PathLike],
+    mode: str = "train",
     *,
-    num_frames=8,
-    sampling_rate=8,
-    target_fps=30,
-    jitter_scales=(256, 320),
-    crop_size=None,
-    num_temporal_views=10,
-    num_spatial_crops=3,
-    batch_size=None,
-    shuffle=None,
-    shuffle_buffer=256,
-    seed=None,
-    num_parallel_reads=tf.data.AUTOTUNE,
-    num_parallel_calls=tf.data.AUTOTUNE,
-    deterministic=None,
-    drop_remainder=None,
-    random_flip=True,
-    on_error="skip",
-):
+    num_frames: int = 8,
+    sampling_rate: int = 8,
+    target_fps: float = 30,
+    jitter_scales: Sequence[int] = (256, 320),
+    crop_size: int | None = None,
+    num_temporal_views: int = 10,
+    num_spatial_crops: int = 3,
+    batch_size: int | None = None,
+    shuffle: bool | None = None,
+    shuffle_buffer: int = 256,
+    seed: int | None = None,
+    num_parallel_reads: int = tf.data.AUTOTUNE,
+    num_parallel_calls: int = tf.data.AUTOTUNE,
+    deterministic: bool | None = None,
+    drop_remainder: bool | None = None,
+    random_flip: bool = True,
+    on_error: str = "skip",
+) -> tf.data.Dataset:
     """Kinetics-style dataset over JPEG-frame TFRecords (TensorFlow ops only).
 
     Same modes, arguments and outputs as `kinetics_dataset`: the sampled

@@ -12,7 +12,10 @@ with the long side `floor(long / short * size)` computed in float64.
 Frames stay uint8 `(T, H, W, 3)`; the model normalises them.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,7 +34,7 @@ KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
 
 
-def short_side_scale_size(height, width, size):
+def short_side_scale_size(height: int, width: int, size: int) -> tuple[int, int]:
     """Frame size after scaling the short side to `size` (PySlowFast's rule).
 
     The long side becomes `floor(long / short * size)` with a float64 ratio.
@@ -57,7 +60,7 @@ def short_side_scale_size(height, width, size):
     return size, int(math.floor(float(width) / height * size))
 
 
-def resize_short_side(frames, size, exact=False):
+def resize_short_side(frames: np.ndarray, size: int, exact: bool = False) -> np.ndarray:
     """Resizes uint8 frames so that their short side is `size`.
 
     Args:
@@ -99,7 +102,7 @@ def resize_short_side(frames, size, exact=False):
     return out[0] if single else out
 
 
-def uniform_crop_offset(height, width, size, spatial_index):
+def uniform_crop_offset(height: int, width: int, size: int, spatial_index: int) -> tuple[int, int]:
     """Top-left corner of test crop `spatial_index` (0, 1 or 2).
 
     The crops run along the long side: offsets `0`, `ceil((L - size) / 2)`
@@ -180,7 +183,11 @@ def random_scale_crop_flip(frames, min_scale, max_scale, crop_size, rng, flip=Tr
     return np.ascontiguousarray(out)
 
 
-def normalize(frames, mean=KINETICS_MEAN, std=KINETICS_STD):
+def normalize(
+    frames: np.ndarray,
+    mean: Sequence[float] = KINETICS_MEAN,
+    std: Sequence[float] = KINETICS_STD,
+) -> np.ndarray:
     """Float normalisation `(frames / 255 - mean) / std` (what the model does internally).
 
     Example:

@@ -6,9 +6,14 @@ frames that end up in a clip are converted to RGB. In test mode one pass over
 the video serves every temporal view.
 """
 
+from __future__ import annotations
+
 import math
+import os
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +50,7 @@ __all__ = [
 _SEEK_GAP_FRAMES = 300
 
 
-def probe_video(video_path, timeout=DEFAULT_TIMEOUT_S):
+def probe_video(video_path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT_S) -> VideoInfo:
     """Reads the stream header of a video (no decoding).
 
     Args:
@@ -251,16 +256,16 @@ def _check_clip_args(num_frames, sampling_rate, num_views, target_fps):
 
 
 def read_clip(
-    video_path,
-    num_frames,
-    sampling_rate,
-    view_index=-1,
-    num_views=10,
-    target_fps=30,
-    rng=None,
-    decode_threads=1,
-    timeout=DEFAULT_TIMEOUT_S,
-):
+    video_path: str | os.PathLike,
+    num_frames: int,
+    sampling_rate: int,
+    view_index: int = -1,
+    num_views: int = 10,
+    target_fps: float = 30,
+    rng: np.random.Generator | None = None,
+    decode_threads: int = 1,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> np.ndarray:
     """Decodes one clip as PySlowFast's PyAV path would (no spatial transform).
 
     Args:
@@ -314,15 +319,15 @@ def read_clip(
 
 
 def read_test_views(
-    video_path,
-    num_frames,
-    sampling_rate,
-    num_views=10,
-    target_fps=30,
-    convert=None,
-    decode_threads=1,
-    timeout=DEFAULT_TIMEOUT_S,
-):
+    video_path: str | os.PathLike,
+    num_frames: int,
+    sampling_rate: int,
+    num_views: int = 10,
+    target_fps: float = 30,
+    convert: Callable[[np.ndarray], np.ndarray] | None = None,
+    decode_threads: int = 1,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> tuple[np.ndarray, np.ndarray]:
     """Decodes every uniform test view of a video in a single pass.
 
     Each frame used by any view is decoded and converted once.
@@ -371,7 +376,12 @@ def read_test_views(
     return frames, table
 
 
-def decode_all_frames(video_path, convert=None, timeout=DEFAULT_TIMEOUT_S, decode_threads=1):
+def decode_all_frames(
+    video_path: str | os.PathLike,
+    convert: Callable[[np.ndarray], Any] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    decode_threads: int = 1,
+) -> tuple[VideoInfo, list[int], list[Any]]:
     """Decodes every frame of a video, in decoder output order.
 
     Args:
@@ -411,7 +421,9 @@ def decode_all_frames(video_path, convert=None, timeout=DEFAULT_TIMEOUT_S, decod
     return info, pts, frames
 
 
-def decode_timestamps(video_path, timeout=DEFAULT_TIMEOUT_S):
+def decode_timestamps(
+    video_path: str | os.PathLike, timeout: float = DEFAULT_TIMEOUT_S
+) -> tuple[VideoInfo, list[int]]:
     """Decodes a whole video stream and returns its header info and frame timestamps.
 
     Args:
@@ -447,7 +459,14 @@ def decode_timestamps(video_path, timeout=DEFAULT_TIMEOUT_S):
     return info, pts
 
 
-def clip_frame_indices(video_path, num_frames, sampling_rate, view, num_views=10, target_fps=30):
+def clip_frame_indices(
+    video_path: str | os.PathLike,
+    num_frames: int,
+    sampling_rate: int,
+    view: int,
+    num_views: int = 10,
+    target_fps: float = 30,
+) -> list[int]:
     """Decode-order indices of the frames a test view uses.
 
     These are the frames the datasets yield for temporal view `view`
@@ -503,13 +522,13 @@ class DecodeErrorCounter:
     (1, [('broken.mp4', 'file is empty')])
     """
 
-    def __init__(self, max_failures=1000):
+    def __init__(self, max_failures: int = 1000) -> None:
         self._lock = threading.Lock()
         self._count = 0
         self._failures = []
         self._max_failures = max_failures
 
-    def record(self, path, reason):
+    def record(self, path: str | os.PathLike, reason: str) -> None:
         """Counts one skipped video."""
         with self._lock:
             self._count += 1
@@ -517,16 +536,16 @@ class DecodeErrorCounter:
                 self._failures.append((str(path), str(reason)))
 
     @property
-    def count(self):
+    def count(self) -> int:
         with self._lock:
             return self._count
 
     @property
-    def failures(self):
+    def failures(self) -> list[tuple[str, str]]:
         with self._lock:
             return list(self._failures)
 
-    def reset(self):
+    def reset(self) -> None:
         """Sets the count back to zero."""
         with self._lock:
             self._count = 0

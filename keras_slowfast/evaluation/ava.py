@@ -27,12 +27,15 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 import numpy as np
 
 from keras_slowfast._ava_csv import csv_rows, is_blank
 from keras_slowfast._deprecation import deprecated_alias
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = [
     "AVABoxes",
@@ -92,7 +95,7 @@ def _parse_second(value, where):
     return int(sec)
 
 
-def make_image_key(video_id, second):
+def make_image_key(video_id: str, second: int | str) -> str:
     """Returns the AVA image key of a video and a keyframe second.
 
     Args:
@@ -114,7 +117,7 @@ def _is_pathlike(value):
     return isinstance(value, (str, os.PathLike))
 
 
-def read_labelmap(path_or_text):
+def read_labelmap(path_or_text: str | os.PathLike) -> tuple[list[dict[str, Any]], set[int]]:
     """Reads an AVA label map (``.pbtxt``) into categories and class ids.
 
     Each ``item { name: "..." id: N }`` (``label_id`` is accepted for ``id``) becomes one
@@ -238,7 +241,11 @@ def _group_rows(numbered_rows, class_whitelist, load_score, source):
     )
 
 
-def read_csv(path, class_whitelist=None, load_score=False):
+def read_csv(
+    path: str | os.PathLike | TextIO,
+    class_whitelist: Iterable[int] | None = None,
+    load_score: bool = False,
+) -> AVABoxes:
     """Reads an AVA ground-truth or detection CSV.
 
     Rows are ``video, second, x1, y1, x2, y2, action_id[, score or person_id]`` with boxes
@@ -271,7 +278,7 @@ def read_csv(path, class_whitelist=None, load_score=False):
     raise TypeError(f"`path` must be a path or an open text file. Received: path={_fmt(path)}")
 
 
-def read_exclusions(path):
+def read_exclusions(path: str | os.PathLike | TextIO | None) -> set[str]:
     """Reads the excluded timestamps CSV (rows ``video, second``).
 
     Args:
@@ -413,7 +420,9 @@ def _match_image_class(det_boxes, gt_boxes, iou_threshold):
     return tp
 
 
-def average_precision(scores, is_true_positive, num_groundtruth):
+def average_precision(
+    scores: npt.ArrayLike, is_true_positive: npt.ArrayLike, num_groundtruth: int
+) -> float:
     """PASCAL VOC all-point average precision of ranked detections.
 
     Detections are ranked by decreasing score (ties in the order of ``numpy.argsort``
@@ -488,7 +497,24 @@ def _as_exclusions(excluded_timestamps):
     )
 
 
-def evaluate_ava(groundtruth, detections, labelmap, excluded_timestamps=None, iou_threshold=0.5):
+def evaluate_ava(
+    groundtruth: str
+    | os.PathLike
+    | TextIO
+    | Iterable[Sequence[Any]]
+    | tuple[Mapping[str, Any], ...],
+    detections: str
+    | os.PathLike
+    | TextIO
+    | Iterable[Sequence[Any]]
+    | tuple[Mapping[str, Any], ...],
+    labelmap: str
+    | os.PathLike
+    | tuple[Sequence[Mapping[str, Any]], set[int]]
+    | Sequence[Mapping[str, Any]],
+    excluded_timestamps: str | os.PathLike | TextIO | Iterable[str | Sequence[Any]] | None = None,
+    iou_threshold: float = 0.5,
+) -> dict[str, float]:
     """Computes the AVA frame-mAP and per-class AP, as the official evaluator does.
 
     Args:
@@ -584,7 +610,13 @@ def evaluate_ava(groundtruth, detections, labelmap, excluded_timestamps=None, io
     return metrics
 
 
-def detections_from_predictions(video_ids, seconds, boxes, scores, class_ids=None):
+def detections_from_predictions(
+    video_ids: npt.ArrayLike,
+    seconds: npt.ArrayLike,
+    boxes: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    class_ids: Iterable[int] | None = None,
+) -> list[tuple[str, int, float, float, float, float, int, float]]:
     """Turns per-box class scores into AVA detection rows (one row per box and class).
 
     Args:
@@ -644,7 +676,7 @@ def detections_from_predictions(video_ids, seconds, boxes, scores, class_ids=Non
     return rows
 
 
-def write_csv(rows, path):
+def write_csv(rows: Iterable[Sequence[Any]], path: str | os.PathLike | TextIO) -> None:
     """Writes detection rows in the official AVA CSV format (what `read_csv` reads).
 
     Boxes are written with 3 decimals, scores with 4, seconds zero-padded to 4 digits, as

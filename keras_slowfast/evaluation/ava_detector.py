@@ -12,7 +12,7 @@ import json
 import math
 import os
 from importlib import resources
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +21,9 @@ from keras_slowfast.atomic import write_text_atomically
 from keras_slowfast.evaluation import ava as ava_eval
 from keras_slowfast.models.functional import LeanFunctional
 from keras_slowfast.progress import ProgressBar
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = ["AVADetectorEvaluation", "default_ava_labelmap", "evaluate_ava_detector"]
 
@@ -60,12 +63,12 @@ class AVADetectorEvaluation(NamedTuple):
     boxes: np.ndarray
 
     @property
-    def mean_ap(self):
+    def mean_ap(self) -> float:
         """The frame-mAP at IoU 0.5."""
         return self.metrics["PascalBoxes_Precision/mAP@0.5IOU"]
 
 
-def default_ava_labelmap():
+def default_ava_labelmap() -> str:
     """The text of the 60-class AVA evaluation label map shipped with the package.
 
     Example:
@@ -91,24 +94,24 @@ def _resolve(path, folder, default, name):
 
 
 def evaluate_ava_detector(
-    model,
-    data_dir=None,
+    model: keras.Model,
+    data_dir: str | os.PathLike | None = None,
     *,
-    mode="test",
-    annotation_dir=None,
-    groundtruth=None,
-    exclusions=None,
-    labelmap=None,
-    output_dir=None,
-    num_frames=None,
-    sampling_rate=2,
-    test_crop_size=256,
-    full_test_on_val=False,
-    detection_score_thresh=0.8,
-    batch_size=8,
-    progress=True,
-    **dataset_kwargs,
-):
+    mode: str = "test",
+    annotation_dir: str | os.PathLike | None = None,
+    groundtruth: str | os.PathLike | None = None,
+    exclusions: str | os.PathLike | None = None,
+    labelmap: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    num_frames: int | None = None,
+    sampling_rate: int = 2,
+    test_crop_size: int = 256,
+    full_test_on_val: bool = False,
+    detection_score_thresh: float = 0.8,
+    batch_size: int = 8,
+    progress: bool = True,
+    **dataset_kwargs: Any,
+) -> AVADetectorEvaluation:
     """Scores an AVA detector on an AVA-layout dataset: PySlowFast's test loop and evaluator.
 
     Every keyframe of the split (`keras_slowfast.data.ava_dataset` with `metadata=True`) is

@@ -8,11 +8,15 @@ the other choice) and reports top-1 / top-5 accuracy of the combined scores.
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from keras_slowfast._checks import check_positive_int
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 __all__ = ["MultiViewAggregator", "MultiViewResult", "topk_accuracy"]
 
@@ -60,7 +64,9 @@ def _labels_1d(labels, num_classes, name="labels"):
     return labels
 
 
-def topk_accuracy(scores, labels, ks=(1, 5)):
+def topk_accuracy(
+    scores: npt.ArrayLike, labels: npt.ArrayLike, ks: Sequence[int] = (1, 5)
+) -> dict[str, float]:
     """Fraction of samples whose label is among the ``k`` highest scores, for each ``k``.
 
     Ties are broken towards the lower class index (a stable sort of the negated scores), so
@@ -162,12 +168,12 @@ class MultiViewAggregator:
 
     def __init__(
         self,
-        num_views=None,
-        num_videos=None,
-        ensemble_method="sum",
-        from_logits=False,
-        on_mismatch="warn",
-    ):
+        num_views: int | None = None,
+        num_videos: int | None = None,
+        ensemble_method: str = "sum",
+        from_logits: bool = False,
+        on_mismatch: str = "warn",
+    ) -> None:
         check_positive_int("num_views", num_views, allow_none=True)
         check_positive_int("num_videos", num_videos, allow_none=True)
         if ensemble_method not in _ENSEMBLE_METHODS:
@@ -187,7 +193,7 @@ class MultiViewAggregator:
         self.on_mismatch = on_mismatch
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Forgets every view received so far."""
         self._scores = {}
         self._counts = {}
@@ -195,7 +201,12 @@ class MultiViewAggregator:
         self._num_classes = None
         self._has_labels = None
 
-    def update(self, video_indices, scores, labels=None):
+    def update(
+        self,
+        video_indices: npt.ArrayLike,
+        scores: npt.ArrayLike,
+        labels: npt.ArrayLike | None = None,
+    ) -> None:
         """Adds a batch of views.
 
         Args:
@@ -300,7 +311,7 @@ class MultiViewAggregator:
                 raise ValueError(message + f" Received: num_views={expected}")
             warnings.warn(message, stacklevel=3)
 
-    def result(self):
+    def result(self) -> MultiViewResult:
         """Returns the combined scores per video.
 
         Returns:
@@ -318,7 +329,7 @@ class MultiViewAggregator:
             labels = np.array([self._labels[v] for v in videos.tolist()], dtype=np.int64)
         return MultiViewResult(videos, scores, labels, counts)
 
-    def topk_accuracy(self, ks=(1, 5)):
+    def topk_accuracy(self, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
         """Top-k accuracy of the combined scores (see the module function `topk_accuracy`).
 
         Args:

@@ -1,5 +1,11 @@
 """SlowFast AVA action detector: the backbone with a RoIAlign head, in plain TensorFlow."""
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import keras
 
 from keras_slowfast._checks import check_positive_int
@@ -28,22 +34,22 @@ DETECTOR_BACKBONE = Backbone(
 
 
 def SlowFastDetector(
-    backbone=None,
+    backbone: Backbone | None = None,
     *,
-    aligned=True,
-    roi_resolution=7,
-    spatial_scale_factor=16,
-    dtype=None,
-    weights=None,
-    input_shape=None,
-    max_boxes=None,
-    classes=80,
-    classifier_activation="sigmoid",
-    include_preprocessing=True,
-    dropout_rate=0.5,
-    name=None,
-    **backbone_settings,
-):
+    aligned: bool = True,
+    roi_resolution: int = 7,
+    spatial_scale_factor: int = 16,
+    dtype: str | keras.DTypePolicy | None = None,
+    weights: str | os.PathLike | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    max_boxes: int | None = None,
+    classes: int = 80,
+    classifier_activation: str | Callable[..., Any] | None = "sigmoid",
+    include_preprocessing: bool = True,
+    dropout_rate: float = 0.5,
+    name: str | None = None,
+    **backbone_settings: Any,
+) -> keras.Model:
     """Builds a SlowFast action detector (PySlowFast's AVA model) as a Keras model.
 
     The backbone is :func:`keras_slowfast.SlowFast`'s, usually with res5 at spatial stride 1

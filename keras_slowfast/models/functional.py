@@ -19,6 +19,11 @@ overlap of the two pathways, so it is slower as well.
   `tf.config.run_functions_eagerly(True)`) to run such calls op by op, e.g. to debug a layer.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 from keras.src import tree
@@ -82,7 +87,13 @@ class LeanFunctional(Functional):
 
     compile_eager_inference = True
 
-    def call(self, inputs, training=None, mask=None, **kwargs):
+    def call(
+        self,
+        inputs: tf.Tensor | Sequence[tf.Tensor] | Mapping[str, tf.Tensor],
+        training: bool | None = None,
+        mask: tf.Tensor | Sequence[tf.Tensor | None] | None = None,
+        **kwargs: Any,
+    ) -> tf.Tensor | Sequence[tf.Tensor] | Mapping[str, tf.Tensor]:
         if self._runs_compiled(training, mask, kwargs):
             flat = tuple(self._standardize_inputs(inputs))
             # `None` and `False` both mean inference: one trace serves both.

@@ -4,11 +4,19 @@ Every layer here is small, stateless (no weights) and serialisable, so that a mo
 :func:`keras_slowfast.SlowFast` saves to and loads from the `.keras` format.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_slowfast.frame_indices import slow_pathway_indices
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "ClipNormalization",
@@ -39,7 +47,12 @@ class ClipNormalization(keras.layers.Layer):
         (1, 2, 4, 4, 3)
     """
 
-    def __init__(self, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225), **kwargs):
+    def __init__(
+        self,
+        mean: Sequence[float] = (0.45, 0.45, 0.45),
+        std: Sequence[float] = (0.225, 0.225, 0.225),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
@@ -51,17 +64,17 @@ class ClipNormalization(keras.layers.Layer):
         if any(s <= 0 for s in self.std):
             raise ValueError(f"`std` values must be positive. Received: std={self.std}")
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         x = ops.cast(inputs, "float32") / 255.0
         mean = ops.convert_to_tensor(np.asarray(self.mean, np.float32))
         std = ops.convert_to_tensor(np.asarray(self.std, np.float32))
         x = (x - mean) / std
         return ops.cast(x, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"mean": list(self.mean), "std": list(self.std)})
         return config
@@ -83,7 +96,7 @@ class TemporalSubsample(keras.layers.Layer):
         (1, 8, 8, 8, 3)
     """
 
-    def __init__(self, alpha, **kwargs):
+    def __init__(self, alpha: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(alpha) != alpha or alpha < 1:
             raise ValueError(f"`alpha` must be a positive integer. Received: alpha={alpha}")
@@ -102,15 +115,15 @@ class TemporalSubsample(keras.layers.Layer):
             )
         return slow_pathway_indices(num_frames, self.alpha)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         idx = self._indices(inputs.shape[1])
         return ops.take(inputs, ops.convert_to_tensor(idx.astype("int32")), axis=1)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         n = len(self._indices(input_shape[1]))
         return (input_shape[0], n) + tuple(input_shape[2:])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"alpha": self.alpha})
         return config
@@ -136,7 +149,7 @@ class NonLocalAttention(keras.layers.Layer):
         (1, 2, 4, 4, 8)
     """
 
-    def __init__(self, instantiation="dot_product", **kwargs):
+    def __init__(self, instantiation: str = "dot_product", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if instantiation not in ("dot_product", "softmax"):
             raise ValueError(
@@ -145,7 +158,7 @@ class NonLocalAttention(keras.layers.Layer):
             )
         self.instantiation = instantiation
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
         theta, phi, g = inputs
         shape = ops.shape(theta)
         n, c = shape[0], shape[-1]
@@ -162,10 +175,12 @@ class NonLocalAttention(keras.layers.Layer):
         out = ops.einsum("ntp,npc->ntc", affinity, g_f)
         return ops.reshape(out, shape)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(
+        self, input_shape: Sequence[tuple[int | None, ...]]
+    ) -> tuple[int | None, ...]:
         return input_shape[0]
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"instantiation": self.instantiation})
         return config
@@ -191,7 +206,7 @@ class SlidingAveragePooling3D(keras.layers.Layer):
         (1, 1, 2, 2, 16)
     """
 
-    def __init__(self, pool_size, **kwargs):
+    def __init__(self, pool_size: Sequence[int | None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         pool_size = tuple(pool_size)
         if len(pool_size) != 3 or any(p is not None and int(p) < 1 for p in pool_size):
@@ -216,7 +231,7 @@ class SlidingAveragePooling3D(keras.layers.Layer):
         lower = ops.take(csum, ops.arange(n_out), axis=axis)
         return (upper - lower) / ops.cast(k, x.dtype)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         x = ops.cast(inputs, "float32")
         for axis, window in zip((1, 2, 3), self.pool_size):
             if window is not None and x.shape[axis] is not None and x.shape[axis] <= window:
@@ -225,7 +240,7 @@ class SlidingAveragePooling3D(keras.layers.Layer):
                 x = self._window_mean(x, axis, window)
         return ops.cast(x, self.compute_dtype)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         out = [input_shape[0]]
         for dim, window in zip(input_shape[1:4], self.pool_size):
             if window is None:
@@ -236,7 +251,7 @@ class SlidingAveragePooling3D(keras.layers.Layer):
                 out.append(dim - min(dim, window) + 1)
         return tuple(out) + (input_shape[4],)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({"pool_size": list(self.pool_size)})
         return config
@@ -253,10 +268,10 @@ class TemporalMean(keras.layers.Layer):
         (1, 4, 4, 16)
     """
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return ops.mean(inputs, axis=1)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return (input_shape[0],) + tuple(input_shape[2:])
 
 
@@ -274,7 +289,7 @@ class NormalizedBoxesToPixels(keras.layers.Layer):
         [[[16.0, 32.0, 32.0, 64.0]]]
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
         clip, boxes = inputs
         shape = ops.shape(clip)
         height = ops.cast(shape[2], "float32")
@@ -282,7 +297,9 @@ class NormalizedBoxesToPixels(keras.layers.Layer):
         scale = ops.stack([width, height, width, height])
         return ops.cast(boxes, "float32") * scale
 
-    def compute_output_shape(self, input_shapes):
+    def compute_output_shape(
+        self, input_shapes: Sequence[tuple[int | None, ...]]
+    ) -> tuple[int | None, ...]:
         return input_shapes[1]
 
 
@@ -300,10 +317,12 @@ class MaskPaddedBoxes(keras.layers.Layer):
         [[[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[tf.Tensor]) -> tf.Tensor:
         scores, boxes = inputs
         valid = ops.any(ops.not_equal(boxes, 0), axis=-1, keepdims=True)
         return scores * ops.cast(valid, scores.dtype)
 
-    def compute_output_shape(self, input_shapes):
+    def compute_output_shape(
+        self, input_shapes: Sequence[tuple[int | None, ...]]
+    ) -> tuple[int | None, ...]:
         return input_shapes[0]

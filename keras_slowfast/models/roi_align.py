@@ -41,8 +41,12 @@ boundary. The flat layouts group boxes per image into a data-dependent shape and
 compile with XLA.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -416,19 +420,24 @@ class RoIAlign(keras.layers.Layer):
 
     def __init__(
         self,
-        output_size=7,
-        spatial_scale=1.0 / 16.0,
-        sampling_ratio=0,
-        aligned=True,
-        **kwargs,
-    ):
+        output_size: int | Sequence[int] = 7,
+        spatial_scale: float = 1.0 / 16.0,
+        sampling_ratio: int = 0,
+        aligned: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.output_size = _standardize_output_size(output_size)
         self.spatial_scale = _validate_spatial_scale(spatial_scale)
         self.sampling_ratio = _validate_sampling_ratio(sampling_ratio)
         self.aligned = _validate_aligned(aligned)
 
-    def build(self, features_shape, boxes_shape, box_indices_shape=None):
+    def build(
+        self,
+        features_shape: tuple[int | None, ...],
+        boxes_shape: tuple[int | None, ...],
+        box_indices_shape: tuple[int | None, ...] | None = None,
+    ) -> None:
         # The batched layout compiles with XLA (its sample window has a static bound); the
         # flat layouts group boxes per image into a data-dependent shape and do not, so keep
         # Keras' `jit_compile="auto"` from trying.
@@ -436,13 +445,15 @@ class RoIAlign(keras.layers.Layer):
         self.built = True
 
     @property
-    def input_dtype(self):
+    def input_dtype(self) -> str:
         # Float inputs (features and boxes) are converted to this dtype by Keras; keep the
         # boxes at least float32 under mixed precision.
         dtype = self.compute_dtype
         return "float32" if dtype in ("float16", "bfloat16") else dtype
 
-    def call(self, features, boxes, box_indices=None):
+    def call(
+        self, features: tf.Tensor, boxes: tf.Tensor, box_indices: tf.Tensor | None = None
+    ) -> tf.Tensor:
         out = roi_align(
             features,
             boxes,
@@ -454,14 +465,19 @@ class RoIAlign(keras.layers.Layer):
         )
         return tf.cast(out, self.compute_dtype)
 
-    def compute_output_shape(self, features_shape, boxes_shape, box_indices_shape=None):
+    def compute_output_shape(
+        self,
+        features_shape: tuple[int | None, ...],
+        boxes_shape: tuple[int | None, ...],
+        box_indices_shape: tuple[int | None, ...] | None = None,
+    ) -> tuple[int | None, ...]:
         out_h, out_w = self.output_size
         channels = features_shape[-1]
         if len(boxes_shape) == 3:
             return (boxes_shape[0], boxes_shape[1], out_h, out_w, channels)
         return (boxes_shape[0], out_h, out_w, channels)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {

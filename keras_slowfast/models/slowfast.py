@@ -5,9 +5,13 @@ Layers are named after the PySlowFast module paths with dots replaced by undersc
 conversion is a mechanical name map (see :mod:`keras_slowfast.weights.name_maps`).
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 
@@ -514,11 +518,11 @@ class Backbone:
     sync_bn: bool = False
 
     @classmethod
-    def field_names(cls):
+    def field_names(cls) -> tuple[str, ...]:
         """The names of the settings, in declaration order."""
         return tuple(f.name for f in dataclasses.fields(cls))
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Backbone:
         """A copy with `changes` applied; an unknown name is a `TypeError` naming it."""
         unknown = sorted(set(changes) - set(self.field_names()))
         if unknown:
@@ -529,7 +533,12 @@ class Backbone:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_settings(cls, backbone, settings, default=None):
+    def from_settings(
+        cls,
+        backbone: Backbone | None,
+        settings: Mapping[str, Any],
+        default: Backbone | None = None,
+    ) -> Backbone:
         """`backbone` (or `default`, or the plain defaults) with `settings` applied.
 
         Args:
@@ -546,7 +555,7 @@ class Backbone:
             )
         return backbone.replace(**settings)
 
-    def resolved(self):
+    def resolved(self) -> dict[str, Any]:
         """The validated settings as a dict, every per-stage value expanded per pathway."""
         cfg = dataclasses.asdict(self)
         cfg["single_pathway"] = bool(cfg["single_pathway"])
@@ -561,21 +570,21 @@ def check_head_arguments(classes, dropout_rate):
 
 
 def SlowFast(
-    backbone=None,
+    backbone: Backbone | None = None,
     *,
-    train_crop_size=224,
-    dtype=None,
-    include_top=True,
-    weights=None,
-    input_shape=None,
-    pooling=None,
-    classes=400,
-    classifier_activation="softmax",
-    include_preprocessing=True,
-    dropout_rate=0.5,
-    name=None,
-    **backbone_settings,
-):
+    train_crop_size: int | None = 224,
+    dtype: str | keras.DTypePolicy | None = None,
+    include_top: bool = True,
+    weights: str | os.PathLike | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 400,
+    classifier_activation: str | Callable[..., Any] | None = "softmax",
+    include_preprocessing: bool = True,
+    dropout_rate: float = 0.5,
+    name: str | None = None,
+    **backbone_settings: Any,
+) -> keras.Model:
     """Builds a SlowFast (or Slow-only) network as a functional Keras model.
 
     The model takes one clip `(batch, num_frames, height, width, 3)` at the fast pathway's

@@ -10,9 +10,13 @@ shape, every backbone tensor of the checkpoint is used, and only the classifier'
 names the checkpoint tensor and the Keras weight with both shapes.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import keras
 
@@ -149,8 +153,13 @@ def _layer_of(weight):
 
 
 def load_classifier_backbone(
-    detector, weights, *, classifier=None, classifier_kwargs=None, new_layers=()
-):
+    detector: keras.Model,
+    weights: str | os.PathLike | keras.Model,
+    *,
+    classifier: str | None = None,
+    classifier_kwargs: Mapping[str, Any] | None = None,
+    new_layers: Iterable[str] = (),
+) -> BackboneLoadReport:
     """Loads a classifier's backbone into a detector; the detector's RoI head stays new.
 
     Args:

@@ -9,11 +9,15 @@ the final name), so a process killed at any moment, even while saving, leaves on
 files under their final names.
 """
 
+from __future__ import annotations
+
 import glob
 import json
 import math
 import os
 import re
+from collections.abc import Iterable
+from typing import Any
 
 import keras
 import numpy as np
@@ -52,7 +56,7 @@ def _read_backup_metadata(weights_path):
         return json.loads(group.attrs["metadata"])
 
 
-def resume_epoch(backup_dir):
+def resume_epoch(backup_dir: str | os.PathLike) -> int:
     """The epoch (0-based) at which `model.fit` resumes from the backup in `backup_dir`.
 
     It is 0 when there is no backup. Use it to start an input pipeline that depends on the
@@ -111,13 +115,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         >>> callback = AtomicBackupAndRestore("runs/demo/backup", delete_checkpoint=False)
     """
 
-    def __init__(self, backup_dir, delete_checkpoint=True):
+    def __init__(self, backup_dir: str | os.PathLike, delete_checkpoint: bool = True) -> None:
         super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
         self.backup_dir = os.fspath(backup_dir)
         self._weights_path = os.path.join(self.backup_dir, _BACKUP_WEIGHTS)
         self._training_metadata_path = os.path.join(self.backup_dir, _BACKUP_METADATA)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Temporary files of a save that was killed: never renamed, never to be read.
         for pattern in (f".{_BACKUP_WEIGHTS}.*.tmp*", f".{_BACKUP_METADATA}.*.tmp*"):
             for path in glob.glob(os.path.join(glob.escape(self.backup_dir), pattern)):
@@ -185,7 +189,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
         ...     "runs/demo/checkpoints/epoch_{epoch:03d}.weights.h5", save_weights_only=True)
     """
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         super().on_train_begin(logs)
         folder, name = os.path.split(os.fspath(self.filepath))
         if "{" in folder:
@@ -220,13 +224,15 @@ class LearningRateLogger(keras.callbacks.Callback):
         >>> callback = LearningRateLogger()
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             lr = self.model.optimizer.learning_rate
             logs["learning_rate"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
 
-def standard_callbacks(model_dir, extra=()):
+def standard_callbacks(
+    model_dir: str | os.PathLike, extra: Iterable[keras.callbacks.Callback] = ()
+) -> list[keras.callbacks.Callback]:
     """The callbacks of the training scripts, writing into `model_dir`.
 
     In order: `LearningRateLogger`, the `extra` callbacks (so that metrics they add to the
@@ -285,7 +291,13 @@ class AvaFrameMAP(keras.callbacks.Callback):
         >>> callback = AvaFrameMAP("ava", every_n_epochs=5, mode="val")  # doctest: +SKIP
     """
 
-    def __init__(self, data_dir, every_n_epochs=1, output_dir=None, **evaluate_kwargs):
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        every_n_epochs: int = 1,
+        output_dir: str | os.PathLike | None = None,
+        **evaluate_kwargs: Any,
+    ) -> None:
         super().__init__()
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
             raise TypeError(
@@ -302,10 +314,10 @@ class AvaFrameMAP(keras.callbacks.Callback):
         self.evaluate_kwargs = evaluate_kwargs
         self._epochs = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._epochs = self.params.get("epochs")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         last = self._epochs is not None and epoch + 1 == self._epochs
         if (epoch + 1) % self.every_n_epochs and not last:
             # Present in every epoch's logs, so that a CSV log has the column from the start.

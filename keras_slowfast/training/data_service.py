@@ -33,6 +33,8 @@ Example:
     >>> worker.stop(); dispatcher.stop()
 """
 
+from __future__ import annotations
+
 import re
 
 import tensorflow as tf
@@ -60,7 +62,7 @@ _ADDRESS = re.compile(
 )
 
 
-def parse_service_address(address, name="service_address"):
+def parse_service_address(address: str, name: str = "service_address") -> tuple[str, str]:
     """Checks a dispatcher address and returns it as `(protocol, "host:port")`.
 
     Args:
@@ -137,27 +139,34 @@ class DataServiceServer:
         >>> dispatcher.stop()
     """
 
-    def __init__(self, server, kind, host, port):
+    def __init__(
+        self,
+        server: tf.data.experimental.service.DispatchServer
+        | tf.data.experimental.service.WorkerServer,
+        kind: str,
+        host: str,
+        port: int,
+    ) -> None:
         self.server = server
         self.kind = kind
         self.host = host
         self.port = port
 
     @property
-    def address(self):
+    def address(self) -> str:
         """`"host:port"`."""
         return f"{self.host}:{self.port}"
 
     @property
-    def target(self):
+    def target(self) -> str:
         """`"grpc://host:port"`, the form `distribute_dataset` takes."""
         return f"grpc://{self.address}"
 
-    def join(self):
+    def join(self) -> None:
         """Blocks until the server stops."""
         self.server.join()
 
-    def stop(self):
+    def stop(self) -> None:
         """Stops the server (idempotent)."""
         self.server.stop()
 
@@ -165,7 +174,9 @@ class DataServiceServer:
         return f"DataServiceServer(kind={self.kind!r}, address={self.address!r})"
 
 
-def start_dispatcher(port=0, work_dir=None, fault_tolerant=False):
+def start_dispatcher(
+    port: int = 0, work_dir: str | None = None, fault_tolerant: bool = False
+) -> DataServiceServer:
     """Starts a `tf.data` service dispatcher in this process.
 
     Args:
@@ -198,7 +209,9 @@ def start_dispatcher(port=0, work_dir=None, fault_tolerant=False):
     return DataServiceServer(server, "dispatcher", "localhost", server._server.bound_port())
 
 
-def start_worker(dispatcher_address, port=0, worker_address=None):
+def start_worker(
+    dispatcher_address: str, port: int = 0, worker_address: str | None = None
+) -> DataServiceServer:
     """Starts a `tf.data` service worker in this process and registers it.
 
     Args:
@@ -237,14 +250,14 @@ def start_worker(dispatcher_address, port=0, worker_address=None):
 
 
 def distribute_dataset(
-    dataset,
-    service_address,
-    processing_mode="distributed_epoch",
-    job_name=None,
+    dataset: tf.data.Dataset,
+    service_address: str,
+    processing_mode: str = "distributed_epoch",
+    job_name: str | None = None,
     *,
-    max_outstanding_requests=None,
-    compression="AUTO",
-):
+    max_outstanding_requests: int | None = None,
+    compression: str | None = "AUTO",
+) -> tf.data.Dataset:
     """Moves the processing of `dataset` onto the `tf.data` service.
 
     Everything `dataset` does runs on the service workers; this process only receives

@@ -7,10 +7,14 @@ directories, as TensorFlow requires every worker to save), TensorBoard summaries
 chief, and resumes from the latest checkpoint.
 """
 
+from __future__ import annotations
+
 import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -21,7 +25,12 @@ from keras_slowfast.training.strategy import is_chief
 __all__ = ["DistributedTrainer", "kinetics_input_fn", "tfrecord_input_fn"]
 
 
-def kinetics_input_fn(list_file, global_batch_size, seed=None, **kwargs):
+def kinetics_input_fn(
+    list_file: str | os.PathLike | Iterable[tuple[str | os.PathLike, int | str]],
+    global_batch_size: int,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
     """A `dataset_fn` for `DistributedTrainer` that shards a video list across workers.
 
     Every input pipeline (one per worker) reads a disjoint slice of the list
@@ -83,15 +92,15 @@ def kinetics_input_fn(list_file, global_batch_size, seed=None, **kwargs):
 
 
 def tfrecord_input_fn(
-    file_pattern,
-    global_batch_size,
-    seed=None,
+    file_pattern: str | os.PathLike | Sequence[str | os.PathLike],
+    global_batch_size: int,
+    seed: int | None = None,
     *,
-    data_service_address=None,
-    processing_mode="distributed_epoch",
-    job_name=None,
-    **kwargs,
-):
+    data_service_address: str | None = None,
+    processing_mode: str = "distributed_epoch",
+    job_name: str | None = None,
+    **kwargs: Any,
+) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
     """A `dataset_fn` for `DistributedTrainer` over JPEG-frame TFRecords, local or remote.
 
     Locally (`data_service_address=None`), pipeline `i` of `n` reads files `i::n` of the
@@ -222,15 +231,15 @@ class DistributedTrainer:
 
     def __init__(
         self,
-        model,
-        optimizer,
-        model_dir,
-        strategy=None,
-        loss="sparse_categorical_crossentropy",
-        checkpoint_every_n_steps=None,
-        max_to_keep=3,
-        log_every_n_steps=10,
-    ):
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        model_dir: str | os.PathLike,
+        strategy: tf.distribute.Strategy | None = None,
+        loss: str | Callable[[tf.Tensor, tf.Tensor], tf.Tensor] = "sparse_categorical_crossentropy",
+        checkpoint_every_n_steps: int | None = None,
+        max_to_keep: int = 3,
+        log_every_n_steps: int = 10,
+    ) -> None:
         self.strategy = strategy or tf.distribute.get_strategy()
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -296,11 +305,11 @@ class DistributedTrainer:
         )
 
     @property
-    def global_step(self):
+    def global_step(self) -> int:
         """Optimizer steps taken so far (restored with the checkpoint)."""
         return int(self.optimizer.iterations.numpy())
 
-    def restore(self):
+    def restore(self) -> str | None:
         """Restores the latest checkpoint of `model_dir/checkpoints`, if any.
 
         Returns:
@@ -311,7 +320,7 @@ class DistributedTrainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return latest
 
-    def save(self):
+    def save(self) -> str:
         """Saves a checkpoint (every worker must call it; only the chief's is kept).
 
         Returns:
@@ -377,7 +386,16 @@ class DistributedTrainer:
         lr = self.optimizer.learning_rate
         return float(lr.numpy() if hasattr(lr, "numpy") else lr)
 
-    def fit(self, dataset, epochs, steps_per_epoch, resume=True, verbose=1):
+    def fit(
+        self,
+        dataset: tf.data.Dataset
+        | Callable[[tf.distribute.InputContext], tf.data.Dataset]
+        | tf.distribute.DistributedDataset,
+        epochs: int,
+        steps_per_epoch: int,
+        resume: bool = True,
+        verbose: int = 1,
+    ) -> dict[str, list[float]]:
         """Trains until `epochs * steps_per_epoch` optimizer steps have been taken.
 
         Args:

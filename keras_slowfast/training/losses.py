@@ -11,8 +11,15 @@ real box, `0` for padding) that `keras_slowfast.data.ava_dataset` yields as the 
 element of each batch.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import keras
 from keras import ops
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = ["AvaBinaryCrossentropy", "ava_loss"]
 
@@ -62,11 +69,14 @@ class AvaBinaryCrossentropy(keras.losses.Loss):
     """
 
     def __init__(
-        self, reduction="mean_with_sample_weight", name="ava_binary_crossentropy", dtype=None
-    ):
+        self,
+        reduction: str | None = "mean_with_sample_weight",
+        name: str = "ava_binary_crossentropy",
+        dtype: str | None = None,
+    ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         y_pred = ops.cast(y_pred, self.dtype)
         y_true = ops.cast(y_true, self.dtype)
         terms = y_true * _clamped_log(y_pred) + (1.0 - y_true) * _clamped_log(1.0 - y_pred)
@@ -77,11 +87,11 @@ class AvaBinaryCrossentropy(keras.losses.Loss):
         scored = ops.any(ops.not_equal(y_pred, 0), axis=-1)
         return ops.where(scored, per_box, ops.zeros_like(per_box))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"reduction": self.reduction, "name": self.name, "dtype": self.dtype}
 
 
-def ava_loss(reduction="mean_with_sample_weight"):
+def ava_loss(reduction: str | None = "mean_with_sample_weight") -> AvaBinaryCrossentropy:
     """PySlowFast's AVA loss (`MODEL.LOSS_FUNC: bce`) for `model.compile`.
 
     Pass the AVA dataset's box weights as sample weights (the datasets of

@@ -15,7 +15,11 @@ differs in two ways that matter for reproducing it:
 recipe's schedule, the linear scaling rule and the BatchNorm exclusions.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
@@ -26,6 +30,9 @@ from keras_slowfast.training.schedules import (
     WarmupCosineDecay,
     scale_learning_rate,
 )
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = ["TorchSGD", "create_ava_optimizer", "create_optimizer", "no_weight_decay_variables"]
 
@@ -70,14 +77,14 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def __init__(
         self,
-        learning_rate=0.1,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=0.0,
-        exclude_from_weight_decay=None,
-        name="TorchSGD",
-        **kwargs,
-    ):
+        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.1,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        weight_decay: float | None = 0.0,
+        exclude_from_weight_decay: Iterable[str] | None = None,
+        name: str = "TorchSGD",
+        **kwargs: Any,
+    ) -> None:
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
             raise TypeError(f"`momentum` must be a float. Received: momentum={momentum!r}")
         if not 0 <= momentum < 1:
@@ -115,7 +122,11 @@ class TorchSGD(keras.optimizers.Optimizer):
         )
         self._no_decay_keys = set()
 
-    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+    def exclude_from_weight_decay(
+        self,
+        var_list: Iterable[keras.Variable] | None = None,
+        var_names: Iterable[str] | None = None,
+    ) -> None:
         """Excludes variables from weight decay (call before the first update).
 
         Args:
@@ -132,7 +143,7 @@ class TorchSGD(keras.optimizers.Optimizer):
             self._no_decay_patterns = self._no_decay_patterns + list(var_names)
             self._no_decay_regex = re.compile("|".join(f"(?:{p})" for p in self._no_decay_patterns))
 
-    def decays(self, variable):
+    def decays(self, variable: keras.Variable) -> bool:
         """Whether `variable` receives weight decay."""
         if not self.weight_decay:
             return False
@@ -141,7 +152,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         path = getattr(variable, "path", None) or getattr(variable, "name", "")
         return self._no_decay_regex is None or self._no_decay_regex.search(path) is None
 
-    def build(self, variables):
+    def build(self, variables: Sequence[keras.Variable]) -> None:
         if self.built:
             return
         super().build(variables)
@@ -154,7 +165,9 @@ class TorchSGD(keras.optimizers.Optimizer):
         # The decay is coupled (added to the gradient in `update_step`), not decoupled.
         return
 
-    def update_step(self, gradient, variable, learning_rate):
+    def update_step(
+        self, gradient: tf.Tensor, variable: keras.Variable, learning_rate: float | tf.Tensor
+    ) -> None:
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
@@ -168,7 +181,7 @@ class TorchSGD(keras.optimizers.Optimizer):
             g = ops.add(g, ops.multiply(new_buf, momentum)) if self.nesterov else new_buf
         self.assign_sub(variable, ops.multiply(g, lr))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {
@@ -187,7 +200,9 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
-def no_weight_decay_variables(model, batchnorm=True, one_dimensional=False):
+def no_weight_decay_variables(
+    model: keras.Model, batchnorm: bool = True, one_dimensional: bool = False
+) -> list[keras.Variable]:
     """The trainable variables PySlowFast trains without weight decay.
 
     Args:
@@ -222,26 +237,26 @@ def no_weight_decay_variables(model, batchnorm=True, one_dimensional=False):
 
 
 def create_optimizer(
-    model,
+    model: keras.Model,
     *,
-    epochs,
-    steps_per_epoch,
-    global_batch_size,
-    base_lr=0.1,
-    base_batch_size=REFERENCE_BATCH_SIZE,
-    warmup_epochs=34.0,
-    warmup_start_lr=0.01,
-    end_lr=0.0,
-    cosine_after_warmup=False,
-    momentum=0.9,
-    nesterov=True,
-    weight_decay=1e-4,
-    zero_wd_1d_param=False,
-    lr_policy="cosine",
-    steps=None,
-    lrs=None,
-    **kwargs,
-):
+    epochs: float,
+    steps_per_epoch: int,
+    global_batch_size: int,
+    base_lr: float = 0.1,
+    base_batch_size: int = REFERENCE_BATCH_SIZE,
+    warmup_epochs: float = 34.0,
+    warmup_start_lr: float = 0.01,
+    end_lr: float = 0.0,
+    cosine_after_warmup: bool = False,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 1e-4,
+    zero_wd_1d_param: bool = False,
+    lr_policy: str = "cosine",
+    steps: Sequence[float] | None = None,
+    lrs: Sequence[float] | None = None,
+    **kwargs: Any,
+) -> TorchSGD:
     """Builds PySlowFast's optimizer: `TorchSGD` on a warm-up + cosine (or steps) schedule.
 
     The rates (`base_lr`, `warmup_start_lr`, `end_lr`) are given for `base_batch_size`
@@ -349,7 +364,9 @@ AVA_RECIPE = dict(
 )
 
 
-def create_ava_optimizer(model, *, steps_per_epoch, global_batch_size, **overrides):
+def create_ava_optimizer(
+    model: keras.Model, *, steps_per_epoch: int, global_batch_size: int, **overrides: Any
+) -> TorchSGD:
     """Builds PySlowFast's AVA detector optimizer (the `SLOWFAST_32x2_R50_SHORT` recipe).
 
     `TorchSGD` (momentum 0.9, Nesterov, weight decay 1e-7 except on BatchNorm) on the

@@ -21,6 +21,11 @@ Under a distribution strategy each replica computes its part and the sums are al
 so every replica and every worker ends with the same statistics, those of the global batch.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -57,7 +62,13 @@ def _build_probe(model, layers):
     return keras.Model(model.input, inputs, name=f"{model.name}_bn_inputs")
 
 
-def update_bn_stats(model, dataset, num_batches=200, strategy=None, estimator="population"):
+def update_bn_stats(
+    model: keras.Model,
+    dataset: tf.data.Dataset | tf.distribute.DistributedDataset | Iterable[Any],
+    num_batches: int = 200,
+    strategy: tf.distribute.Strategy | None = None,
+    estimator: str = "population",
+) -> int:
     """Recomputes the moving mean and variance of every trainable BatchNorm layer.
 
     Reproduces fvcore's `update_bn_stats` as called by PySlowFast after training: `model`
@@ -201,7 +212,13 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         >>> model.fit(train_ds, epochs=10, callbacks=[cb])  # doctest: +SKIP
     """
 
-    def __init__(self, dataset, num_batches=200, every_n_epochs=None, estimator="population"):
+    def __init__(
+        self,
+        dataset: tf.data.Dataset | Iterable[Any],
+        num_batches: int = 200,
+        every_n_epochs: int | None = None,
+        estimator: str = "population",
+    ) -> None:
         super().__init__()
         every_n_epochs = check_positive_int("every_n_epochs", every_n_epochs, allow_none=True)
         self.dataset = dataset
@@ -210,10 +227,10 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.estimator = estimator
         self._epochs = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._epochs = self.params.get("epochs") if self.params else None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         last = self._epochs is not None and epoch + 1 == self._epochs
         periodic = self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0
         if last or periodic:

@@ -14,10 +14,17 @@ PySlowFast sets the learning rate before every iteration from the fractional epo
   has reached it by then).
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 from keras import ops
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 from keras_slowfast._checks import check_positive_int
 
@@ -43,7 +50,9 @@ def _linear_warmup(epoch, lr, warmup_epochs, start_lr, end_lr):
     return ops.where(epoch < warmup_epochs, start_lr + epoch * slope, lr)
 
 
-def scale_learning_rate(learning_rate, global_batch_size, base_batch_size=REFERENCE_BATCH_SIZE):
+def scale_learning_rate(
+    learning_rate: float, global_batch_size: int, base_batch_size: int = REFERENCE_BATCH_SIZE
+) -> float:
     """Scales a learning rate linearly with the global batch (the linear scaling rule).
 
     PySlowFast's recipes give the learning rate for 64 clips per iteration; a run with
@@ -102,15 +111,15 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(
         self,
-        base_lr,
-        total_epochs,
-        steps_per_epoch,
-        warmup_epochs=0.0,
-        warmup_start_lr=0.01,
-        end_lr=0.0,
-        cosine_after_warmup=False,
-        name="WarmupCosineDecay",
-    ):
+        base_lr: float,
+        total_epochs: float,
+        steps_per_epoch: int,
+        warmup_epochs: float = 0.0,
+        warmup_start_lr: float = 0.01,
+        end_lr: float = 0.0,
+        cosine_after_warmup: bool = False,
+        name: str = "WarmupCosineDecay",
+    ) -> None:
         super().__init__()
         self.base_lr = _check_number("base_lr", base_lr, positive=True)
         self.total_epochs = _check_number("total_epochs", total_epochs, positive=True)
@@ -136,7 +145,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         phase = math.pi * (epoch - offset) / (self.total_epochs - offset)
         return self.end_lr + (self.base_lr - self.end_lr) * (cos(phase) + 1.0) * 0.5
 
-    def __call__(self, step):
+    def __call__(self, step: int | tf.Tensor) -> tf.Tensor:
         epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
         # PySlowFast never runs past `total_epochs`; hold `end_lr` there instead of letting
         # the cosine rise again.
@@ -147,7 +156,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             lr = _linear_warmup(epoch, lr, self.warmup_epochs, self.warmup_start_lr, warmup_end)
         return lr
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "base_lr": self.base_lr,
             "total_epochs": self.total_epochs,
@@ -196,15 +205,15 @@ class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(
         self,
-        base_lr,
-        steps,
-        lrs,
-        total_epochs,
-        steps_per_epoch,
-        warmup_epochs=0.0,
-        warmup_start_lr=0.0,
-        name="StepsWithRelativeLRs",
-    ):
+        base_lr: float,
+        steps: Sequence[float],
+        lrs: Sequence[float],
+        total_epochs: float,
+        steps_per_epoch: int,
+        warmup_epochs: float = 0.0,
+        warmup_start_lr: float = 0.0,
+        name: str = "StepsWithRelativeLRs",
+    ) -> None:
         super().__init__()
         self.base_lr = _check_number("base_lr", base_lr, positive=True)
         if isinstance(steps, (str, bytes)) or not hasattr(steps, "__len__") or not len(steps):
@@ -244,7 +253,7 @@ class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
         index = next((i for i, b in enumerate(boundaries) if epoch < b), len(boundaries)) - 1
         return self.base_lr * self.lrs[min(index, len(self.lrs) - 1)]
 
-    def __call__(self, step):
+    def __call__(self, step: int | tf.Tensor) -> tf.Tensor:
         epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
         rates = ops.convert_to_tensor([self.base_lr * v for v in self.lrs], "float32")
         lr = ops.take(rates, self._index(epoch))
@@ -253,7 +262,7 @@ class StepsWithRelativeLRs(keras.optimizers.schedules.LearningRateSchedule):
             lr = _linear_warmup(epoch, lr, self.warmup_epochs, self.warmup_start_lr, warmup_end)
         return lr
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "base_lr": self.base_lr,
             "steps": list(self.steps),

@@ -1,6 +1,9 @@
 """Choosing a distribution strategy, synchronized BatchNorm and mixed precision."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
@@ -21,7 +24,9 @@ _POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 _COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
-def get_strategy(name="default", devices=None, communication="auto"):
+def get_strategy(
+    name: str = "default", devices: Sequence[str] | None = None, communication: str = "auto"
+) -> tf.distribute.Strategy:
     """Returns the `tf.distribute.Strategy` for `name`.
 
     * `"default"`: the default strategy (one device; whatever TensorFlow places on).
@@ -79,7 +84,7 @@ def get_strategy(name="default", devices=None, communication="auto"):
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
-def is_chief(strategy=None):
+def is_chief(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Whether this process is the chief (the one that writes checkpoints and logs).
 
     True for single-worker strategies; under a multi-worker strategy, the `chief` task, or
@@ -106,7 +111,7 @@ def is_chief(strategy=None):
     return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
 
 
-def set_mixed_precision(policy):
+def set_mixed_precision(policy: str) -> None:
     """Sets the global Keras dtype policy before models are built.
 
     `"mixed_bfloat16"` computes in bfloat16 with float32 weights (TPUs, recent CPUs and
@@ -137,7 +142,7 @@ def _set_synchronized(layer_configs, synchronized):
     return count
 
 
-def convert_sync_batchnorm(model, synchronized=True):
+def convert_sync_batchnorm(model: keras.Model, synchronized: bool = True) -> keras.Model:
     """Rebuilds a functional model with (un)synchronized BatchNorm and the same weights.
 
     The Keras counterpart of `torch.nn.SyncBatchNorm.convert_sync_batchnorm`: every

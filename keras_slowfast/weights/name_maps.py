@@ -6,7 +6,11 @@ replaced by underscores. Each function maps one name and returns `None` for name
 not know, so that callers can account for every key strictly.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 # Keras layer name -> PySlowFast module path.
 _KERAS_TO_TORCH = [
@@ -25,7 +29,7 @@ _KERAS_TO_TORCH = [
 ]
 
 
-def keras_layer_to_torch_module(layer_name):
+def keras_layer_to_torch_module(layer_name: str) -> str | None:
     """Maps a Keras layer name to its PySlowFast module path.
 
     Example:
@@ -46,12 +50,12 @@ _C2_PARAM = {"w": "weight", "b": "bias"}
 _C2_IGNORED = re.compile(r"^(lr|model_iter|.*_momentum)$")
 
 
-def caffe2_is_solver_state(name):
+def caffe2_is_solver_state(name: str) -> bool:
     """True for Caffe2 blobs that are solver state (`lr`, `model_iter`, `*_momentum`)."""
     return bool(_C2_IGNORED.match(name))
 
 
-def caffe2_to_pyslowfast(name):
+def caffe2_to_pyslowfast(name: str) -> str | None:
     """Maps a Caffe2 blob name of the PySlowFast model zoo to a PySlowFast state-dict key.
 
     The fast pathway's blobs carry a `t_` prefix; the lateral connections are named after the
@@ -105,7 +109,7 @@ def caffe2_to_pyslowfast(name):
 _PTV_NORM = {"norm": "bn", "branch1_norm": "branch1_bn"}
 
 
-def pytorchvideo_to_pyslowfast(key):
+def pytorchvideo_to_pyslowfast(key: str) -> str | None:
     """Maps a PyTorchVideo SlowFast state-dict key to a PySlowFast one.
 
     Accepts the `model.` prefix of PySlowFast-hosted copies. `blocks.0` is the stem,
@@ -147,7 +151,7 @@ def pytorchvideo_to_pyslowfast(key):
     return None
 
 
-def pytorchvideo_resnet_to_pyslowfast(key):
+def pytorchvideo_resnet_to_pyslowfast(key: str) -> str | None:
     """Maps a PyTorchVideo `create_resnet` (Slow-only) state-dict key to a PySlowFast one.
 
     Covers `create_resnet` classifiers (`blocks.0` stem, `blocks.1..4` res2..res5,
@@ -199,7 +203,7 @@ PYTORCHVIDEO_BUILDERS = {
 }
 
 
-def pytorchvideo_builder(keys):
+def pytorchvideo_builder(keys: Iterable[str]) -> str | None:
     """Which PyTorchVideo builder wrote a state dict with these keys, from its stem.
 
     Returns `"create_slowfast"` (also `create_slowfast_with_roi_head`), `"create_resnet"`
@@ -224,7 +228,7 @@ _CONTRASTIVE_DROPPED = re.compile(
 )
 
 
-def contrastive_to_pyslowfast(key):
+def contrastive_to_pyslowfast(key: str) -> str | None:
     """Maps a key of a PySlowFast self-supervised (ContrastiveModel) checkpoint.
 
     The backbone's stages (`backbone.s1...` to `backbone.s5...`, with `backbone.` removed)
@@ -252,7 +256,7 @@ def contrastive_to_pyslowfast(key):
     return None
 
 
-def strip_prefix(state, prefix="model."):
+def strip_prefix(state: Mapping[str, Any], prefix: str = "model.") -> dict[str, Any]:
     """Removes `prefix` from every key when all keys carry it."""
     keys = list(state)
     if keys and all(k.startswith(prefix) for k in keys):

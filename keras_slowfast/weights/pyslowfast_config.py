@@ -1,7 +1,10 @@
 """Reading PySlowFast YAML configs into builder arguments."""
 
+from __future__ import annotations
+
 import copy
 import os
+from typing import Any
 
 import yaml
 
@@ -63,7 +66,7 @@ def _merge(base, override):
     return out
 
 
-def read_pyslowfast_config(config):
+def read_pyslowfast_config(config: dict[str, Any] | str | os.PathLike) -> dict[str, Any]:
     """Parses a PySlowFast config given as a dict, YAML text or the path of a YAML file.
 
     Keys the config does not set take PySlowFast's defaults.
@@ -104,7 +107,9 @@ def read_pyslowfast_config(config):
     return _merge(_DEFAULTS, data)
 
 
-def builder_kwargs_from_config(config):
+def builder_kwargs_from_config(
+    config: dict[str, Any] | str | os.PathLike,
+) -> tuple[str, dict[str, Any]]:
     """Turns a PySlowFast config into arguments of the keras_slowfast builders.
 
     Returns:

@@ -35,6 +35,8 @@ modified through the pickle ``BUILD`` opcode, and numpy dtypes are only built fr
 strings. A damaged zip record (bad CRC) is reported, never returned.
 """
 
+from __future__ import annotations
+
 import _compat_pickle
 import codecs
 import collections
@@ -47,6 +49,7 @@ import types
 import zipfile
 import zlib
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +99,9 @@ class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
     posix.system
     """
 
-    def __init__(self, global_name, path, reason=None):
+    def __init__(
+        self, global_name: str, path: str | os.PathLike, reason: str | None = None
+    ) -> None:
         self.global_name = global_name
         self.path = path
         reason = reason or (
@@ -1001,7 +1006,7 @@ def _read(path):
         ) from err
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: str | os.PathLike) -> Any:
     """Reads a PyTorch ``.pyth`` or Caffe2 ``.pkl`` checkpoint into numpy, without PyTorch.
 
     The format is detected from the file's content: a ``torch.save`` zip archive, a legacy
@@ -1046,7 +1051,7 @@ def read_checkpoint(path):
 _STATE_KEYS = ("model_state", "blobs", "state_dict", "model")
 
 
-def load_state_dict(path):
+def load_state_dict(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Reads the flat weight dict of a checkpoint and what else it says about itself.
 
     The weights are taken from ``model_state`` (PySlowFast and PyTorchVideo), ``blobs``

@@ -7,8 +7,12 @@ unused or any Keras weight unassigned. The model is given: this package builds n
 presets and loaders above it do), and imports nothing of `keras_slowfast.models`.
 """
 
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -42,7 +46,7 @@ class CheckpointMismatchError(ValueError):
     """
 
 
-def weight_specs(model):
+def weight_specs(model: keras.Model) -> list[tuple[keras.Variable, str, tuple[int, ...] | None]]:
     """Lists `(keras_weight, torch_key, transform)` for every weight of `model`."""
     specs = []
     unmapped = []
@@ -75,7 +79,10 @@ def weight_specs(model):
     return specs
 
 
-def convert_state(state, specs):
+def convert_state(
+    state: Mapping[str, np.ndarray],
+    specs: Sequence[tuple[keras.Variable, str, tuple[int, ...] | None]],
+) -> list[tuple[keras.Variable, np.ndarray]]:
     """Maps PySlowFast-keyed tensors to Keras weight values, strictly.
 
     Args:
@@ -141,7 +148,7 @@ def convert_state(state, specs):
     return out
 
 
-def transfer_state(model, state):
+def transfer_state(model: keras.Model, state: Mapping[str, np.ndarray]) -> keras.Model:
     """Loads PySlowFast-keyed tensors into `model`, all or nothing."""
     pairs = convert_state(state, weight_specs(model))
     for weight, value in pairs:
@@ -149,7 +156,7 @@ def transfer_state(model, state):
     return model
 
 
-def model_state(model):
+def model_state(model: keras.Model) -> dict[str, np.ndarray]:
     """PySlowFast-keyed NumPy tensors of a Keras SlowFast model (the inverse of loading)."""
     state = {}
     for weight, key, transform in weight_specs(model):
@@ -183,13 +190,13 @@ def _rename_strictly(items, rename, what):
     return out
 
 
-def caffe2_blobs_to_state(blobs):
+def caffe2_blobs_to_state(blobs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Translates Caffe2 model-zoo blobs to PySlowFast state-dict keys (pure function)."""
     items = [(n, v) for n, v in blobs.items() if not name_maps.caffe2_is_solver_state(n)]
     return _rename_strictly(items, name_maps.caffe2_to_pyslowfast, "Caffe2 blob")
 
 
-def pytorchvideo_state_to_pyslowfast(state):
+def pytorchvideo_state_to_pyslowfast(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Translates a PyTorchVideo state dict to PySlowFast keys (pure function).
 
     The builder is recognised by the stem: `create_slowfast` /
@@ -222,7 +229,9 @@ def pytorchvideo_state_to_pyslowfast(state):
     return _rename_strictly(state.items(), mapper, f"PyTorchVideo {builder}")
 
 
-def contrastive_state_to_pyslowfast(state):
+def contrastive_state_to_pyslowfast(
+    state: Mapping[str, np.ndarray],
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """The backbone of a PySlowFast self-supervised checkpoint, with PySlowFast keys.
 
     PySlowFast's contrastive learning (MoCo, BYOL, SimCLR, SwAV) saves a ContrastiveModel:
@@ -270,7 +279,9 @@ def _is_contrastive(state):
     return any(k.startswith("backbone.s1.") for k in state)
 
 
-def read_checkpoint_tensors(path):
+def read_checkpoint_tensors(
+    path: str | os.PathLike,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """`(tensors, info)` of a checkpoint file, with its own key names.
 
     :func:`keras_slowfast.weights.readers.load_state_dict` on an existing file (whereas
@@ -307,7 +318,7 @@ _STEM_KEYS = ("s1.pathway0_stem.conv.weight", "s1.pathway1_stem.conv.weight")
 _HEAD_KEY = "head.projection.weight"
 
 
-def checkpoint_head(state):
+def checkpoint_head(state: Mapping[str, np.ndarray]) -> tuple[int, int | None]:
     """`(width_per_group, classes)` of PySlowFast-keyed checkpoint tensors.
 
     `classes` is `None` for a checkpoint without a classification head.
@@ -326,7 +337,9 @@ def checkpoint_head(state):
     return int(np.shape(state[_STEM_KEYS[0]])[0]), classes
 
 
-def checkpoint_to_pyslowfast_state(path):
+def checkpoint_to_pyslowfast_state(
+    path: str | os.PathLike,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Reads any supported checkpoint and returns `(state, info)` with PySlowFast keys."""
     tensors, info = read_checkpoint_tensors(path)
     if info.get("format") == "caffe2":
@@ -341,7 +354,7 @@ def checkpoint_to_pyslowfast_state(path):
     return state, info
 
 
-def load_weights_into(model, weights):
+def load_weights_into(model: keras.Model, weights: str | os.PathLike) -> keras.Model:
     """Loads a `.weights.h5`, `.pyth` or `.pkl` file into an already built model."""
     path = os.fspath(weights)
     if path.endswith((".weights.h5",) + CHECKPOINT_SUFFIXES) and not os.path.isfile(path):
@@ -358,7 +371,9 @@ def load_weights_into(model, weights):
     )
 
 
-def transfer_weights(source, target, skip=()):
+def transfer_weights(
+    source: keras.Model, target: keras.Model, skip: Iterable[str] = ()
+) -> list[str]:
     """Copies the weights of `source` into `target` layer by layer (matched by name).
 
     Layers whose names appear in `skip`, or that are missing in `source`, keep their
