@@ -322,6 +322,29 @@ def kinetics_dataset(
         random_flip=random_flip,
         on_error=on_error,
     )
+    _check_decode_threads(decode_threads)
+    paths, labels = _listed_videos(list_file, path_prefix, on_error)
+    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
+    s = settings
+    index = tf.range(len(paths), dtype=tf.int32)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths), tf.constant(labels, tf.int32), index)
+    )
+    if s.shuffle:
+        ds = ds.shuffle(len(paths), seed=s.shuffle_seed(), reshuffle_each_iteration=True)
+    if mode == "test":
+        load_views = _test_views_loader(s, decode_threads, timeout, counter)
+        ds = _decoded_test_views(ds, load_views, s, num_parallel_calls)
+    else:
+        load_clip = _clip_loader(s, decode_threads, timeout, counter)
+        ds = _decoded_clips(ds, load_clip, s, num_parallel_calls)
+    ds = finish(ds, s)
+    ds.error_counter = counter
+    return ds
+
+
+def _check_decode_threads(decode_threads):
+    """`decode_threads` is an int >= 0 (0: automatic)."""
     if (
         isinstance(decode_threads, bool)
         or not isinstance(decode_threads, int)
@@ -331,6 +354,10 @@ def kinetics_dataset(
             f"`decode_threads` must be an int >= 0 (0: automatic). "
             f"Received: decode_threads={decode_threads!r}"
         )
+
+
+def _listed_videos(list_file, path_prefix, on_error):
+    """The list's `(paths, labels)`; with `on_error="raise"`, every local file must exist."""
     paths, labels = read_video_list(list_file, path_prefix)
     if on_error == "raise":
         missing = [p for p in paths if not video_lib.is_stream_url(p) and not os.path.exists(p)]
@@ -339,8 +366,11 @@ def kinetics_dataset(
                 f"{len(missing)} listed video file(s) not found, e.g. {missing[:3]!r}. "
                 f"Received: list_file={list_file!r}"
             )
-    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
-    s = settings
+    return paths, labels
+
+
+def _clip_loader(s, decode_threads, timeout, counter):
+    """`load_clip(path, seed) -> (clip, ok)`: one random train/val clip, for `numpy_function`."""
     T, C = s.num_frames, s.crop_size
 
     def load_clip(path, seed_value):
@@ -370,6 +400,13 @@ def kinetics_dataset(
         except Exception as e:
             report_failure(path, as_read_error(path, e), s.on_error, counter)
             return np.zeros((T, C, C, 3), np.uint8), np.bool_(False)
+
+    return load_clip
+
+
+def _test_views_loader(s, decode_threads, timeout, counter):
+    """`load_views(path) -> (frames, table, ok)`: a video's test-view frames, decoded once."""
+    T, C = s.num_frames, s.crop_size
 
     def load_views(path):
         def placeholder():
@@ -405,39 +442,38 @@ def kinetics_dataset(
                 np.bool_(False),
             )
 
-    index = tf.range(len(paths), dtype=tf.int32)
-    ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths), tf.constant(labels, tf.int32), index)
-    )
-    if s.shuffle:
-        ds = ds.shuffle(len(paths), seed=s.shuffle_seed(), reshuffle_each_iteration=True)
-    if mode == "test":
+    return load_views
 
-        def decode(path, label, video_index):
-            frames, table, ok = tf.numpy_function(
-                load_views, [path], [tf.uint8, tf.int32, tf.bool], name="decode_test_views"
-            )
-            frames = tf.ensure_shape(frames, [None, None, None, 3])
-            table = tf.ensure_shape(table, [s.num_temporal_views, T])
-            return frames, table, label, video_index, ok
 
-        ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
-        ds = ds.filter(last_is_ok)
-        ds = ds.flat_map(
-            lambda frames, table, lab, vid, ok: cut_test_views(frames, table, lab, vid, s)
+def _decoded_test_views(ds, load_views, s, num_parallel_calls):
+    """`(path, label, index)` elements to the test views of each video that decodes."""
+
+    def decode(path, label, video_index):
+        frames, table, ok = tf.numpy_function(
+            load_views, [path], [tf.uint8, tf.int32, tf.bool], name="decode_test_views"
         )
-    else:
+        frames = tf.ensure_shape(frames, [None, None, None, 3])
+        table = tf.ensure_shape(table, [s.num_temporal_views, s.num_frames])
+        return frames, table, label, video_index, ok
 
-        def decode(element, seed_value):
-            path, label, _ = element
-            clip, ok = tf.numpy_function(
-                load_clip, [path, seed_value], [tf.uint8, tf.bool], name="decode_clip"
-            )
-            return tf.ensure_shape(clip, [T, C, C, 3]), label, ok
+    ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
+    ds = ds.filter(last_is_ok)
+    return ds.flat_map(
+        lambda frames, table, lab, vid, ok: cut_test_views(frames, table, lab, vid, s)
+    )
 
-        ds = tf.data.Dataset.zip((ds, s.element_seeds()))
-        ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
-        ds = ds.filter(last_is_ok).map(drop_last)
-    ds = finish(ds, s)
-    ds.error_counter = counter
-    return ds
+
+def _decoded_clips(ds, load_clip, s, num_parallel_calls):
+    """`(path, label, index)` elements to `(clip, label)` of each video that decodes."""
+    T, C = s.num_frames, s.crop_size
+
+    def decode(element, seed_value):
+        path, label, _ = element
+        clip, ok = tf.numpy_function(
+            load_clip, [path, seed_value], [tf.uint8, tf.bool], name="decode_clip"
+        )
+        return tf.ensure_shape(clip, [T, C, C, 3]), label, ok
+
+    ds = tf.data.Dataset.zip((ds, s.element_seeds()))
+    ds = ds.map(decode, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic)
+    return ds.filter(last_is_ok).map(drop_last)
