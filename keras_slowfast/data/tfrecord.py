@@ -223,6 +223,31 @@ def write_frame_tfrecords(
     ...                       short_side=320, task_index=3, num_tasks=8)  # doctest: +SKIP
     """
     paths, labels = kinetics.read_video_list(list_file, path_prefix)
+    _check_writer_args(num_shards, num_workers, num_tasks, task_index, short_side, jpeg_quality)
+    check_on_error(on_error)
+    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
+    prefix = os.fspath(output_prefix)
+    shards = _ShardFiles(prefix, num_shards)
+    settings = _settings_record(paths, labels, short_side, jpeg_quality, num_shards)
+    mine = range(task_index, num_shards, num_tasks)
+    pending = [k for k in mine if not shards.recorded(k, settings)]
+    # The videos to encode, in writing order (shard after shard).
+    jobs = [(k, i) for k in pending for i in range(k, len(paths), num_shards)]
+
+    def work(i):
+        try:
+            return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
+        except Exception as e:
+            report_failure(paths[i], as_read_error(paths[i], e), on_error, counter)
+            return None
+
+    _write_shards(shards, settings, jobs, pending, work, num_workers, paths)
+    shards.write_manifest(settings)
+    return [shards.shard_paths[k] for k in mine]
+
+
+def _check_writer_args(num_shards, num_workers, num_tasks, task_index, short_side, jpeg_quality):
+    """The shard, worker and task counts, `short_side` and `jpeg_quality` of the writer."""
     check_positive_int("num_shards", num_shards)
     check_positive_int("num_workers", num_workers)
     check_positive_int("num_tasks", num_tasks)
@@ -243,64 +268,76 @@ def write_frame_tfrecords(
         raise ValueError(
             f"`jpeg_quality` must be in [1, 100]. Received: jpeg_quality={jpeg_quality}"
         )
-    check_on_error(on_error)
-    counter = error_counter if error_counter is not None else video_lib.DecodeErrorCounter()
-    prefix = os.fspath(output_prefix)
-    folder = os.path.dirname(prefix)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    manifest_dir = f"{prefix}.manifest"
-    os.makedirs(manifest_dir, exist_ok=True)
-    settings = _settings_record(paths, labels, short_side, jpeg_quality, num_shards)
-    names = [f"{os.path.basename(prefix)}-{k:05d}-of-{num_shards:05d}" for k in range(num_shards)]
-    shard_paths = [os.path.join(folder, f"{n}.tfrecord") for n in names]
-    entry_paths = [os.path.join(manifest_dir, f"{n}.json") for n in names]
 
-    def recorded(k):
-        entry = _read_json(entry_paths[k])
+
+class _ShardFiles:
+    """The shard and manifest names of `prefix` (its folders are created)."""
+
+    def __init__(self, prefix, num_shards):
+        self.prefix = prefix
+        self.folder = os.path.dirname(prefix)
+        if self.folder:
+            os.makedirs(self.folder, exist_ok=True)
+        manifest_dir = f"{prefix}.manifest"
+        os.makedirs(manifest_dir, exist_ok=True)
+        base = os.path.basename(prefix)
+        self.names = [f"{base}-{k:05d}-of-{num_shards:05d}" for k in range(num_shards)]
+        self.shard_paths = [os.path.join(self.folder, f"{n}.tfrecord") for n in self.names]
+        self.entry_paths = [os.path.join(manifest_dir, f"{n}.json") for n in self.names]
+
+    def partial(self, k):
+        return os.path.join(self.folder, f".{self.names[k]}.tfrecord.partial")
+
+    def recorded(self, k, settings):
+        """Whether shard `k` is complete; a record with other settings is an error."""
+        entry = _read_json(self.entry_paths[k])
         if entry is None:
             return False
         if entry.get("settings") != settings:
             raise ValueError(
-                f"{entry_paths[k]} records shard {k} written with other settings "
+                f"{self.entry_paths[k]} records shard {k} written with other settings "
                 f"({entry.get('settings')}, now {settings}): use another prefix or delete "
-                f"the old shards. Received: output_prefix={prefix!r}"
+                f"the old shards. Received: output_prefix={self.prefix!r}"
             )
-        return os.path.exists(shard_paths[k])
+        return os.path.exists(self.shard_paths[k])
 
-    mine = range(task_index, num_shards, num_tasks)
-    pending = [k for k in mine if not recorded(k)]
-    # The videos to encode, in writing order (shard after shard).
-    jobs = [(k, i) for k in pending for i in range(k, len(paths), num_shards)]
+    def write_manifest(self, settings):
+        """`{prefix}.manifest.json`, once every shard is recorded (by any task)."""
+        if not (
+            all(os.path.exists(p) for p in self.shard_paths)
+            and all(os.path.exists(p) for p in self.entry_paths)
+        ):
+            return
+        entries = [_read_json(p) for p in self.entry_paths]
+        manifest = {
+            "settings": settings,
+            "shards": [e["shard"] for e in entries],
+            "num_written": sum(len(e["videos"]) for e in entries),
+            "skipped": sorted(x for e in entries for x in e["skipped"]),
+        }
+        atomic.write_text_atomically(f"{self.prefix}.manifest.json", json.dumps(manifest, indent=1))
 
-    def work(i):
-        try:
-            return _encode_video(paths[i], labels[i], i, short_side, jpeg_quality, timeout)
-        except Exception as e:
-            report_failure(paths[i], as_read_error(paths[i], e), on_error, counter)
-            return None
 
+def _write_shards(files, settings, jobs, pending, work, num_workers, paths):
+    """Encodes `jobs` (`(shard, video)`) with `work` in threads, writing shard after shard."""
     state = {"shard": None, "writer": None, "written": [], "skipped": []}
-
-    def partial(k):
-        return os.path.join(folder, f".{names[k]}.tfrecord.partial")
 
     def finish_shard():
         k = state["shard"]
         state["writer"].close()
         state["writer"] = None
-        os.replace(partial(k), shard_paths[k])
+        os.replace(files.partial(k), files.shard_paths[k])
         entry = {
-            "shard": os.path.basename(shard_paths[k]),
+            "shard": os.path.basename(files.shard_paths[k]),
             "videos": state["written"],
             "skipped": state["skipped"],
             "settings": settings,
         }
-        atomic.write_text_atomically(entry_paths[k], json.dumps(entry, indent=1) + "\n")
+        atomic.write_text_atomically(files.entry_paths[k], json.dumps(entry, indent=1) + "\n")
 
     def start_shard(k):
         state.update(shard=k, written=[], skipped=[])
-        state["writer"] = tf.io.TFRecordWriter(partial(k))
+        state["writer"] = tf.io.TFRecordWriter(files.partial(k))
 
     try:
         # Shards with no video (more shards than videos) are written empty.
@@ -333,16 +370,6 @@ def write_frame_tfrecords(
     finally:
         if state["writer"] is not None:
             state["writer"].close()
-    if all(os.path.exists(p) for p in shard_paths) and all(os.path.exists(p) for p in entry_paths):
-        entries = [_read_json(p) for p in entry_paths]
-        manifest = {
-            "settings": settings,
-            "shards": [e["shard"] for e in entries],
-            "num_written": sum(len(e["videos"]) for e in entries),
-            "skipped": sorted(x for e in entries for x in e["skipped"]),
-        }
-        atomic.write_text_atomically(f"{prefix}.manifest.json", json.dumps(manifest, indent=1))
-    return [shard_paths[k] for k in mine]
 
 
 # Reader ---------------------------------------------------------------------
@@ -601,8 +628,30 @@ def frame_tfrecord_dataset(
     )
     check_positive_int("shuffle_buffer", shuffle_buffer)
     files = _match_files(file_pattern)
-    T, C = s.num_frames, s.crop_size
+    ds = _records(files, s, shuffle_buffer, num_parallel_reads)
+    if mode == "test":
+        ds = ds.map(
+            _test_views_decoder(s),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=s.deterministic,
+        )
+        if on_error == "skip":
+            ds = ds.ignore_errors(log_warning=True)
+        ds = ds.flat_map(
+            lambda frames, table, lab, vid: kinetics.cut_test_views(frames, table, lab, vid, s)
+        )
+    else:
+        ds = tf.data.Dataset.zip((ds, s.element_seeds()))
+        ds = ds.map(
+            _clip_decoder(s), num_parallel_calls=num_parallel_calls, deterministic=s.deterministic
+        )
+        if on_error == "skip":
+            ds = ds.ignore_errors(log_warning=True)
+    return kinetics.finish(ds, s)
 
+
+def _records(files, s, shuffle_buffer, num_parallel_reads):
+    """The serialized records of `files`, interleaved (and shuffled when `s.shuffle`)."""
     files_ds = tf.data.Dataset.from_tensor_slices(files)
     if s.shuffle:
         files_ds = files_ds.shuffle(len(files), seed=s.seed, reshuffle_each_iteration=True)
@@ -614,70 +663,65 @@ def frame_tfrecord_dataset(
     )
     if s.shuffle:
         ds = ds.shuffle(shuffle_buffer, seed=s.seed, reshuffle_each_iteration=True)
+    return ds
 
-    if mode == "test":
 
-        def decode_views(serialized):
-            x = _parse(serialized)
-            table = tf.stack(
-                [
-                    frame_indices_from_timestamps_tf(
-                        x["pts"],
-                        x["fps"],
-                        x["header_frames"],
-                        x["duration"],
-                        T,
-                        s.sampling_rate,
-                        view,
-                        s.num_temporal_views,
-                        s.target_fps,
-                    )
-                    for view in range(s.num_temporal_views)
-                ]
-            )
-            unique, positions = tf.unique(tf.reshape(table, [-1]), out_idx=tf.int32)
-            frames = _decode_jpegs(tf.gather(x["encoded"], unique))
-            frames = transforms.resize_short_side_tf(frames, C)
-            table = tf.reshape(positions, [s.num_temporal_views, T])
-            return frames, table, x["label"], x["video_index"]
+def _test_views_decoder(s):
+    """`decode_views(serialized) -> (frames, table, label, video_index)` of test mode."""
+    T, C = s.num_frames, s.crop_size
 
-        ds = ds.map(
-            decode_views, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic
+    def decode_views(serialized):
+        x = _parse(serialized)
+        table = tf.stack(
+            [
+                frame_indices_from_timestamps_tf(
+                    x["pts"],
+                    x["fps"],
+                    x["header_frames"],
+                    x["duration"],
+                    T,
+                    s.sampling_rate,
+                    view,
+                    s.num_temporal_views,
+                    s.target_fps,
+                )
+                for view in range(s.num_temporal_views)
+            ]
         )
-        if on_error == "skip":
-            ds = ds.ignore_errors(log_warning=True)
-        ds = ds.flat_map(
-            lambda frames, table, lab, vid: kinetics.cut_test_views(frames, table, lab, vid, s)
-        )
-    else:
+        unique, positions = tf.unique(tf.reshape(table, [-1]), out_idx=tf.int32)
+        frames = _decode_jpegs(tf.gather(x["encoded"], unique))
+        frames = transforms.resize_short_side_tf(frames, C)
+        table = tf.reshape(positions, [s.num_temporal_views, T])
+        return frames, table, x["label"], x["video_index"]
 
-        def decode_clip(serialized, seed_value):
-            x = _parse(serialized)
-            seed = tf.stack([seed_value, tf.constant(0x5EED, tf.int64)])
-            seeds = tf.random.experimental.stateless_split(seed, num=2)
-            indices = frame_indices_from_timestamps_tf(
-                x["pts"],
-                x["fps"],
-                x["header_frames"],
-                x["duration"],
-                T,
-                s.sampling_rate,
-                -1,
-                s.num_temporal_views,
-                s.target_fps,
-                seeds[0],
-            )
-            frames = _decode_jpegs(tf.gather(x["encoded"], indices))
-            frames = tf.ensure_shape(frames, [T, None, None, 3])
-            clip = transforms.random_scale_crop_flip_tf(
-                frames, s.min_scale, s.max_scale, C, seeds[1], flip=s.random_flip
-            )
-            return clip, x["label"]
+    return decode_views
 
-        ds = tf.data.Dataset.zip((ds, s.element_seeds()))
-        ds = ds.map(
-            decode_clip, num_parallel_calls=num_parallel_calls, deterministic=s.deterministic
+
+def _clip_decoder(s):
+    """`decode_clip(serialized, seed) -> (clip, label)` of train/val mode."""
+    T, C = s.num_frames, s.crop_size
+
+    def decode_clip(serialized, seed_value):
+        x = _parse(serialized)
+        seed = tf.stack([seed_value, tf.constant(0x5EED, tf.int64)])
+        seeds = tf.random.experimental.stateless_split(seed, num=2)
+        indices = frame_indices_from_timestamps_tf(
+            x["pts"],
+            x["fps"],
+            x["header_frames"],
+            x["duration"],
+            T,
+            s.sampling_rate,
+            -1,
+            s.num_temporal_views,
+            s.target_fps,
+            seeds[0],
         )
-        if on_error == "skip":
-            ds = ds.ignore_errors(log_warning=True)
-    return kinetics.finish(ds, s)
+        frames = _decode_jpegs(tf.gather(x["encoded"], indices))
+        frames = tf.ensure_shape(frames, [T, None, None, 3])
+        clip = transforms.random_scale_crop_flip_tf(
+            frames, s.min_scale, s.max_scale, C, seeds[1], flip=s.random_flip
+        )
+        return clip, x["label"]
+
+    return decode_clip
