@@ -581,10 +581,22 @@ def _scan_pickle(file, path):
     given a nested structure through their state. The file position is restored.
     """
     start = file.tell()
-    stack, marks, memo = [], [], {}
-    hash_work = 0
+    scan = _PickleScan(path)
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(file), 1):
+        scan.step(opcode.name, arg, count)
+    file.seek(start)
 
-    def pop(n=1):
+
+class _PickleScan:
+    """The symbolic stack, marks and memo of :func:`_scan_pickle`, one opcode at a time."""
+
+    def __init__(self, path):
+        self.path = path
+        self.stack, self.marks, self.memo = [], [], {}
+        self.hash_work = 0
+
+    def pop(self, n=1):
+        stack, marks = self.stack, self.marks
         floor = marks[-1] if marks else 0
         if len(stack) - n < floor:
             raise _FormatError("malformed pickle: an opcode takes more values than the stack holds")
@@ -592,100 +604,122 @@ def _scan_pickle(file, path):
         del stack[len(stack) - n :]
         return items
 
-    def pop_mark():
+    def pop_mark(self):
+        stack, marks = self.stack, self.marks
         if not marks:
             raise _FormatError("malformed pickle: an opcode needs a mark that was never set")
         items = stack[marks[-1] :]
         del stack[marks.pop() :]
         return items
 
-    def top():
+    def top(self):
+        stack, marks = self.stack, self.marks
         if len(stack) <= (marks[-1] if marks else 0):
             raise _FormatError("malformed pickle: an opcode needs a value on an empty stack")
         return stack[-1]
 
-    def push(sym):
+    def push(self, sym):
         if sym.depth > _MAX_DEPTH:
             raise _FormatError(
                 f"the pickle nests containers more than {_MAX_DEPTH} levels deep; no "
                 "checkpoint does, and a deeper one could overflow the stack"
             )
-        stack.append(sym)
+        self.stack.append(sym)
 
+    @staticmethod
     def contains(items, kind=None, payload=None, extra=0):
         depth = max((s.depth for s in items), default=0) + 1
         weight = sum(s.weight for s in items) + 1 + extra
         return _Sym(depth, weight, kind, payload)
 
-    def hashed(syms):
-        nonlocal hash_work
-        hash_work += sum(s.weight for s in syms)
-        if hash_work > _MAX_HASH_WORK:
+    def hashed(self, syms):
+        self.hash_work += sum(s.weight for s in syms)
+        if self.hash_work > _MAX_HASH_WORK:
             raise _FormatError(
                 "the pickle's keys are nested tuples that would take too long to hash"
             )
 
-    def grow(items, key_step=0):
+    def grow(self, items, key_step=0):
         # APPEND-like opcodes add items to the container below them.
         if key_step:
-            hashed(items[::key_step])
-        merged = contains(items)
-        container = top()
+            self.hashed(items[::key_step])
+        merged = self.contains(items)
+        container = self.top()
         container.depth = max(container.depth, merged.depth)
         if container.depth > _MAX_DEPTH:
-            push(container)  # raises
+            self.push(container)  # raises
 
-    for count, (opcode, arg, _) in enumerate(pickletools.genops(file), 1):
-        name = opcode.name
+    def step(self, name, arg, count):
+        """Applies opcode `name` (argument `arg`, the `count`-th read) to the stack."""
+        if not (
+            self.build_value(name, arg)
+            or self.fill_value(name)
+            or self.move_value(name, arg, count)
+        ):
+            if name in ("EXT1", "EXT2", "EXT4"):
+                raise UnsafeCheckpointError(
+                    f"copyreg extension {arg}", self.path, "extension codes are not allowed"
+                )
+            if name not in _NO_STACK:
+                raise _FormatError(f"unsupported pickle opcode {name}")
+
+    def build_value(self, name, arg):
+        """Opcodes that push a new value: atoms, globals, containers, calls."""
         if name in _PUSH_ATOM:
             if name in _STRING_OPS:
                 text = arg.decode("latin1") if isinstance(arg, bytes) else arg
-                push(_Sym(0, 1, "str", text))
+                self.push(_Sym(0, 1, "str", text))
             elif name == "GLOBAL":
-                push(_Sym(0, 1, "global", arg))
+                self.push(_Sym(0, 1, "global", arg))
             else:
-                push(_Sym(0, 1, "none" if name == "NONE" else None))
+                self.push(_Sym(0, 1, "none" if name == "NONE" else None))
         elif name in _PUSH_EMPTY:
-            push(_Sym(1, 1, "tuple" if name == "EMPTY_TUPLE" else None, ()))
+            self.push(_Sym(1, 1, "tuple" if name == "EMPTY_TUPLE" else None, ()))
         elif name in _TUPLE_N:
-            items = pop(_TUPLE_N[name])
-            push(contains(items, "tuple", tuple(items)))
+            items = self.pop(_TUPLE_N[name])
+            self.push(self.contains(items, "tuple", tuple(items)))
         elif name in _BUILD_FROM_MARK:
-            items = pop_mark()
+            items = self.pop_mark()
             if name in ("DICT", "FROZENSET"):
-                hashed(items[::2] if name == "DICT" else items)
+                self.hashed(items[::2] if name == "DICT" else items)
             kind = "tuple" if name == "TUPLE" else None
             if name == "INST" and arg == "numpy dtype":
                 raise _FormatError("a numpy dtype may only be built by calling numpy.dtype")
             if name == "OBJ" and items and items[0].payload == "numpy dtype":
                 kind = "dtype"
-            push(contains(items, kind, tuple(items) if kind == "tuple" else None))
-        elif name == "APPEND":
-            grow(pop(1))
-        elif name == "SETITEM":
-            grow(pop(2), key_step=2)
-        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
-            items = pop_mark()
-            grow(items, key_step={"APPENDS": 0, "SETITEMS": 2, "ADDITEMS": 1}[name])
+            self.push(self.contains(items, kind, tuple(items) if kind == "tuple" else None))
         elif name in _CALLS:
-            items = pop(_CALLS[name])
+            items = self.pop(_CALLS[name])
             callable_ = items[0]
             kind = "dtype" if callable_.payload == "numpy dtype" else None
-            push(contains(items[1:], kind))
+            self.push(self.contains(items[1:], kind))
         elif name == "STACK_GLOBAL":
-            module, qualname = pop(2)
+            module, qualname = self.pop(2)
             text = None
             if module.kind == "str" and qualname.kind == "str":
                 text = f"{module.payload} {qualname.payload}"
-            push(_Sym(0, 1, "global", text))
+            self.push(_Sym(0, 1, "global", text))
         elif name == "BINPERSID":
-            pop(1)
-            push(_Sym(0, 1))
+            self.pop(1)
+            self.push(_Sym(0, 1))
+        else:
+            return False
+        return True
+
+    def fill_value(self, name):
+        """Opcodes that add to the value on the stack: items, state, a read-only flag."""
+        if name == "APPEND":
+            self.grow(self.pop(1))
+        elif name == "SETITEM":
+            self.grow(self.pop(2), key_step=2)
+        elif name in ("APPENDS", "SETITEMS", "ADDITEMS"):
+            items = self.pop_mark()
+            self.grow(items, key_step={"APPENDS": 0, "SETITEMS": 2, "ADDITEMS": 1}[name])
         elif name == "READONLY_BUFFER":
-            top()
+            self.top()
         elif name == "BUILD":
-            (state,) = pop(1)
-            target = top()
+            (state,) = self.pop(1)
+            target = self.top()
             if target.kind == "dtype":
                 fields = state.payload if state.kind == "tuple" else ()
                 if len(fields) < 5 or any(f.kind != "none" for f in fields[2:5]):
@@ -695,16 +729,23 @@ def _scan_pickle(file, path):
             target.depth = max(target.depth, state.depth + 1)
             target.weight = min(target.weight + state.weight, _MAX_HASH_WORK + 1)
             if target.depth > _MAX_DEPTH:
-                push(target)  # raises
-        elif name == "POP":
+                self.push(target)  # raises
+        else:
+            return False
+        return True
+
+    def move_value(self, name, arg, count):
+        """Opcodes that move values: marks, pops, duplicates and the memo."""
+        stack, marks, memo = self.stack, self.marks, self.memo
+        if name == "POP":
             if marks and len(stack) == marks[-1]:
                 marks.pop()
             else:
-                pop(1)
+                self.pop(1)
         elif name == "POP_MARK":
-            pop_mark()
+            self.pop_mark()
         elif name == "DUP":
-            push(top())
+            self.push(self.top())
         elif name == "MARK":
             marks.append(len(stack))
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
@@ -713,22 +754,18 @@ def _scan_pickle(file, path):
                     f"the pickle stores a memo entry at index {_describe(arg)} after only "
                     f"{count} opcodes"
                 )
-            memo[arg] = top()
+            memo[arg] = self.top()
         elif name == "MEMOIZE":
-            memo[len(memo)] = top()
+            memo[len(memo)] = self.top()
         elif name in ("GET", "BINGET", "LONG_BINGET"):
             if arg not in memo:
                 raise _FormatError(
                     f"the pickle reads the memo entry {_describe(arg)} it never stored"
                 )
-            push(memo[arg])
-        elif name in ("EXT1", "EXT2", "EXT4"):
-            raise UnsafeCheckpointError(
-                f"copyreg extension {arg}", path, "extension codes are not allowed"
-            )
-        elif name not in _NO_STACK:
-            raise _FormatError(f"unsupported pickle opcode {name}")
-    file.seek(start)
+            self.push(memo[arg])
+        else:
+            return False
+        return True
 
 
 def _unpickle(file, path, load_storage=None, encoding="ASCII"):
