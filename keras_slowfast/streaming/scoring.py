@@ -16,9 +16,8 @@ from keras_slowfast.progress import ProgressBar
 from keras_slowfast.streaming._clip_settings import (
     DEFAULT_READ_TIMEOUT_S,
     check_stream_args,
-    resolve_clip,
 )
-from keras_slowfast.streaming.windows import Window, stream_clips
+from keras_slowfast.streaming.windows import Window, preset_stream_clips
 
 if TYPE_CHECKING:
     import keras
@@ -123,17 +122,14 @@ def timeline(
     batch_size = check_positive_int("batch_size", batch_size)
     if not hasattr(model, "predict_on_batch"):
         raise TypeError(f"`model` must be a Keras model. Received: model={model!r}")
-    num_frames, sampling_rate, target_fps, size = resolve_clip(
-        preset, num_frames, sampling_rate, crop_size
-    )
     bar = ProgressBar(None, os.path.basename(str(video)), unit="windows", enabled=bool(progress))
-    clips = stream_clips(
+    clips = preset_stream_clips(
         video,
+        preset,
         stride=stride,
         num_frames=num_frames,
         sampling_rate=sampling_rate,
-        target_fps=target_fps,
-        size=size,
+        crop_size=crop_size,
         timeout=timeout,
         read_timeout=read_timeout,
         stats=stats,

@@ -372,6 +372,50 @@ def stream_clips(
         container.close()
 
 
+def preset_stream_clips(
+    video: str | os.PathLike,
+    preset: str | None,
+    *,
+    stride: float,
+    num_frames: int | None,
+    sampling_rate: int | None,
+    crop_size: int | None,
+    timeout: float | None,
+    read_timeout: float,
+    stats: dict | None,
+    bar: ProgressBar | None,
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """:func:`stream_clips` with the clip of `preset` (each setting overridable).
+
+    The clip settings are resolved (and checked) at once, before the video is opened;
+    `stride`, `timeout` and `read_timeout` are already checked.
+
+    Example:
+        >>> clips = preset_stream_clips("video.mp4", "slowfast_8x8_r50", stride=1.0,
+        ...                             num_frames=None, sampling_rate=None, crop_size=None,
+        ...                             timeout=None, read_timeout=60.0, stats=None,
+        ...                             bar=None)  # doctest: +SKIP
+        >>> window, clip = next(clips)  # doctest: +SKIP
+        >>> clip.shape  # doctest: +SKIP
+        (32, 256, 256, 3)
+    """
+    num_frames, sampling_rate, target_fps, size = resolve_clip(
+        preset, num_frames, sampling_rate, crop_size
+    )
+    return stream_clips(
+        video,
+        stride=stride,
+        num_frames=num_frames,
+        sampling_rate=sampling_rate,
+        target_fps=target_fps,
+        size=size,
+        timeout=timeout,
+        read_timeout=read_timeout,
+        stats=stats,
+        bar=bar,
+    )
+
+
 def window_clips(
     video: str | os.PathLike,
     preset: str | None = None,
@@ -402,16 +446,13 @@ def window_clips(
     stride, timeout, read_timeout = check_stream_args(
         video, window_stride_seconds, timeout, read_timeout, stats
     )
-    num_frames, sampling_rate, target_fps, size = resolve_clip(
-        preset, num_frames, sampling_rate, crop_size
-    )
-    return stream_clips(
+    return preset_stream_clips(
         video,
+        preset,
         stride=stride,
         num_frames=num_frames,
         sampling_rate=sampling_rate,
-        target_fps=target_fps,
-        size=size,
+        crop_size=crop_size,
         timeout=timeout,
         read_timeout=read_timeout,
         stats=stats,
