@@ -15,8 +15,10 @@ from typing import Any
 from keras_slowfast.cli.common import (
     Command,
     add_model_args,
+    add_run_flags,
     annotate_windows,
-    build_model,
+    build_preset_model,
+    centre_view_clip,
     check_model_kind,
     check_video,
     headed_classifier,
@@ -86,7 +88,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="with --annotate: seconds between window centres (default: 1)",
     )
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_run_flags(p, quiet=False)
     return p
 
 
@@ -139,12 +141,10 @@ def run(args: argparse.Namespace) -> int:
         >>> run(build_parser().parse_args(["classify", "video.mp4"]))  # doctest: +SKIP
         0
     """
-    from keras_slowfast import presets
     from keras_slowfast.inference import classify_video, describe_protocol
     from keras_slowfast.labels import decode_predictions
 
-    preset = presets.get_preset(args.model)
-    model = build_model(args)
+    preset, model = build_preset_model(args)
     classes = model.output_shape[-1]
     if args.gradcam_class is not None and not 0 <= args.gradcam_class < classes:
         raise ValueError(
@@ -171,24 +171,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_gradcam(args, model, preset, names):
     """`classify --gradcam`: Grad-CAM of the quick centre view, written as a video."""
-    from keras_slowfast.inference import video_views
     from keras_slowfast.labels import class_names_for
     from keras_slowfast.visualize import grad_cam, write_gradcam_video
 
     proto = preset.protocol
-    clip = next(
-        video_views(
-            args.video,
-            proto.num_frames,
-            proto.sampling_rate,
-            views=1,
-            size=proto.test_crop_size,
-            temporal_views=proto.temporal_views,
-            crop_indices=proto.crop_indices,
-            sampling=proto.sampling,
-            target_fps=proto.target_fps,
-        )
-    )[0]
+    clip = centre_view_clip(args.video, preset)
     heatmaps, index = grad_cam(model, clip, class_index=args.gradcam_class)
     name = class_names_for(model.output_shape[-1], names)[index]
     score = float(model.predict_on_batch(clip[None])[0, index])

@@ -30,6 +30,7 @@ from keras_slowfast.cli.quiet_start import quiet_tensorflow_start
 
 if TYPE_CHECKING:  # the command line imports Keras only once its checks have passed
     import keras
+    import numpy as np
 
     from keras_slowfast.presets import Preset
 
@@ -41,12 +42,18 @@ __all__ = [
     "PROG",
     "USER_ERRORS",
     "Command",
+    "add_batch_size_arg",
     "add_detector_args",
     "add_model_args",
+    "add_run_flags",
+    "add_video_timeout_arg",
+    "add_window_stride_arg",
     "annotate_windows",
     "any_model",
     "build_detector",
     "build_model",
+    "build_preset_model",
+    "centre_view_clip",
     "check_detector_inputs",
     "check_extras",
     "check_model_kind",
@@ -379,6 +386,67 @@ def add_model_args(
     )
 
 
+def add_window_stride_arg(parser: argparse.ArgumentParser) -> None:
+    """Adds `--stride`: seconds between windows, 1 by default.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_window_stride_arg(parser)
+        >>> parser.parse_args(["--stride", "0.5"]).stride
+        0.5
+    """
+    parser.add_argument(
+        "--stride",
+        type=positive_number,
+        default=1.0,
+        help="seconds between windows (default: 1)",
+    )
+
+
+def add_batch_size_arg(parser: argparse.ArgumentParser) -> None:
+    """Adds `--batch-size`: windows per model call, 8 by default.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_batch_size_arg(parser)
+        >>> parser.parse_args([]).batch_size
+        8
+    """
+    parser.add_argument("--batch-size", type=positive, default=8, help="windows per model call")
+
+
+def add_video_timeout_arg(parser: argparse.ArgumentParser) -> None:
+    """Adds `--timeout`: seconds allowed per video, 3600 by default.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_video_timeout_arg(parser)
+        >>> parser.parse_args([]).timeout
+        3600.0
+    """
+    parser.add_argument(
+        "--timeout",
+        type=positive_number,
+        default=3600.0,
+        help="seconds allowed per video (default: 3600)",
+    )
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, quiet: bool = True, cpu: bool = True) -> None:
+    """Adds `--quiet` (no progress bar) and `--cpu` (hide any GPU), each when asked for.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_run_flags(parser, quiet=False)
+        >>> parser.parse_args(["--cpu"]).cpu
+        True
+    """
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if cpu:
+        parser.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+
+
 def model_kwargs(args: argparse.Namespace) -> dict:
     """Builder arguments of the command line: dtype policy, width and class overrides.
 
@@ -440,6 +508,52 @@ def build_model(args: argparse.Namespace) -> keras.Model:
             f"Check the network, set {hub.MIRROR_ENV} to a mirror, or give a downloaded "
             "checkpoint with --weights PATH (.pkl, .pyth or .weights.h5)."
         ) from None
+
+
+def build_preset_model(args: argparse.Namespace) -> tuple[Preset, keras.Model]:
+    """The preset of `--model` and its model, as :func:`build_model` builds it.
+
+    Example:
+        >>> args = argparse.Namespace(model="slow_8x8_r50", weights="none",
+        ...                           width_per_group=8, classes=10, precision="float32")
+        >>> preset, model = build_preset_model(args)  # doctest: +SKIP
+        >>> preset.name, model.output_shape  # doctest: +SKIP
+        ('slow_8x8_r50', (None, 10))
+    """
+    from keras_slowfast import presets
+
+    preset = presets.get_preset(args.model)
+    return preset, build_model(args)
+
+
+def centre_view_clip(video: str, preset: Preset) -> np.ndarray:
+    """The uint8 clip of the preset's centre view of `video` (centred clip, centre crop).
+
+    The one view `classify --views 1` scores, and the one Grad-CAM explains.
+
+    Example:
+        >>> from keras_slowfast import presets
+        >>> clip = centre_view_clip("video.mp4", presets.get_preset("slow_8x8_r50"))
+        ... # doctest: +SKIP
+        >>> clip.shape  # doctest: +SKIP
+        (8, 256, 256, 3)
+    """
+    from keras_slowfast.inference import video_views
+
+    proto = preset.protocol
+    return next(
+        video_views(
+            video,
+            proto.num_frames,
+            proto.sampling_rate,
+            views=1,
+            size=proto.test_crop_size,
+            temporal_views=proto.temporal_views,
+            crop_indices=proto.crop_indices,
+            sampling=proto.sampling,
+            target_fps=proto.target_fps,
+        )
+    )[0]
 
 
 def preset_class_names(preset: Preset, classes: int) -> list[str]:

@@ -14,9 +14,12 @@ from typing import Any
 
 from keras_slowfast.cli.common import (
     Command,
+    add_batch_size_arg,
     add_model_args,
+    add_run_flags,
+    add_window_stride_arg,
     annotate_windows,
-    build_model,
+    build_preset_model,
     check_model_kind,
     check_video,
     headed_classifier,
@@ -65,22 +68,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="a copy of the video with each window's top classes (up to 3) drawn on it",
     )
-    p.add_argument(
-        "--stride",
-        type=positive_number,
-        default=1.0,
-        help="seconds between windows (default: 1)",
-    )
+    add_window_stride_arg(p)
     p.add_argument("--top", type=positive, default=5, help="classes printed per window")
-    p.add_argument("--batch-size", type=positive, default=8, help="windows per model call")
+    add_batch_size_arg(p)
     p.add_argument(
         "--timeout",
         type=positive_number,
         default=None,
         help="seconds allowed (default: no limit)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_run_flags(p)
     return p
 
 
@@ -150,11 +147,9 @@ def run(args: argparse.Namespace) -> int:
     """
     import numpy as np
 
-    from keras_slowfast import presets
     from keras_slowfast.inference import timeline
 
-    preset = presets.get_preset(args.model)
-    model = build_model(args)
+    preset, model = build_preset_model(args)
     names = preset_class_names(preset, model.output_shape[-1])
     top = min(args.top, len(names))
     start = time.perf_counter()
