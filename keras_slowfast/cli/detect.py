@@ -15,6 +15,7 @@ from typing import Any
 from keras_slowfast.cli.common import (
     Command,
     add_detector_args,
+    add_run_flags,
     build_detector,
     check_detector_inputs,
     check_video,
@@ -90,8 +91,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="minimum action score to keep (default: %(default)s)",
     )
     p.add_argument("--top-k", type=positive, default=3, help="actions per box (default: 3)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_run_flags(p)
     return p
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from keras_slowfast.cli.common import (
     Command,
     add_detector_args,
+    add_run_flags,
     build_detector,
     check_detector_inputs,
     positive,
@@ -81,8 +82,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--batch-size", type=positive, default=8, help="keyframes per model call (default: 8)"
     )
     p.add_argument("--output-dir", default=None, help="write detections.csv and metrics.json")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_run_flags(p)
     return p
 
 

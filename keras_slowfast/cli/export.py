@@ -12,6 +12,7 @@ from typing import Any
 from keras_slowfast.cli.common import (
     Command,
     add_model_args,
+    add_run_flags,
     any_model,
     build_model,
     positive,
@@ -86,7 +87,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "top_k_indices outputs (default: 5)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version/file")
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_run_flags(p, quiet=False)
     return p
 
 

@@ -12,7 +12,13 @@ import time
 import warnings
 from typing import Any
 
-from keras_slowfast.cli.common import Command, positive, positive_number
+from keras_slowfast.cli.common import (
+    Command,
+    add_run_flags,
+    add_video_timeout_arg,
+    positive,
+    positive_number,
+)
 
 __all__ = ["COMMAND", "add_parser", "jpeg_quality", "run"]
 
@@ -74,13 +80,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="skip",
         help="skip unreadable videos with a message (default) or stop at the first one",
     )
-    p.add_argument(
-        "--timeout",
-        type=positive_number,
-        default=3600.0,
-        help="seconds allowed per video (default: 3600)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_video_timeout_arg(p)
+    add_run_flags(p, cpu=False)
     return p
 
 

@@ -13,13 +13,15 @@ from typing import Any
 
 from keras_slowfast.cli.common import (
     Command,
+    add_batch_size_arg,
     add_model_args,
+    add_run_flags,
+    add_video_timeout_arg,
+    add_window_stride_arg,
     build_model,
     check_model_kind,
     check_video,
     classifier,
-    positive,
-    positive_number,
 )
 
 __all__ = ["COMMAND", "add_parser", "check_inputs", "run"]
@@ -61,22 +63,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         'h5py: pip install "keras-slowfast[hdf5]")',
     )
     add_model_args(p, accepts=classifier)
-    p.add_argument(
-        "--stride",
-        type=positive_number,
-        default=1.0,
-        help="seconds between windows (default: 1)",
-    )
-    p.add_argument("--batch-size", type=positive, default=8, help="windows per model call")
+    add_window_stride_arg(p)
+    add_batch_size_arg(p)
     p.add_argument("--path-prefix", default=None, help="folder of the list's relative paths")
-    p.add_argument(
-        "--timeout",
-        type=positive_number,
-        default=3600.0,
-        help="seconds allowed per video (default: 3600)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--cpu", action="store_true", help="hide any GPU and run on the CPU")
+    add_video_timeout_arg(p)
+    add_run_flags(p)
     return p
 
 
