@@ -126,26 +126,14 @@ def _gradcam_lower_bound(model_name, video):
     import tensorflow as tf
 
     from keras_slowfast import hub, presets
-    from keras_slowfast.inference import classify_video, video_views
+    from keras_slowfast.cli.common import centre_view_clip
+    from keras_slowfast.inference import classify_video
     from keras_slowfast.visualize import _cam, _default_layers
 
     preset = presets.get_preset(model_name)
     model = hub.from_preset(preset.name, load_weights=False)
     classify_video(model, video, preset=preset.name, views=1)
-    proto = preset.protocol
-    clip = next(
-        video_views(
-            video,
-            proto.num_frames,
-            proto.sampling_rate,
-            views=1,
-            size=proto.test_crop_size,
-            temporal_views=proto.temporal_views,
-            crop_indices=proto.crop_indices,
-            sampling=proto.sampling,
-            target_fps=proto.target_fps,
-        )
-    )[0]
+    clip = centre_view_clip(video, preset)
     targets = [model.get_layer(name).output for name in _default_layers(model)]
     cam_model = keras.Model(model.inputs, [*targets, model.output])
 
