@@ -184,6 +184,21 @@ def _watch_memory(limit_gib):
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _time_calls(call, repeats):
+    """`(first, times)`: seconds of a first `call()`, then of `repeats` more (each to numpy)."""
+    import numpy as np
+
+    start = time.perf_counter()
+    np.asarray(call())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.asarray(call())
+        times.append(time.perf_counter() - start)
+    return first, times
+
+
 def worker(args):
     """Runs one path in this process and prints its figures as one JSON line."""
     _watch_memory(args.max_rss_gib)
@@ -226,14 +241,7 @@ def worker(args):
             return forward(clip_tensor)
 
     rss_built = _peak_rss_gib()
-    start = time.perf_counter()
-    np.asarray(call())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        np.asarray(call())
-        times.append(time.perf_counter() - start)
+    first, times = _time_calls(call, args.repeats)
     peak = _peak_rss_gib()
     result = dict(
         first_s=first,
@@ -581,14 +589,7 @@ def runtime_worker(args):
             with torch.inference_mode():
                 return model(x)[1].numpy()
 
-    start = time.perf_counter()
-    np.asarray(call())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        np.asarray(call())
-        times.append(time.perf_counter() - start)
+    first, times = _time_calls(call, args.repeats)
     peak = _peak_rss_gib()
     result = dict(
         first_s=first,
