@@ -185,7 +185,10 @@ def _watch_memory(limit_gib):
 
 
 def _time_calls(call, repeats):
-    """`(first, times)`: seconds of a first `call()`, then of `repeats` more (each to numpy)."""
+    """`first_s`, `times_s` and `median_s` of a first `call()`, then `repeats` more.
+
+    Each call's result is brought to numpy inside its timing.
+    """
     import numpy as np
 
     start = time.perf_counter()
@@ -196,7 +199,7 @@ def _time_calls(call, repeats):
         start = time.perf_counter()
         np.asarray(call())
         times.append(time.perf_counter() - start)
-    return first, times
+    return dict(first_s=first, times_s=times, median_s=statistics.median(times))
 
 
 def worker(args):
@@ -241,12 +244,10 @@ def worker(args):
             return forward(clip_tensor)
 
     rss_built = _peak_rss_gib()
-    first, times = _time_calls(call, args.repeats)
+    timing = _time_calls(call, args.repeats)
     peak = _peak_rss_gib()
     result = dict(
-        first_s=first,
-        times_s=times,
-        median_s=statistics.median(times),
+        **timing,
         macs=macs,
         peak_rss_gib=peak,
         built_rss_gib=rss_built,
@@ -589,12 +590,10 @@ def runtime_worker(args):
             with torch.inference_mode():
                 return model(x)[1].numpy()
 
-    first, times = _time_calls(call, args.repeats)
+    timing = _time_calls(call, args.repeats)
     peak = _peak_rss_gib()
     result = dict(
-        first_s=first,
-        times_s=times,
-        median_s=statistics.median(times),
+        **timing,
         peak_rss_gib=peak,
         matmul_gflops=matmul_gflops(dtype="float32"),
         **extra,
