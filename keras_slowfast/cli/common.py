@@ -3,9 +3,10 @@
 Each command module (`keras_slowfast.cli.classify`, ...) describes itself with a
 :class:`Command`: its arguments, its usage and input checks, the optional packages its
 flags need, and its run function. This module holds what several of them use: the
-`--model` / `--weights` arguments and the model they build, the "unknown model; did you
-mean" check, value types that name the flag in their errors, the video probe, and the
-error and warning lines on stderr.
+`--model` / `--weights` arguments and the model they build, the window, timeout and run
+flags (`--stride`, `--batch-size`, `--timeout`, `--quiet`, `--cpu`), the preset's centre
+view of a video, the "unknown model; did you mean" check, value types that name the flag
+in their errors, the video probe, and the error and warning lines on stderr.
 
 Example:
     >>> parser = argparse.ArgumentParser(prog="keras-slowfast info")
