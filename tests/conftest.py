@@ -58,18 +58,18 @@ def videos():
 # Shared narrow models and the weights mirror (first used by test_models, test_hub,
 # test_weights_cache and test_detector_init; any test file may use them).
 
-# The narrow network of the builder tests: width 8, 5 classes, 8 frames of 64x64.
-NARROW_ARGS = dict(width_per_group=8, classes=5, input_shape=(8, 64, 64, 3), num_frames=8)
-
 
 @pytest.fixture(scope="session")
 def narrow_model():
     """`narrow_model(**kwargs)`: `keras_slowfast.SlowFast(**NARROW_ARGS, **kwargs)`, built
-    once per session for each distinct set of arguments.
+    once per session for each distinct set of arguments (`helpers.NARROW_ARGS`: width 8, 5
+    classes, 8 frames of 64x64).
 
     For tests where the network's size is not the point. The model is shared: never change
     its layers, and never rely on its weights' values (random; a test may assign others).
     """
+    from helpers import NARROW_ARGS
+
     import keras_slowfast
 
     built = {}

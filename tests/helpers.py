@@ -4,12 +4,17 @@
 - :func:`keras_layout`: a golden fixture's `(N, C, T, H, W)` array as a Keras clip.
 - :func:`golden_detector_inputs`: a golden AVA fixture's box rows as padded Keras boxes.
 - :func:`forward`: a model's inference outputs, run op by op without tracing a graph.
+- `NARROW_ARGS`: the builder arguments of the narrow test network.
 """
 
 import keras
 import numpy as np
 
-__all__ = ["forward", "golden_detector_inputs", "keras_layout", "softmax"]
+__all__ = ["NARROW_ARGS", "forward", "golden_detector_inputs", "keras_layout", "softmax"]
+
+# The narrow network of the builder tests (conftest's `narrow_model`): width 8, 5 classes,
+# 8 frames of 64x64.
+NARROW_ARGS = dict(width_per_group=8, classes=5, input_shape=(8, 64, 64, 3), num_frames=8)
 
 
 def softmax(x):
