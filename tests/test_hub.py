@@ -222,3 +222,14 @@ def test_build_reads_width_and_classes_from_a_checkpoint_file(golden):
     )
     with pytest.raises(ValueError, match="Received: preset='slowfast_9x9'"):
         registry.build("slowfast_9x9")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt"])
+def test_pytorch_file_suffixes_name_checkpoint_files(tmp_path, suffix):
+    """`.pth` and `.pt` (PyTorch's usual suffixes) are checkpoint paths, not weights names:
+    a missing one is reported as a missing file."""
+    path = str(tmp_path / f"absent{suffix}")
+    with pytest.raises(ValueError, match=rf"No checkpoint file at this path\. .*{suffix}'"):
+        registry.build("slow_8x8_r50", path)
+    with pytest.raises(ValueError, match=rf"No checkpoint file at this path\. .*{suffix}'"):
+        ks.SlowR50(weights=path)
