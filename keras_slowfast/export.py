@@ -136,11 +136,11 @@ def export_saved_model(
 
     Example:
         >>> import keras_slowfast
-        >>> model = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
         >>> path = export_saved_model(model, "serving/slowfast")  # doctest: +SKIP
         >>> import tensorflow as tf  # doctest: +SKIP
         >>> serve = tf.saved_model.load(path).signatures["serving_default"]  # doctest: +SKIP
-        >>> out = serve(clip=tf.zeros((1, 32, 224, 224, 3), tf.uint8))  # doctest: +SKIP
+        >>> out = serve(clip=tf.zeros((1, 8, 224, 224, 3), tf.uint8))  # doctest: +SKIP
         >>> sorted(out)  # doctest: +SKIP
         ['probabilities', 'top_k_indices', 'top_k_scores']
     """
@@ -380,11 +380,11 @@ def export_onnx(
     Example:
         >>> import numpy as np
         >>> import keras_slowfast
-        >>> model = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
         >>> path = export_onnx(model, "slowfast.onnx")  # doctest: +SKIP
         >>> import onnxruntime  # doctest: +SKIP
         >>> session = onnxruntime.InferenceSession(path)  # doctest: +SKIP
-        >>> clip = np.zeros((1, 32, 224, 224, 3), np.float32)  # doctest: +SKIP
+        >>> clip = np.zeros((1, 8, 224, 224, 3), np.float32)  # doctest: +SKIP
         >>> session.run(["probabilities"], {"clip": clip})[0].shape  # doctest: +SKIP
         (1, 10)
     """
@@ -424,12 +424,12 @@ def export_openvino(model: keras.Model, path: str | os.PathLike, overwrite: bool
     Example:
         >>> import numpy as np
         >>> import keras_slowfast
-        >>> model = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
         >>> path = export_openvino(model, "slowfast.xml")  # doctest: +SKIP
         >>> import openvino as ov  # doctest: +SKIP
         >>> compiled = ov.compile_model(
         ...     path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # doctest: +SKIP
-        >>> compiled(np.zeros((1, 32, 224, 224, 3), np.float32))[0].shape  # doctest: +SKIP
+        >>> compiled(np.zeros((1, 8, 224, 224, 3), np.float32))[0].shape  # doctest: +SKIP
         (1, 10)
     """
     detector = _check_exportable(model)
@@ -606,11 +606,11 @@ def export_tflite(
     Example:
         >>> import numpy as np
         >>> import keras_slowfast
-        >>> model = keras_slowfast.SlowFastR50(width_per_group=8, classes=10)
+        >>> model = keras_slowfast.SlowR50(width_per_group=8, classes=10)
         >>> path = export_tflite(model, "slowfast.tflite")  # doctest: +SKIP
         >>> import tensorflow as tf  # doctest: +SKIP
         >>> runner = tf.lite.Interpreter(path).get_signature_runner()  # doctest: +SKIP
-        >>> clip = np.zeros((1, 32, 224, 224, 3), np.float32)  # doctest: +SKIP
+        >>> clip = np.zeros((1, 8, 224, 224, 3), np.float32)  # doctest: +SKIP
         >>> runner(clip=clip)["probabilities"].shape  # doctest: +SKIP
         (1, 10)
     """

@@ -13,7 +13,6 @@ import re
 import keras
 import numpy as np
 import pytest
-from weights_mirror import make_mirror
 
 from keras_slowfast import hub as registry
 from keras_slowfast import training
@@ -86,8 +85,27 @@ def nln_blobs(golden):
     return _blobs(golden, NLN_CLASSIFIER)
 
 
-def test_classifier_backbone_from_caffe2_is_the_checkpoint(golden, nln_blobs):
-    detector = _detector()
+@pytest.fixture(scope="module")
+def fresh_detector():
+    """`fresh_detector(variant)`: the module's narrow detector of `variant`, built once, with
+    every weight first set to new random values (no checkpoint's, and not those an earlier
+    test loaded into it)."""
+    built = {}
+    rng = np.random.default_rng(0)
+
+    def get(variant=R101_DETECTOR):
+        if variant not in built:
+            built[variant] = _detector(variant)
+        model = built[variant]
+        for weight in model.weights:
+            weight.assign(rng.normal(size=weight.shape).astype(weight.dtype))
+        return model
+
+    return get
+
+
+def test_classifier_backbone_from_caffe2_is_the_checkpoint(golden, nln_blobs, fresh_detector):
+    detector = fresh_detector()
     before = _weights(detector)
     report = training.load_classifier_backbone(
         detector, golden / "models" / NLN_CLASSIFIER / "caffe2.pkl"
@@ -114,30 +132,30 @@ def test_classifier_backbone_from_caffe2_is_the_checkpoint(golden, nln_blobs):
     assert "skipped checkpoint tensors: head.projection.bias" in str(report)
 
 
-def test_pyslowfast_pyth_loads_the_same_backbone(golden, nln_blobs):
-    detector = _detector()
+def test_pyslowfast_pyth_loads_the_same_backbone(golden, nln_blobs, fresh_detector):
+    detector = fresh_detector()
     training.load_classifier_backbone(
         detector, golden / "models" / NLN_CLASSIFIER / "pyslowfast.pyth"
     )
     _assert_backbone_is_blobs(detector, nln_blobs)
 
 
-def test_keras_classifier_weights_file_and_model(golden, tmp_path):
+def test_keras_classifier_weights_file_and_model(golden, tmp_path, fresh_detector):
     r50_blobs = _blobs(golden, "slowfast_8x8_r50")
     classifier = load_pyslowfast(golden / "models" / "slowfast_8x8_r50" / "pyslowfast.pyth")
     path = str(tmp_path / "classifier.weights.h5")
     classifier.save_weights(path)
-    detector = _detector(R50_DETECTOR)
+    detector = fresh_detector(R50_DETECTOR)
     report = training.load_classifier_backbone(detector, path, classifier_kwargs={"classes": 10})
     _assert_backbone_is_blobs(detector, r50_blobs)
     assert report.source == f"{path} (slowfast_8x8_r50_kinetics400)"
-    other = _detector(R50_DETECTOR)
+    other = fresh_detector(R50_DETECTOR)
     training.load_classifier_backbone(other, classifier)
     _assert_backbone_is_blobs(other, r50_blobs)
 
 
-def test_r50_detector_from_r50_classifiers(golden):
-    detector = _detector(R50_DETECTOR)
+def test_r50_detector_from_r50_classifiers(golden, fresh_detector):
+    detector = fresh_detector(R50_DETECTOR)
     training.load_classifier_backbone(
         detector, golden / "models" / "slowfast_8x8_r50" / "caffe2.pkl"
     )
@@ -149,11 +167,11 @@ def test_r50_detector_from_r50_classifiers(golden):
     assert report.skipped == ["head.projection.bias", "head.projection.weight"]
 
 
-def test_classifier_without_nonlocal_blocks(golden):
+def test_classifier_without_nonlocal_blocks(golden, fresh_detector):
     """The plain R101_50_50 classifier lacks the detector's non-local blocks: an error that
     lists them, unless they are declared new."""
     path = golden / "models" / "slowfast_16x8_r101_50_50" / "caffe2.pkl"
-    detector = _detector()
+    detector = fresh_detector()
     before = _weights(detector)
     with pytest.raises(CheckpointMismatchError) as info:
         training.load_classifier_backbone(detector, path)
@@ -178,9 +196,9 @@ def test_classifier_without_nonlocal_blocks(golden):
     )
 
 
-def test_shape_mismatch_names_both_sides(golden):
+def test_shape_mismatch_names_both_sides(golden, fresh_detector):
     # SLOWFAST_8x8_R101 has temporal kernels in all 23 res4 blocks, the detector in 6.
-    detector = _detector()
+    detector = fresh_detector()
     before = _weights(detector)
     with pytest.raises(CheckpointMismatchError) as info:
         training.load_classifier_backbone(
@@ -197,23 +215,9 @@ def test_shape_mismatch_names_both_sides(golden):
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
-@pytest.fixture(scope="module")
-def mirror(golden, tmp_path_factory):
-    m = make_mirror(golden, tmp_path_factory.mktemp("mirror"))
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def served(mirror, tmp_path, monkeypatch):
-    monkeypatch.setenv(registry.MIRROR_ENV, mirror.url)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    return mirror
-
-
-def test_published_name_through_the_registry(golden, served):
+def test_published_name_through_the_registry(golden, served, fresh_detector):
     """`"k400"` resolves to the classifier that fits the detector (served locally)."""
-    detector = _detector(R50_DETECTOR)
+    detector = fresh_detector(R50_DETECTOR)
     report = training.load_classifier_backbone(detector, "k400")
     assert report.source == "slowfast_8x8_r50 'k400' weights"
     _assert_backbone_is_blobs(detector, _blobs(golden, "slowfast_8x8_r50"))
@@ -241,8 +245,8 @@ def test_published_r101_name_needs_new_nonlocal_blocks(golden, served):
         (dict(weights="k400", new_layers=["("]), ValueError, "Received: new_layers="),
     ],
 )
-def test_bad_arguments(kwargs, error, match):
-    detector = _detector(R50_DETECTOR)
+def test_bad_arguments(kwargs, error, match, fresh_detector):
+    detector = fresh_detector(R50_DETECTOR)
     with pytest.raises(error, match=match):
         training.load_classifier_backbone(detector, **kwargs)
 
@@ -253,6 +257,9 @@ def test_a_classifier_is_not_a_detector():
         training.load_classifier_backbone(classifier, classifier)
 
 
+# Covered by test_doctests.py::test_docstring_examples[keras_slowfast.training.backbone], which
+# runs the same examples (and test_public_name_has_example, that they exist) by default.
+@pytest.mark.large
 def test_docstring_examples():
     import doctest
 

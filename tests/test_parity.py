@@ -12,9 +12,13 @@ import re
 import keras
 import numpy as np
 import pytest
+from helpers import forward, golden_detector_inputs, keras_layout
 
 import keras_slowfast
 from keras_slowfast.data.sampling import slow_pathway_indices
+from keras_slowfast.weights.pyslowfast_config import builder_kwargs_from_config
+from keras_slowfast.weights.readers import load_state_dict
+from keras_slowfast.weights.transfer import load_weights_into
 
 TOL = 1e-4
 
@@ -53,6 +57,27 @@ PTV_ARCHS = {
 }
 
 
+# Each fixture folder holds one network in several checkpoint formats, all with the same
+# weights. The network is built once per folder, by the loader, from the file named here
+# (both routes, an embedded config and a Caffe2 file with its `config.yaml`, are among
+# them); every other file of the folder is then loaded into that model, whose weights are
+# first set to NaN so that only the file's own tensors can give the reference outputs.
+BUILT_FROM = {
+    "slowfast_4x16_r50": "caffe2.pkl",
+    "slowfast_8x8_r50": "pyslowfast.pyth",
+    "slowfast_nln_8x8_r50": "pyslowfast.pyth",
+    "slowfast_8x8_r101": "caffe2.pkl",
+    "slowfast_16x8_r101_50_50": "pyslowfast.pyth",
+    "slowfast_nln_16x8_r101_50_50": "caffe2.pkl",
+    "slow_8x8_r50": "caffe2.pkl",
+    "ptv_slowfast_r50": "pytorchvideo.pyth",
+    "ptv_slowfast_16x8_r101_50_50": "pytorchvideo.pyth",
+    "ava_slowfast_32x2_r101_50_50": "caffe2.pkl",
+    "ava_slowfast_32x2_r50_aligned": "pyslowfast.pyth",
+    "ptv_slowfast_r50_detection": "pytorchvideo.pyth",
+}
+
+
 def load(golden, folder, fname):
     path = golden / "models" / folder / fname
     if fname == "pytorchvideo.pyth":
@@ -66,9 +91,11 @@ def load(golden, folder, fname):
     return keras_slowfast.load_pyslowfast(path, include_preprocessing=False)
 
 
-def to_keras_layout(x):
-    """(N, C, T, H, W) -> (N, T, H, W, C) float32."""
-    return np.transpose(np.asarray(x, np.float32), (0, 2, 3, 4, 1))
+def config_of(golden, folder, fname):
+    """The PySlowFast config the loader builds the network of `fname` from."""
+    if fname == "caffe2.pkl":
+        return str(golden / "models" / folder / "config.yaml")
+    return load_state_dict(golden / "models" / folder / fname)[1]["cfg"]
 
 
 def stage_layer(model, stage, pathway):
@@ -89,22 +116,82 @@ def max_rel_error(got, expected, scale):
     return float(np.max(np.abs(np.asarray(got, np.float64) - expected)) / scale)
 
 
-@pytest.mark.parametrize("folder,fname", CLASSIFIERS)
-def test_classifier_parity(golden, folder, fname):
-    io = np.load(golden / "models" / folder / "io.npz")
-    model = load(golden, folder, fname)
-    proj = model.get_layer("head_projection").output
-    feat_keys = sorted(k for k in io.files if k.startswith("train_crop/feat_"))
-    feat_layers = []
-    for key in feat_keys:
+def feature_keys(io):
+    return sorted(k for k in io.files if k.startswith("train_crop/feat_"))
+
+
+def classifier_probe(model, io):
+    """The model's outputs, its logits and the layers of the reference's stage features."""
+    feats = []
+    for key in feature_keys(io):
         stage, pathway = key[len("train_crop/feat_") :].rsplit("_pathway", 1)
-        feat_layers.append(model.get_layer(stage_layer(model, stage, int(pathway))).output)
-    probe = keras.Model(model.input, [model.output, proj] + feat_layers)
+        feats.append(model.get_layer(stage_layer(model, stage, int(pathway))).output)
+    return keras.Model(
+        model.input, [model.output, model.get_layer("head_projection").output] + feats
+    )
+
+
+def classifier_outputs(probe, io):
+    """`{crop: [output, logits, *features]}` for the fixture's crops."""
+    return {
+        crop: forward(probe, keras_layout(io[f"{crop}/fast"]))
+        for crop in ("train_crop", "test_crop")
+        if f"{crop}/fast" in io.files
+    }
+
+
+def detector_probe(model, io):
+    return keras.Model(model.input, [model.output, model.get_layer("head_projection").output])
+
+
+def detector_outputs(probe, io):
+    inputs, _ = golden_detector_inputs(io, extra_slots=1)
+    return forward(probe, inputs)
+
+
+PROBES = {
+    "classifier": (classifier_probe, classifier_outputs),
+    "detector": (detector_probe, detector_outputs),
+}
+
+
+@pytest.fixture(scope="module")
+def outputs_with(golden):
+    """`outputs_with(folder, fname)`: the fixture's outputs from the network with the
+    weights of `fname`, the network of each folder built once (see BUILT_FROM)."""
+    built = {}
+
+    def get(folder, fname):
+        io = np.load(golden / "models" / folder / "io.npz")
+        make_probe, run = PROBES["detector" if folder in dict(DETECTORS) else "classifier"]
+        if folder not in built:
+            # The loader's model, run before any other file is loaded into it.
+            model = load(golden, folder, BUILT_FROM[folder])
+            probe = make_probe(model, io)
+            built[folder] = model, probe, run(probe, io)
+        model, probe, loaded = built[folder]
+        if fname == BUILT_FROM[folder]:
+            return loaded
+        # The loader would build the same network from this file's config.
+        assert builder_kwargs_from_config(
+            config_of(golden, folder, fname)
+        ) == builder_kwargs_from_config(config_of(golden, folder, BUILT_FROM[folder]))
+        for weight in model.weights:
+            weight.assign(np.full(weight.shape, np.nan, weight.dtype))
+        load_weights_into(model, golden / "models" / folder / fname)
+        return run(probe, io)
+
+    return get
+
+
+@pytest.mark.parametrize("folder,fname", CLASSIFIERS)
+def test_classifier_parity(golden, outputs_with, folder, fname):
+    io = np.load(golden / "models" / folder / "io.npz")
+    outputs = outputs_with(folder, fname)
     for crop in ("train_crop", "test_crop"):
         if f"{crop}/fast" not in io.files:
             continue
-        x = to_keras_layout(io[f"{crop}/fast"])
-        out, logits, *feats = probe.predict(x, verbose=0)
+        out, logits, *feats = outputs[crop]
         expected = io[f"{crop}/output"].astype(np.float64)
         if f"{crop}/logits" in io.files:
             ref_logits = io[f"{crop}/logits"].astype(np.float64)
@@ -117,8 +204,8 @@ def test_classifier_parity(golden, folder, fname):
         err = max_rel_error(out, expected, scale)
         assert err < TOL, f"{folder}/{fname} {crop}: max error {err:.2e} of the largest |logit|"
         if crop == "train_crop":
-            for key, feat in zip(feat_keys, feats):
-                ref = to_keras_layout(io[key]).astype(np.float64)
+            for key, feat in zip(feature_keys(io), feats):
+                ref = keras_layout(io[key]).astype(np.float64)
                 got = feat[:1]
                 assert got.shape == ref.shape, key
                 # Features are stored in float16: relative precision ~5e-4.
@@ -126,26 +213,12 @@ def test_classifier_parity(golden, folder, fname):
 
 
 @pytest.mark.parametrize("folder,fname", DETECTORS)
-def test_detector_parity(golden, folder, fname):
+def test_detector_parity(golden, outputs_with, folder, fname):
     io = np.load(golden / "models" / folder / "io.npz")
-    model = load(golden, folder, fname)
-    x = to_keras_layout(io["train_crop/fast"])
-    rows = io["train_crop/boxes"]
-    height, width = x.shape[2:4]
-    batch = x.shape[0]
-    max_boxes = int(max((rows[:, 0] == b).sum() for b in range(batch))) + 1
-    boxes = np.zeros((batch, max_boxes, 4), np.float32)
-    slots = []
-    filled = [0] * batch
-    for row in rows:
-        b = int(row[0])
-        boxes[b, filled[b]] = row[1:] / np.array([width, height, width, height], np.float32)
-        slots.append((b, filled[b]))
-        filled[b] += 1
-    probe = keras.Model(model.input, [model.output, model.get_layer("head_projection").output])
-    out, logits = probe.predict({"clip": x, "boxes": boxes}, verbose=0)
-    got = np.stack([out[b, j] for b, j in slots])
-    got_logits = np.stack([logits[b, j] for b, j in slots])
+    _, slots = golden_detector_inputs(io, extra_slots=1)
+    out, logits = outputs_with(folder, fname)
+    got = np.stack([out[slot] for slot in slots])
+    got_logits = np.stack([logits[slot] for slot in slots])
     expected = io["train_crop/output"].astype(np.float64)
     if "train_crop/logits" in io.files:
         ref_logits = io["train_crop/logits"].astype(np.float64)
@@ -156,8 +229,11 @@ def test_detector_parity(golden, folder, fname):
     err = max_rel_error(got, expected, scale)
     assert err < TOL, f"{folder}/{fname}: max error {err:.2e}"
     # Padding rows score exactly zero.
-    for b in range(batch):
-        assert np.all(out[b, filled[b] :] == 0)
+    filled = {}
+    for b, j in slots:
+        filled[b] = max(filled.get(b, 0), j + 1)
+    for b in range(out.shape[0]):
+        assert np.all(out[b, filled.get(b, 0) :] == 0)
 
 
 def test_slow_pathway_frames_match_reference(golden):
@@ -169,7 +245,7 @@ def test_slow_pathway_frames_match_reference(golden):
         np.testing.assert_array_equal(fast[:, :, idx], io["train_crop/slow"])
         layer = keras_slowfast.TemporalSubsample(meta["alpha"])
         np.testing.assert_array_equal(
-            np.asarray(layer(to_keras_layout(fast))), to_keras_layout(io["train_crop/slow"])
+            np.asarray(layer(keras_layout(fast))), keras_layout(io["train_crop/slow"])
         )
 
 

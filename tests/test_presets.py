@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from helpers import forward, golden_detector_inputs, keras_layout, softmax
 
 import keras_slowfast as ks
 from keras_slowfast import hub, presets
@@ -122,10 +123,27 @@ def _preset_params(names):
     return out
 
 
+@pytest.fixture(scope="module")
+def built_count():
+    """`built_count(name)`: the trainable parameters of `from_preset(name,
+    load_weights=False)`, built once for all presets with the same builder arguments (e.g.
+    a checkpoint published by both PySlowFast and PyTorchVideo): the same call builds the
+    same network."""
+    counts = {}
+
+    def count(name):
+        preset = ks.get_preset(name)
+        key = (preset.kind, repr(sorted(preset.builder_kwargs().items())))
+        if key not in counts:
+            counts[key] = _trainable(ks.from_preset(name, load_weights=False))
+        return counts[key]
+
+    return count
+
+
 @pytest.mark.parametrize("name", _preset_params(presets.preset_names()))
-def test_every_preset_builds_with_the_pytorch_parameter_count(name):
-    model = ks.from_preset(name, load_weights=False)
-    assert _trainable(model) == ks.get_preset(name).params
+def test_every_preset_builds_with_the_pytorch_parameter_count(built_count, name):
+    assert built_count(name) == ks.get_preset(name).params
 
 
 def test_recorded_counts_match_the_fixtures_pytorch_counts(golden):
@@ -183,27 +201,35 @@ def test_every_fixture_is_covered(golden):
     assert folders == sorted(FIXTURES)
 
 
-def _keras(x):
-    return np.transpose(np.asarray(x, np.float32), (0, 2, 3, 4, 1))
+@pytest.fixture(scope="module")
+def from_fixture(golden):
+    """`from_fixture(name, folder, fname, **kwargs)`: `from_preset(name,
+    checkpoint=<golden folder>/<fname>, include_preprocessing=False, **kwargs)`, called once
+    per set of arguments in the module (the models are only run, never changed)."""
+    built = {}
+
+    def get(name, folder, fname, **kwargs):
+        key = (name, folder, fname, repr(sorted(kwargs.items())))
+        if key not in built:
+            built[key] = ks.from_preset(
+                name,
+                checkpoint=golden / "models" / folder / fname,
+                include_preprocessing=False,
+                **kwargs,
+            )
+        return built[key]
+
+    return get
 
 
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _detector_inputs(io):
-    x = _keras(io["train_crop/fast"])
-    rows = io["train_crop/boxes"]
-    height, width = x.shape[2:4]
-    counts = [int((rows[:, 0] == b).sum()) for b in range(x.shape[0])]
-    boxes = np.zeros((x.shape[0], max(counts), 4), np.float32)
-    filled = [0] * x.shape[0]
-    for row in rows:
-        b = int(row[0])
-        boxes[b, filled[b]] = row[1:] / [width, height, width, height]
-        filled[b] += 1
-    return {"clip": x, "boxes": boxes}, counts
+def _fixture_kwargs(folder):
+    """The builder arguments a fixture's preset takes here besides its checkpoint."""
+    name, _, extra = FIXTURES[folder]
+    preset = ks.get_preset(name)
+    kwargs = dict(extra)
+    if preset.kind == "classifier" and preset.kwargs["train_crop_size"] is not None:
+        kwargs["train_crop_size"] = 64  # the fixtures' training crop
+    return kwargs
 
 
 def _fixture_params():
@@ -216,19 +242,15 @@ def _fixture_params():
 
 
 @pytest.mark.parametrize("folder", _fixture_params())
-def test_fixture_through_from_preset(golden, folder):
-    name, fname, extra = FIXTURES[folder]
+def test_fixture_through_from_preset(golden, from_fixture, folder):
+    name, fname, _ = FIXTURES[folder]
     preset = ks.get_preset(name)
     io = np.load(golden / "models" / folder / "io.npz")
-    kwargs = dict(extra, include_preprocessing=False)
-    if preset.kind == "classifier" and preset.kwargs["train_crop_size"] is not None:
-        kwargs["train_crop_size"] = 64  # the fixtures' training crop
-    model = ks.from_preset(name, checkpoint=golden / "models" / folder / fname, **kwargs)
+    model = from_fixture(name, folder, fname, **_fixture_kwargs(folder))
     if preset.kind == "detector":
-        x, counts = _detector_inputs(io)
-        got = model.predict_on_batch(x)
-        got = np.concatenate([got[b, :n] for b, n in enumerate(counts)])
-        np.testing.assert_allclose(got, io["train_crop/output"], atol=TOL)
+        x, slots = golden_detector_inputs(io)
+        got = forward(model, x)
+        np.testing.assert_allclose([got[slot] for slot in slots], io["train_crop/output"], atol=TOL)
         return
     for crop in ("train_crop", "test_crop"):
         if f"{crop}/fast" not in io.files:
@@ -237,52 +259,43 @@ def test_fixture_through_from_preset(golden, folder):
         if "ptv_" in folder:
             # PyTorchVideo's hub classifiers output logits; a preset gives probabilities.
             logits = expected
-            expected = _softmax(expected)
+            expected = softmax(expected)
         else:
             logits = io[f"{crop}/logits"].astype(np.float64)
-        got = model.predict_on_batch(_keras(io[f"{crop}/fast"]))
+        got = forward(model, keras_layout(io[f"{crop}/fast"]))
         err = np.abs(got - expected).max()
         assert err < TOL * max(1.0, np.abs(logits).max()), f"{folder} {crop}: {err:.2e}"
 
 
-def test_multigrid_head_pools_globally(golden):
+def test_multigrid_head_pools_globally(golden, from_fixture):
     """The multigrid fixture's 96x96 test crop: one global average, not 2x2 windows."""
-    io = np.load(golden / "models/slowfast_8x8_r50_multigrid/io.npz")
+    folder = "slowfast_8x8_r50_multigrid"
+    io = np.load(golden / "models" / folder / "io.npz")
     assert io["test_crop/logits"].shape[1:4] == (1, 1, 1)
-    path = golden / "models/slowfast_8x8_r50_multigrid/pyslowfast.pyth"
-    x = _keras(io["test_crop/fast"])
+    x = keras_layout(io["test_crop/fast"])
     expected = io["test_crop/output"]
     scale = np.abs(io["test_crop/logits"]).max()
-    good = ks.from_preset(
-        "slowfast_8x8_r50_kinetics400_multigrid", checkpoint=path, include_preprocessing=False
-    )
-    assert np.abs(good.predict_on_batch(x) - expected).max() < TOL * scale
+    good = from_fixture("slowfast_8x8_r50_kinetics400_multigrid", folder, "pyslowfast.pyth")
+    assert np.abs(forward(good, x) - expected).max() < TOL * scale
     # The Kinetics head (window of the 64 px training crop) is what failed before.
-    windowed = ks.from_preset(
-        "slowfast_8x8_r50_kinetics400",
-        checkpoint=path,
-        include_preprocessing=False,
-        train_crop_size=64,
+    windowed = from_fixture(
+        "slowfast_8x8_r50_kinetics400", folder, "pyslowfast.pyth", train_crop_size=64
     )
-    assert np.abs(windowed.predict_on_batch(x) - expected).max() > 10 * TOL * scale
+    assert np.abs(forward(windowed, x) - expected).max() > 10 * TOL * scale
 
 
-def test_ssv2_network_sees_the_channels_its_loader_produced(golden):
+def test_ssv2_network_sees_the_channels_its_loader_produced(golden, from_fixture):
     """SSv2's `DATA.REVERSE_INPUT_CHANNEL` turns OpenCV's BGR frames into RGB: the fixture's
     `fast` is what the network received, so the converted model takes it unchanged, and
     the reversed clip gives other scores (the check discriminates)."""
-    io = np.load(golden / "models/ssv2_slowfast_16x8_r50/io.npz")
-    model = ks.from_preset(
-        "slowfast_16x8_r50_ssv2",
-        checkpoint=golden / "models/ssv2_slowfast_16x8_r50/pyslowfast.pyth",
-        include_preprocessing=False,
-        train_crop_size=64,
-    )
-    x = _keras(io["train_crop/fast"])
+    folder = "ssv2_slowfast_16x8_r50"
+    io = np.load(golden / "models" / folder / "io.npz")
+    model = from_fixture("slowfast_16x8_r50_ssv2", folder, "pyslowfast.pyth", train_crop_size=64)
+    x = keras_layout(io["train_crop/fast"])
     scale = np.abs(io["train_crop/logits"]).max()
     expected = io["train_crop/output"]
-    assert np.abs(model.predict_on_batch(x) - expected).max() < TOL * scale
-    flipped = model.predict_on_batch(x[..., ::-1])
+    assert np.abs(forward(model, x) - expected).max() < TOL * scale
+    flipped = forward(model, x[..., ::-1])
     assert np.abs(flipped - expected).max() > 10 * TOL * scale
 
 

@@ -10,55 +10,17 @@ import os
 
 import numpy as np
 import pytest
-from weights_mirror import GOLDEN_FOR_PUBLISHED, make_mirror
+from helpers import forward, golden_detector_inputs, keras_layout, softmax
+from weights_mirror import GOLDEN_FOR_PUBLISHED
 
 import keras_slowfast as ks
 from keras_slowfast import hub as registry
 from keras_slowfast import presets
 
 
-@pytest.fixture(scope="module")
-def mirror(golden, tmp_path_factory):
-    m = make_mirror(golden, tmp_path_factory.mktemp("mirror"))
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def served(mirror, tmp_path, monkeypatch):
-    """The mirror as download base, and an empty KERAS_HOME."""
-    monkeypatch.setenv(registry.MIRROR_ENV, mirror.url)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    mirror.requests.clear()
-    mirror.mode = None
-    return mirror
-
-
 def _cache_files():
     folder = registry.cache_dir()
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-
-
-def _clip(io, key="train_crop/fast"):
-    """Golden input (N, C, T, H, W) float16 -> Keras (N, T, H, W, C) float32."""
-    return np.transpose(io[key].astype(np.float32), (0, 2, 3, 4, 1))
-
-
-def _boxes(io, size=64):
-    """Golden `[batch_index, x1, y1, x2, y2]` pixel rows -> padded normalised boxes."""
-    rows = io["train_crop/boxes"]
-    batch = int(rows[:, 0].max()) + 1
-    per_clip = [rows[rows[:, 0] == b, 1:] / size for b in range(batch)]
-    slots = max(len(b) for b in per_clip)
-    out = np.zeros((batch, slots, 4), np.float32)
-    for b, boxes in enumerate(per_clip):
-        out[b, : len(boxes)] = boxes
-    return out, [len(b) for b in per_clip]
-
-
-def _softmax(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _io(golden, published_path):
@@ -106,8 +68,8 @@ def test_classifier_by_name_matches_fixture(served, golden, variant):
     source = GOLDEN_FOR_PUBLISHED[entry.checkpoint.path]
     if entry.checkpoint.format == "pytorchvideo" and "ptv_" in source:
         # PyTorchVideo's reference outputs logits; named weights give probabilities.
-        expected = _softmax(expected.astype(np.float64))
-    got = model.predict_on_batch(_clip(io))
+        expected = softmax(expected)
+    got = forward(model, keras_layout(io["train_crop/fast"]))
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
@@ -117,10 +79,9 @@ def test_detector_by_name_matches_fixture(served, golden, variant):
     model = _DETECTOR_CASES[variant](weights="ava", include_preprocessing=False)
     assert served.requests == [f"/{entry.checkpoint.path}"]
     io = _io(golden, entry.checkpoint.path)
-    boxes, counts = _boxes(io)
-    got = model.predict_on_batch({"clip": _clip(io), "boxes": boxes})
-    got = np.concatenate([got[b, :n] for b, n in enumerate(counts)])
-    np.testing.assert_allclose(got, io["train_crop/output"], atol=1e-4)
+    inputs, slots = golden_detector_inputs(io)
+    got = forward(model, inputs)
+    np.testing.assert_allclose([got[slot] for slot in slots], io["train_crop/output"], atol=1e-4)
 
 
 def test_slow_4x16_by_name_matches_direct_conversion(served, golden):
@@ -134,9 +95,7 @@ def test_slow_4x16_by_name_matches_direct_conversion(served, golden):
         classes=10,
     )
     clip = np.random.default_rng(1).integers(0, 256, (2, 4, 96, 128, 3)).astype(np.float32)
-    np.testing.assert_allclose(
-        model.predict_on_batch(clip), reference.predict_on_batch(clip), rtol=0, atol=1e-6
-    )
+    np.testing.assert_allclose(forward(model, clip), forward(reference, clip), rtol=0, atol=1e-6)
 
 
 def test_second_load_neither_downloads_nor_converts(served, golden):
@@ -158,15 +117,15 @@ def test_second_load_neither_downloads_nor_converts(served, golden):
     second = ks.SlowR50(weights="kinetics400", train_crop_size=64, include_preprocessing=False)
     assert len(served.requests) == 1
     assert [os.stat(p).st_mtime_ns for p in (weights_path, info_path)] == stamps
-    x = _clip(io)
-    np.testing.assert_array_equal(first.predict_on_batch(x), second.predict_on_batch(x))
-    np.testing.assert_allclose(second.predict_on_batch(x), io["train_crop/output"], atol=1e-4)
+    x = keras_layout(io["train_crop/fast"])
+    np.testing.assert_array_equal(forward(first, x), forward(second, x))
+    np.testing.assert_allclose(forward(second, x), io["train_crop/output"], atol=1e-4)
 
     # A cache written by another cache version is converted again (one new download).
     info["cache_version"] = registry.CACHE_VERSION + 1
     with open(info_path, "w") as f:
         json.dump(info, f)
-    ks.SlowR50(weights="k400")
+    registry.fetch(entry.name)
     assert len(served.requests) == 2
     assert json.loads(open(info_path).read())["cache_version"] == registry.CACHE_VERSION
 
@@ -218,7 +177,7 @@ def test_a_bad_download_is_never_cached(served, damage):
         assert _cache_files() == []
     finally:
         path.write_bytes(original)
-    ks.SlowR50(weights="k400")
+    registry.fetch("slow_8x8_r50_kinetics400")  # the intact file: downloaded and cached
     assert len(served.requests) == 2
 
 
@@ -259,7 +218,18 @@ def test_build_reads_width_and_classes_from_a_checkpoint_file(golden):
         include_preprocessing=False,
     )
     np.testing.assert_allclose(
-        model.predict_on_batch(_clip(io)), io["train_crop/output"], atol=1e-4
+        forward(model, keras_layout(io["train_crop/fast"])), io["train_crop/output"], atol=1e-4
     )
     with pytest.raises(ValueError, match="Received: preset='slowfast_9x9'"):
         registry.build("slowfast_9x9")
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".pt"])
+def test_pytorch_file_suffixes_name_checkpoint_files(tmp_path, suffix):
+    """`.pth` and `.pt` (PyTorch's usual suffixes) are checkpoint paths, not weights names:
+    a missing one is reported as a missing file."""
+    path = str(tmp_path / f"absent{suffix}")
+    with pytest.raises(ValueError, match=rf"No checkpoint file at this path\. .*{suffix}'"):
+        registry.build("slow_8x8_r50", path)
+    with pytest.raises(ValueError, match=rf"No checkpoint file at this path\. .*{suffix}'"):
+        ks.SlowR50(weights=path)
