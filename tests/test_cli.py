@@ -44,6 +44,12 @@ def slow_logits_model(slow_checkpoint):
 
 
 @pytest.fixture(scope="module")
+def slow_model(slow_checkpoint):
+    """The narrow golden model with its softmax, as `classify` builds it; built once."""
+    return registry.build("slow_8x8_r50", slow_checkpoint)
+
+
+@pytest.fixture(scope="module")
 def golden_views(golden):
     videos = json.loads((golden / "sampling" / "test_views.json").read_text())["videos"]
 
@@ -96,14 +102,13 @@ def _parse(output):
     return [(int(m[1]), float(m[2]), m[3], int(m[4])) for m in rows if m]
 
 
-def test_classify_prints_the_top_labels(capsys, slow_checkpoint):
+def test_classify_prints_the_top_labels(capsys, slow_checkpoint, slow_model):
     args = ["classify", str(SAMPLE), "--model", "slow_8x8_r50", "--weights", str(slow_checkpoint)]
     assert cli.main([*args, "--views", "1", "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("sample.mp4: slow_8x8_r50")
     rows = _parse(out)
-    model = registry.build("slow_8x8_r50", slow_checkpoint)
-    probs = classify_video(model, SAMPLE, "slow_8x8_r50", views=1)
+    probs = classify_video(slow_model, SAMPLE, "slow_8x8_r50", views=1)
     best = np.argsort(-probs, kind="stable")[:3]
     assert [r[0] for r in rows] == [1, 2, 3]
     assert [r[3] for r in rows] == best.tolist()
@@ -216,14 +221,14 @@ def test_conversion_script_from_the_published_name(golden, tmp_path, monkeypatch
     assert output.read_bytes() == Path(cached).read_bytes()
 
 
-def test_classify_in_bfloat16(capsys, slow_checkpoint):
+def test_classify_in_bfloat16(capsys, slow_checkpoint, slow_model):
     """`--precision bfloat16`: a bfloat16 backbone, float32 probabilities, same top class."""
     args = ["classify", str(SAMPLE), "--model", "slow_8x8_r50", "--weights", str(slow_checkpoint)]
     assert cli.main([*args, "--views", "1", "--top", "3", "--precision", "bfloat16"]) == 0
     out = capsys.readouterr().out
     assert "bfloat16" in out.splitlines()[0]
     rows = _parse(out)
-    model = registry.build("slow_8x8_r50", slow_checkpoint)
+    model = slow_model
     assert model.get_layer("s1_pathway0_stem_conv").compute_dtype == "float32"
     bf16 = registry.build("slow_8x8_r50", slow_checkpoint, dtype="mixed_bfloat16")
     assert bf16.get_layer("s1_pathway0_stem_conv").compute_dtype == "bfloat16"

@@ -71,8 +71,12 @@ def _expected_scores(model, video, second, boxes, fps_frames):
     b[:, [0, 2]] = b[:, [0, 2]].clip(0, new_w - 1)
     b[:, [1, 3]] = b[:, [1, 3]].clip(0, new_h - 1)
     b /= [new_w, new_h, new_w, new_h]
-    out = model.predict_on_batch({"clip": clip[None], "boxes": b[None].astype(np.float32)})
-    return np.asarray(out)[0]
+    # Zero rows up to 4 boxes: each box's scores do not depend on the other rows, and the
+    # detector's graph for this input shape is then the one `detect_actions` already traced.
+    padded = np.zeros((1, max(4, len(b)), 4), np.float32)
+    padded[0, : len(b)] = b
+    out = model.predict_on_batch({"clip": clip[None], "boxes": padded})
+    return np.asarray(out)[0, : len(b)]
 
 
 def _nearest_second_frames(num_frames, rate, second):

@@ -33,12 +33,27 @@ def _assert_metrics_equal(got, expected):
             assert abs(got[key] - value) <= 1e-6, (key, got[key], value)
 
 
-def test_evaluate_ava_detector_reproduces_pyslowfast(e2e, tmp_path):
+@pytest.fixture(scope="module")
+def detector(e2e):
+    """The golden end-to-end detector (a lean functional model), loaded once."""
     import keras_slowfast
+
+    return keras_slowfast.load_pyslowfast(e2e[0] / "ava_e2e_model.pyth")
+
+
+@pytest.mark.large
+def test_evaluate_ava_detector_reproduces_pyslowfast(e2e, detector, tmp_path):
+    """The lean detector's scores, metrics and files equal PySlowFast's run.
+
+    Large: `test_evaluate_ava_command` runs the same lean detector through the same
+    function (metrics, detections file, output folder), and
+    `test_a_plain_keras_detector_gives_the_same_scores` compares the scores (atol 1e-4)
+    and the mAP.
+    """
     from keras_slowfast.evaluation.ava_detector import evaluate_ava_detector
 
     root, expected = e2e
-    model = keras_slowfast.load_pyslowfast(root / "ava_e2e_model.pyth")
+    model = detector
     result = evaluate_ava_detector(
         model,
         root / "dataset",
@@ -109,15 +124,14 @@ def test_evaluate_ava_command_errors(tmp_path):
     )
 
 
-def test_a_plain_keras_detector_gives_the_same_scores(e2e):
+def test_a_plain_keras_detector_gives_the_same_scores(e2e, detector):
     """Any Keras detector works (here the same graph as a plain functional model)."""
     import keras
 
-    import keras_slowfast
     from keras_slowfast.evaluation.ava_detector import evaluate_ava_detector
 
     root, expected = e2e
-    lean = keras_slowfast.load_pyslowfast(root / "ava_e2e_model.pyth")
+    lean = detector
     plain = keras.Model(lean.input, lean.output)
     assert type(plain) is not type(lean)
     result = evaluate_ava_detector(
